@@ -1,0 +1,140 @@
+import { z } from "zod";
+
+/**
+ * The registry's configuration: the reference registry's `config.yml` (the keys this registry
+ * implements) plus our own under the same sections. One schema, all defaults here; every other
+ * module receives the typed, validated result. Unknown keys are errors, never ignored.
+ */
+
+/** A Go-style duration (`30s`, `5m`, `1h30m`), as the reference registry's config writes them. */
+const Duration = z
+  .string()
+  .regex(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, "must be a duration such as 30s, 5m or 1h");
+
+/** `host:port`, `:port` or `[v6]:port`. */
+const ListenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, "must be host:port or :port");
+
+const Log = z.strictObject({
+  level: z.enum(["error", "warn", "info", "debug"]).default("info"),
+  formatter: z.enum(["text", "json", "logstash"]).default("json"),
+  fields: z.record(z.string(), z.string()).optional(),
+  accesslog: z.strictObject({ disabled: z.boolean().default(false) }).prefault({}),
+});
+
+const Storage = z
+  .strictObject({
+    filesystem: z.strictObject({
+      rootdirectory: z.string().min(1).default("/var/lib/registry"),
+      maxthreads: z.number().int().min(25).optional(),
+    }),
+    delete: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
+    cache: z
+      .strictObject({
+        blobdescriptor: z.enum(["inmemory", "redis"]).optional(),
+        blobdescriptorsize: z.number().int().positive().optional(),
+      })
+      .optional(),
+    maintenance: z
+      .strictObject({
+        uploadpurging: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            age: Duration.default("168h"),
+            interval: Duration.default("24h"),
+            dryrun: z.boolean().default(false),
+          })
+          .optional(),
+        readonly: z.strictObject({ enabled: z.boolean().default(false) }).optional(),
+      })
+      .optional(),
+    redirect: z.strictObject({ disable: z.boolean() }).optional(),
+  })
+  .prefault({ filesystem: {} });
+
+const Tls = z.strictObject({
+  certificate: z.string().min(1),
+  key: z.string().min(1),
+  clientcas: z.array(z.string().min(1)).optional(),
+  minimumtls: z.enum(["tls1.2", "tls1.3"]).default("tls1.2"),
+  ciphersuites: z.array(z.string()).optional(),
+});
+
+const Http = z
+  .strictObject({
+    addr: ListenAddress.default(":5000"),
+    host: z.url().optional(),
+    prefix: z.string().optional(),
+    secret: z.string().optional(),
+    relativeurls: z.boolean().default(false),
+    draintimeout: Duration.optional(),
+    headers: z.record(z.string(), z.array(z.string())).optional(),
+    tls: Tls.optional(),
+    debug: z
+      .strictObject({
+        addr: ListenAddress.default(":5001"),
+        prometheus: z
+          .strictObject({
+            enabled: z.boolean().default(true),
+            path: z.string().startsWith("/").default("/metrics"),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    http2: z.strictObject({ disabled: z.boolean().default(false) }).optional(),
+    /** Ours: worker processes serving :5000 (0 = one per CPU). */
+    workers: z.number().int().min(0).max(64).default(0),
+    /** Ours: the largest manifest accepted, in bytes (the spec asks for at least 4 MiB). */
+    maxmanifestbytes: z
+      .number()
+      .int()
+      .min(4 * 1024 * 1024)
+      .default(4 * 1024 * 1024),
+  })
+  .prefault({});
+
+const Auth = z.strictObject({
+  htpasswd: z.strictObject({ realm: z.string().min(1), path: z.string().min(1) }).optional(),
+});
+
+const Proxy = z.strictObject({
+  remoteurl: z.url(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  ttl: Duration.optional(),
+});
+
+const Health = z.strictObject({
+  storagedriver: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      interval: Duration.default("10s"),
+      threshold: z.number().int().positive().default(3),
+    })
+    .optional(),
+});
+
+export const ConfigSchema = z.strictObject({
+  version: z
+    .union([z.string(), z.number()], { error: "is required and must be 0.1" })
+    .transform(String)
+    .refine((v) => v === "0.1", "must be 0.1"),
+  log: Log.prefault({}),
+  storage: Storage,
+  http: Http,
+  auth: Auth.optional(),
+  proxy: Proxy.optional(),
+  health: Health.optional(),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+/** What a config file may contain, before defaults. */
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** The embedded default: what `serve` runs without `--config` (the README's quick start). */
+export const EMBEDDED_DEFAULT: ConfigInput = {
+  version: "0.1",
+  storage: { filesystem: { rootdirectory: "./data" }, delete: { enabled: true } },
+  http: { addr: ":5000", debug: { addr: ":5001" } },
+};

@@ -1,0 +1,102 @@
+import Koa, { type Context } from "koa";
+import type { Logger } from "../log.js";
+import type { HttpMetrics } from "../metrics/http-metrics.js";
+import { RegistryError } from "../registry/errors.js";
+import type { Registry } from "../registry/registry.js";
+import { distributionRoutes } from "./distribution.js";
+import { writeError } from "./errors.js";
+import type { HealthCheck } from "./health.js";
+
+export interface AppOptions {
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly metrics: HttpMetrics;
+  readonly health: HealthCheck;
+  readonly accessLog: boolean;
+  readonly maxManifestBytes: number;
+  /** Extra response headers from `http.headers`. */
+  readonly headers?: Record<string, string[]>;
+}
+
+/** The registry's public listener (:5000): the distribution API and the health endpoint. */
+export function createApp(options: AppOptions): Koa {
+  const { registry, logger, metrics, health } = options;
+  const app = new Koa({ proxy: false });
+  app.silent = true;
+  const match = distributionRoutes(registry, { maxManifestBytes: options.maxManifestBytes });
+  const extraHeaders = Object.entries(options.headers ?? {});
+
+  app.use(async (ctx: Context) => {
+    const started = process.hrtime.bigint();
+    metrics.inFlight.inc();
+    let routeName = "unknown";
+    try {
+      ctx.set("Docker-Distribution-API-Version", "registry/2.0");
+      for (const [header, values] of extraHeaders) ctx.set(header, values);
+      const path = ctx.path;
+      if (path === "/debug/health") {
+        routeName = "health";
+        await health.respond(ctx);
+      } else if (path === "/v2" || path.startsWith("/v2/")) {
+        const found = match(path, ctx.method);
+        if (found === undefined) {
+          writeError(ctx, new RegistryError("NAME_UNKNOWN", "unknown endpoint"), 404);
+        } else {
+          routeName = found.route.name;
+          if (found.handler === undefined) {
+            ctx.set("Allow", Object.keys(found.route.methods).join(", "));
+            writeError(ctx, new RegistryError("UNSUPPORTED", `method ${ctx.method} not allowed`));
+          } else {
+            await found.handler(ctx, found.params);
+          }
+        }
+      } else {
+        ctx.status = 404;
+        ctx.type = "text/plain";
+        ctx.body = "404 page not found\n";
+      }
+    } catch (error) {
+      if (error instanceof RegistryError) {
+        writeError(ctx, error);
+      } else if (isClientAbort(error)) {
+        ctx.status = 400;
+        ctx.body = null;
+        logger.debug({ path: ctx.path, err: (error as Error).message }, "client went away");
+      } else {
+        logger.error({ err: error, method: ctx.method, path: ctx.path }, "request failed");
+        ctx.status = 500;
+        ctx.type = "application/json";
+        ctx.body = { errors: [{ code: "UNKNOWN", message: "internal server error" }] };
+      }
+      // An unread request body would otherwise be taken for the next request on this connection.
+      if (!ctx.req.complete) ctx.set("Connection", "close");
+    } finally {
+      metrics.inFlight.dec();
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const method = ctx.method;
+      metrics.requests.inc({ method, route: routeName, status: String(ctx.status) });
+      metrics.duration.observe({ method, route: routeName }, seconds);
+      const length = ctx.response.length;
+      if (typeof length === "number") metrics.responseSize.observe({ method, route: routeName }, length);
+      if (options.accessLog) {
+        logger.info(
+          {
+            method,
+            path: ctx.path,
+            status: ctx.status,
+            route: routeName,
+            ms: Math.round(seconds * 1e4) / 10,
+            remote: ctx.ip,
+          },
+          "request",
+        );
+      }
+    }
+  });
+  return app;
+}
+
+function isClientAbort(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNABORTED";
+}

@@ -1,0 +1,315 @@
+import type { Context } from "koa";
+import { parseDigest, type Digest } from "../registry/digest.js";
+import { RegistryError } from "../registry/errors.js";
+import { parseReference } from "../registry/manifests.js";
+import { validateName } from "../registry/names.js";
+import type { Page, Registry } from "../registry/registry.js";
+import { MediaType } from "../registry/media-types.js";
+import { badRequest, writeError } from "./errors.js";
+import { parseChunkRange, parseRangeHeader } from "./range.js";
+
+type Handler = (ctx: Context, params: string[]) => Promise<void> | void;
+
+interface Route {
+  /** Metric label: the route's shape, never the raw path. */
+  readonly name: string;
+  readonly pattern: RegExp;
+  readonly methods: Partial<Record<string, Handler>>;
+}
+
+/** What distribution handlers need besides the domain. */
+export interface DistributionOptions {
+  readonly maxManifestBytes: number;
+}
+
+const NAME = "(.+?)";
+
+/**
+ * The OCI Distribution API (`/v2/...`): parse, call the domain, answer. Routes are matched on the
+ * raw path; each handler validates its parameters so malformed input is a 4xx, never a 500.
+ */
+export function distributionRoutes(registry: Registry, options: DistributionOptions) {
+  const routes: Route[] = [
+    { name: "base", pattern: /^\/v2\/?$/, methods: { GET: base } },
+    { name: "catalog", pattern: /^\/v2\/_catalog$/, methods: { GET: catalog } },
+    { name: "tags", pattern: new RegExp(`^/v2/${NAME}/tags/list$`), methods: { GET: tags } },
+    {
+      name: "manifest",
+      pattern: new RegExp(`^/v2/${NAME}/manifests/([^/]+)$`),
+      methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
+    },
+    {
+      name: "upload_start",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/?$`),
+      methods: { POST: startUpload },
+    },
+    {
+      name: "upload",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/([^/]+)$`),
+      methods: { GET: uploadStatus, PATCH: patchUpload, PUT: putUpload, DELETE: cancelUpload },
+    },
+    {
+      name: "blob",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/([^/]+)$`),
+      methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
+    },
+    {
+      name: "referrers",
+      pattern: new RegExp(`^/v2/${NAME}/referrers/([^/]+)$`),
+      methods: { GET: referrers },
+    },
+  ];
+
+  function base(ctx: Context) {
+    ctx.type = "application/json";
+    ctx.body = "{}";
+  }
+
+  async function catalog(ctx: Context) {
+    const { n, last } = pagination(ctx);
+    const page = await registry.listRepositories(n, last);
+    setNextLink(ctx, "/v2/_catalog", n, page);
+    ctx.body = { repositories: page.items };
+  }
+
+  async function tags(ctx: Context, [rawName]: string[]) {
+    const name = repositoryName(rawName!);
+    const { n, last } = pagination(ctx);
+    const page = await registry.listTags(name, n, last);
+    setNextLink(ctx, `/v2/${name}/tags/list`, n, page);
+    ctx.body = { name, tags: page.items };
+  }
+
+  async function getManifest(ctx: Context, [rawName, rawReference]: string[]) {
+    const name = repositoryName(rawName!);
+    const manifest = await registry.getManifest(name, parseReference(decode(rawReference!)));
+    ctx.set("Docker-Content-Digest", manifest.digest.value);
+    ctx.set("ETag", `"${manifest.digest.value}"`);
+    ctx.type = manifest.parsed.mediaType;
+    ctx.body = manifest.bytes;
+  }
+
+  async function putManifest(ctx: Context, [rawName, rawReference]: string[]) {
+    const name = repositoryName(rawName!);
+    const reference = parseReference(decode(rawReference!));
+    const bytes = await readBody(ctx, options.maxManifestBytes);
+    const result = await registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
+    emptyResponse(ctx, 201);
+    ctx.set("Location", `/v2/${name}/manifests/${result.digest.value}`);
+    ctx.set("Docker-Content-Digest", result.digest.value);
+    if (result.subject !== undefined) ctx.set("OCI-Subject", result.subject.value);
+  }
+
+  async function deleteManifest(ctx: Context, [rawName, rawReference]: string[]) {
+    const name = repositoryName(rawName!);
+    await registry.deleteManifest(name, parseReference(decode(rawReference!)));
+    accepted(ctx);
+  }
+
+  async function getBlob(ctx: Context, [rawName, rawDigest]: string[]) {
+    const name = repositoryName(rawName!);
+    const digest = parseDigest(decode(rawDigest!));
+    const size = await registry.statBlob(name, digest);
+    ctx.set("Docker-Content-Digest", digest.value);
+    ctx.set("ETag", `"${digest.value}"`);
+    ctx.set("Accept-Ranges", "bytes");
+    ctx.set("Cache-Control", "max-age=31536000");
+    ctx.type = "application/octet-stream";
+    const range = ctx.method === "GET" ? parseRangeHeader(ctx.get("Range") || undefined, size) : undefined;
+    if (range === "unsatisfiable") {
+      ctx.set("Content-Range", `bytes */${size}`);
+      writeError(ctx, new RegistryError("RANGE_INVALID", "requested range not satisfiable", { size }));
+      return;
+    }
+    if (ctx.method === "HEAD") {
+      ctx.length = size;
+      ctx.status = 200;
+      return;
+    }
+    if (range !== undefined) {
+      ctx.status = 206;
+      ctx.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
+      ctx.body = await registry.openBlob(digest, range.start, range.end);
+      ctx.length = range.end - range.start + 1;
+      return;
+    }
+    ctx.body = size === 0 ? Buffer.alloc(0) : await registry.openBlob(digest);
+    ctx.length = size;
+  }
+
+  async function deleteBlob(ctx: Context, [rawName, rawDigest]: string[]) {
+    const name = repositoryName(rawName!);
+    await registry.deleteBlob(name, parseDigest(decode(rawDigest!)));
+    accepted(ctx);
+  }
+
+  async function startUpload(ctx: Context, [rawName]: string[]) {
+    const name = repositoryName(rawName!);
+    const mount = queryValue(ctx, "mount");
+    if (mount !== undefined) {
+      const digest = parseDigest(mount);
+      const fromValue = queryValue(ctx, "from");
+      const from = fromValue === undefined ? undefined : repositoryName(fromValue);
+      if ((await registry.mountBlob(name, digest, from)) !== undefined) {
+        blobCreated(ctx, name, digest);
+        return;
+      }
+    }
+    const digestValue = queryValue(ctx, "digest");
+    if (digestValue !== undefined) {
+      const digest = parseDigest(digestValue);
+      const result = await registry.putBlob(name, digest, ctx.req);
+      blobCreated(ctx, name, result.digest);
+      return;
+    }
+    const session = await registry.startUpload(name);
+    uploadAccepted(ctx, name, session.id, session.size, 202);
+  }
+
+  async function uploadStatus(ctx: Context, [rawName, id]: string[]) {
+    const name = repositoryName(rawName!);
+    const status = await registry.uploadStatus(name, decode(id!));
+    uploadAccepted(ctx, name, status.id, status.size, 204);
+  }
+
+  async function patchUpload(ctx: Context, [rawName, rawId]: string[]) {
+    const name = repositoryName(rawName!);
+    const id = decode(rawId!);
+    const range = chunkRange(ctx);
+    const status = await registry.appendUpload(name, id, ctx.req, range);
+    uploadAccepted(ctx, name, status.id, status.size, 202);
+  }
+
+  async function putUpload(ctx: Context, [rawName, rawId]: string[]) {
+    const name = repositoryName(rawName!);
+    const id = decode(rawId!);
+    const digestValue = queryValue(ctx, "digest");
+    if (digestValue === undefined)
+      throw badRequest("DIGEST_INVALID", "the digest query parameter is required");
+    const digest = parseDigest(digestValue);
+    const range = chunkRange(ctx);
+    const hasBody = Number(ctx.get("Content-Length") || "0") > 0 || ctx.get("Transfer-Encoding") !== "";
+    const result = await registry.completeUpload(
+      name,
+      id,
+      digest,
+      hasBody ? { body: ctx.req, range } : undefined,
+    );
+    blobCreated(ctx, name, result.digest);
+  }
+
+  async function cancelUpload(ctx: Context, [rawName, rawId]: string[]) {
+    const name = repositoryName(rawName!);
+    await registry.cancelUpload(name, decode(rawId!));
+    emptyResponse(ctx, 204);
+  }
+
+  async function referrers(ctx: Context, [rawName, rawDigest]: string[]) {
+    const name = repositoryName(rawName!);
+    const subject = parseDigest(decode(rawDigest!));
+    const artifactType = queryValue(ctx, "artifactType");
+    const manifests = await registry.referrers(name, subject, artifactType);
+    if (artifactType !== undefined) ctx.set("OCI-Filters-Applied", "artifactType");
+    ctx.type = MediaType.OciIndex;
+    ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests });
+  }
+
+  /** Resolves the request to a route; `undefined` when no route matches the path. */
+  return function match(
+    path: string,
+    method: string,
+  ): { route: Route; handler?: Handler; params: string[] } | undefined {
+    for (const route of routes) {
+      const found = route.pattern.exec(path);
+      if (found === null) continue;
+      return { route, handler: route.methods[method], params: found.slice(1) };
+    }
+    return undefined;
+  };
+}
+
+function repositoryName(raw: string): string {
+  return validateName(decode(raw));
+}
+
+function decode(component: string): string {
+  try {
+    return decodeURIComponent(component);
+  } catch {
+    return component;
+  }
+}
+
+function queryValue(ctx: Context, key: string): string | undefined {
+  const value = ctx.query[key];
+  if (Array.isArray(value)) return value[0];
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function pagination(ctx: Context): { n: number | undefined; last: string | undefined } {
+  const nValue = queryValue(ctx, "n");
+  let n: number | undefined;
+  if (nValue !== undefined) {
+    if (!/^\d{1,9}$/.test(nValue)) {
+      throw new RegistryError("UNSUPPORTED", "n must be a non-negative integer", { n: nValue.slice(0, 20) });
+    }
+    n = Number(nValue);
+  }
+  return { n, last: queryValue(ctx, "last") };
+}
+
+function setNextLink(ctx: Context, path: string, n: number | undefined, page: Page) {
+  if (!page.more || n === undefined) return;
+  const last = page.items.at(-1)!;
+  ctx.set("Link", `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`);
+}
+
+function chunkRange(ctx: Context) {
+  const range = parseChunkRange(ctx.get("Content-Range") || undefined);
+  if (range === "invalid") throw new RegistryError("RANGE_INVALID", "malformed Content-Range");
+  const length = ctx.get("Content-Length");
+  if (range !== undefined && length !== "" && Number(length) !== range.end - range.start + 1) {
+    throw new RegistryError("RANGE_INVALID", "Content-Length does not match Content-Range");
+  }
+  return range;
+}
+
+/** A response with a status and no body (Koa would turn a null body into 204). */
+function emptyResponse(ctx: Context, status: number) {
+  ctx.status = status;
+  if (status !== 204) {
+    ctx.body = "";
+    ctx.remove("Content-Type");
+  }
+}
+
+function accepted(ctx: Context) {
+  emptyResponse(ctx, 202);
+}
+
+function blobCreated(ctx: Context, name: string, digest: Digest) {
+  emptyResponse(ctx, 201);
+  ctx.set("Location", `/v2/${name}/blobs/${digest.value}`);
+  ctx.set("Docker-Content-Digest", digest.value);
+}
+
+function uploadAccepted(ctx: Context, name: string, id: string, size: number, status: number) {
+  emptyResponse(ctx, status);
+  ctx.set("Location", `/v2/${name}/blobs/uploads/${id}`);
+  ctx.set("Range", `0-${size > 0 ? size - 1 : 0}`);
+  ctx.set("Docker-Upload-UUID", id);
+}
+
+/** Reads a small body whole, refusing (413) past `limit` bytes without reading on. */
+async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+  const declared = Number(ctx.get("Content-Length") || "NaN");
+  if (declared > limit) throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}

@@ -1,0 +1,21 @@
+/**
+ * Every metric the registry exports, by name. The constructs' alert rules and dashboard import
+ * these, and a test checks each PromQL name against this list: one source of truth.
+ */
+export const METRICS = {
+  httpRequestsTotal: "http_requests_total",
+  httpRequestDurationSeconds: "http_request_duration_seconds",
+  httpResponseSizeBytes: "http_response_size_bytes",
+  httpRequestsInFlight: "http_requests_in_flight",
+  storageBytes: "storage_bytes",
+  storageFreeBytes: "storage_free_bytes",
+  storageCapacityBytes: "storage_capacity_bytes",
+  repositoryCount: "repository_count",
+  manifestCount: "manifest_count",
+  blobCount: "blob_count",
+  storageScanTimestampSeconds: "storage_scan_timestamp_seconds",
+  uploadBytesTotal: "registry_upload_bytes_total",
+  buildInfo: "registry_build_info",
+} as const;
+
+export type MetricName = (typeof METRICS)[keyof typeof METRICS];

@@ -1,0 +1,84 @@
+import type { Readable } from "node:stream";
+import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import { layout } from "../storage/layout.js";
+import type { Digest } from "./digest.js";
+import { blobUnknown } from "./errors.js";
+import { exists, readLink, writeLink } from "./links.js";
+
+/**
+ * Content-addressed blobs, stored once for the whole registry and linked into repositories
+ * (`_layers/<alg>/<hex>/link`). A repository may read a blob only through its own link.
+ */
+export class BlobStore {
+  constructor(private readonly driver: StorageDriver) {}
+
+  /** Size of the blob's data if it is stored anywhere in the registry. */
+  async globalSize(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await this.driver.stat(layout.blobData(digest))).size;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Whether `name` links the blob, as a layer/config or as one of its manifests. */
+  async isLinked(name: string, digest: Digest): Promise<boolean> {
+    if ((await readLink(this.driver, layout.layerLink(name, digest)))?.value === digest.value) return true;
+    return exists(this.driver, layout.revisionLink(name, digest));
+  }
+
+  /** Size of a blob readable from `name`; BLOB_UNKNOWN otherwise. */
+  async stat(name: string, digest: Digest): Promise<number> {
+    const [linked, size] = await Promise.all([this.isLinked(name, digest), this.globalSize(digest)]);
+    if (!linked || size === undefined) throw blobUnknown(digest.value);
+    return size;
+  }
+
+  /** Streams bytes `start`..`end` (inclusive) of a blob already checked with `stat`. */
+  async open(digest: Digest, start?: number, end?: number): Promise<Readable> {
+    try {
+      return await this.driver.reader(layout.blobData(digest), start, end);
+    } catch (error) {
+      if (isNotFound(error)) throw blobUnknown(digest.value);
+      throw error;
+    }
+  }
+
+  async read(digest: Digest): Promise<Buffer> {
+    try {
+      return await this.driver.getContent(layout.blobData(digest));
+    } catch (error) {
+      if (isNotFound(error)) throw blobUnknown(digest.value);
+      throw error;
+    }
+  }
+
+  /** Stores small content (a manifest) under its digest; a no-op when it is already there. */
+  async putSmall(digest: Digest, content: Buffer): Promise<void> {
+    if ((await this.globalSize(digest)) === content.length) return;
+    await this.driver.putContent(layout.blobData(digest), content);
+  }
+
+  /**
+   * Moves a verified upload file into place as the blob's data. When the blob is already stored
+   * (deduplication), the upload's copy is simply dropped.
+   */
+  async adopt(sourcePath: string, digest: Digest, size: number): Promise<void> {
+    if ((await this.globalSize(digest)) === size) return;
+    await this.driver.move(sourcePath, layout.blobData(digest));
+  }
+
+  async link(name: string, digest: Digest): Promise<void> {
+    const path = layout.layerLink(name, digest);
+    if ((await readLink(this.driver, path))?.value === digest.value) return;
+    await writeLink(this.driver, path, digest);
+  }
+
+  /** Removes the repository's link; the data stays until garbage collection. */
+  async unlink(name: string, digest: Digest): Promise<void> {
+    if ((await readLink(this.driver, layout.layerLink(name, digest))) === undefined)
+      throw blobUnknown(digest.value);
+    await this.driver.delete(layout.layerDir(name, digest));
+  }
+}

@@ -1,0 +1,191 @@
+import type { StorageDriver } from "../storage/driver.js";
+import { layout } from "../storage/layout.js";
+import type { BlobStore } from "./blobs.js";
+import { digestOf, isDigest, parseDigest, type Digest } from "./digest.js";
+import { RegistryError, manifestUnknown } from "./errors.js";
+import { exists, listOrEmpty, readLink, writeLink } from "./links.js";
+import { LruCache } from "./lru.js";
+import { parseManifest, type ParsedManifest } from "./manifest.js";
+import { isValidTag } from "./names.js";
+
+export interface StoredManifest {
+  readonly digest: Digest;
+  readonly bytes: Buffer;
+  readonly parsed: ParsedManifest;
+}
+
+export interface PutManifestResult {
+  readonly digest: Digest;
+  readonly subject?: Digest;
+}
+
+/** A manifest reference from a URL: a tag or a digest, validated. */
+export type ManifestReference = { kind: "tag"; tag: string } | { kind: "digest"; digest: Digest };
+
+export function parseReference(reference: string): ManifestReference {
+  if (isDigest(reference)) return { kind: "digest", digest: parseDigest(reference) };
+  if (!isValidTag(reference)) {
+    throw new RegistryError("MANIFEST_INVALID", "invalid tag", { tag: reference.slice(0, 200) });
+  }
+  return { kind: "tag", tag: reference };
+}
+
+const CACHE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Manifests, tags and the referrers index of each repository. A manifest is a blob linked under
+ * `_manifests/revisions`; a tag is `_manifests/tags/<tag>/current/link`, written only after the
+ * manifest it names is in place.
+ */
+export class ManifestStore {
+  /** Manifests are immutable by digest, so parsed copies can be kept without invalidation. */
+  private readonly cache = new LruCache<string, StoredManifest>(CACHE_BYTES, (m) => m.bytes.length + 512);
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly maxManifestBytes: number,
+  ) {}
+
+  async put(
+    name: string,
+    reference: ManifestReference,
+    bytes: Buffer,
+    contentType?: string,
+  ): Promise<PutManifestResult> {
+    if (bytes.length > this.maxManifestBytes) {
+      throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${this.maxManifestBytes} bytes`);
+    }
+    const parsed = parseManifest(bytes, contentType);
+    const digest = digestOf(bytes, reference.kind === "digest" ? reference.digest.algorithm : "sha256");
+    if (reference.kind === "digest" && reference.digest.value !== digest.value) {
+      throw new RegistryError("DIGEST_INVALID", "manifest digest does not match its content", {
+        expected: reference.digest.value,
+        actual: digest.value,
+      });
+    }
+    await this.checkReferences(name, parsed);
+
+    // Order matters for crash safety: content, then revision, then index entries, then the tag.
+    await this.blobs.putSmall(digest, bytes);
+    await writeLink(this.driver, layout.revisionLink(name, digest), digest);
+    if (parsed.subject !== undefined) {
+      await writeLink(this.driver, layout.referrerLink(name, parsed.subject, digest), digest);
+    }
+    if (reference.kind === "tag") {
+      // The current link is one atomic rename: it creates the tag, so a listed tag always resolves.
+      await writeLink(this.driver, layout.tagCurrentLink(name, reference.tag), digest);
+      await writeLink(this.driver, layout.tagIndexLink(name, reference.tag, digest), digest);
+    }
+    this.cache.set(digest.value, { digest, bytes, parsed });
+    return { digest, subject: parsed.subject };
+  }
+
+  async get(name: string, reference: ManifestReference): Promise<StoredManifest> {
+    const digest = await this.resolve(name, reference);
+    return this.load(digest);
+  }
+
+  /** The digest a reference names in `name`; MANIFEST_UNKNOWN when it names nothing there. */
+  async resolve(name: string, reference: ManifestReference): Promise<Digest> {
+    if (reference.kind === "tag") {
+      const digest = await readLink(this.driver, layout.tagCurrentLink(name, reference.tag));
+      if (digest === undefined) throw manifestUnknown(reference.tag);
+      return digest;
+    }
+    if (!(await exists(this.driver, layout.revisionLink(name, reference.digest)))) {
+      throw manifestUnknown(reference.digest.value);
+    }
+    return reference.digest;
+  }
+
+  /** Deletes a tag, or a manifest with every tag and referrers entry that points at it. */
+  async delete(name: string, reference: ManifestReference): Promise<void> {
+    if (reference.kind === "tag") {
+      if ((await readLink(this.driver, layout.tagCurrentLink(name, reference.tag))) === undefined) {
+        throw manifestUnknown(reference.tag);
+      }
+      await this.driver.delete(layout.tagDir(name, reference.tag));
+      return;
+    }
+    const digest = await this.resolve(name, reference);
+    // Tags first: a crash then leaves an untagged manifest, never a tag pointing at nothing.
+    for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
+      const current = await readLink(this.driver, layout.tagCurrentLink(name, tag));
+      if (current?.value === digest.value) await this.driver.delete(layout.tagDir(name, tag));
+    }
+    const manifest = await this.load(digest).catch(() => undefined);
+    if (manifest?.parsed.subject !== undefined) {
+      await this.driver.delete(
+        layout.referrerLink(name, manifest.parsed.subject, digest).replace(/\/link$/, ""),
+      );
+    }
+    await this.driver.delete(layout.revisionDir(name, digest));
+  }
+
+  /** Tags of a repository in lexical (byte) order. */
+  async tags(name: string): Promise<string[]> {
+    const tags = await listOrEmpty(this.driver, layout.tagsDir(name));
+    return tags.filter(isValidTag).sort(compareStrings);
+  }
+
+  /** Manifests in `name` whose subject is `subject`. */
+  async referrers(name: string, subject: Digest): Promise<StoredManifest[]> {
+    const dir = layout.referrersDir(name, subject);
+    const found: StoredManifest[] = [];
+    for (const algorithm of await listOrEmpty(this.driver, dir)) {
+      for (const hex of await listOrEmpty(this.driver, `${dir}/${algorithm}`)) {
+        let digest: Digest;
+        try {
+          digest = parseDigest(`${algorithm}:${hex}`);
+        } catch {
+          continue;
+        }
+        // The revision may have been deleted by another tool; the index is only a hint.
+        if (!(await exists(this.driver, layout.revisionLink(name, digest)))) continue;
+        found.push(await this.load(digest));
+      }
+    }
+    return found.sort((a, b) => compareStrings(a.digest.value, b.digest.value));
+  }
+
+  async load(digest: Digest): Promise<StoredManifest> {
+    const cached = this.cache.get(digest.value);
+    if (cached !== undefined) return cached;
+    let bytes: Buffer;
+    try {
+      bytes = await this.blobs.read(digest);
+    } catch {
+      throw manifestUnknown(digest.value);
+    }
+    const manifest = { digest, bytes, parsed: parseManifest(bytes) };
+    this.cache.set(digest.value, manifest);
+    return manifest;
+  }
+
+  private async checkReferences(name: string, parsed: ParsedManifest): Promise<void> {
+    const missing: string[] = [];
+    await Promise.all([
+      ...parsed.blobs.map(async (d) => {
+        if (!(await this.blobs.isLinked(name, d)) || (await this.blobs.globalSize(d)) === undefined)
+          missing.push(d.value);
+      }),
+      ...parsed.children.map(async (d) => {
+        if (!(await exists(this.driver, layout.revisionLink(name, d)))) missing.push(d.value);
+      }),
+    ]);
+    if (missing.length > 0) {
+      throw new RegistryError(
+        "MANIFEST_BLOB_UNKNOWN",
+        "manifest references a manifest or blob unknown to registry",
+        {
+          digests: missing,
+        },
+      );
+    }
+  }
+}
+
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,162 @@
+import type { Readable } from "node:stream";
+import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import { layout } from "../storage/layout.js";
+import { BlobStore } from "./blobs.js";
+import { Catalog, paginate } from "./catalog.js";
+import type { Digest } from "./digest.js";
+import { nameUnknown, unsupported } from "./errors.js";
+import { ManifestStore, type ManifestReference, type StoredManifest } from "./manifests.js";
+import type { Descriptor } from "./manifest.js";
+import { MediaType } from "./media-types.js";
+import { UploadStore, type ChunkRange } from "./uploads.js";
+
+export interface RegistryOptions {
+  readonly deleteEnabled: boolean;
+  readonly maxManifestBytes: number;
+}
+
+export interface Page {
+  readonly items: string[];
+  readonly more: boolean;
+}
+
+/**
+ * The registry's domain: every operation of the distribution API, in terms of repositories, blobs,
+ * uploads and manifests. Knows nothing of HTTP; fails with RegistryError.
+ */
+export class Registry {
+  readonly blobs: BlobStore;
+  readonly uploads: UploadStore;
+  readonly manifests: ManifestStore;
+  private readonly catalog: Catalog;
+
+  constructor(
+    readonly driver: StorageDriver,
+    readonly options: RegistryOptions,
+  ) {
+    this.blobs = new BlobStore(driver);
+    this.uploads = new UploadStore(driver, this.blobs);
+    this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes);
+    this.catalog = new Catalog(driver);
+  }
+
+  async repositoryExists(name: string): Promise<boolean> {
+    try {
+      await this.driver.stat(layout.repository(name));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  // --- blobs
+
+  statBlob(name: string, digest: Digest): Promise<number> {
+    return this.blobs.stat(name, digest);
+  }
+
+  openBlob(digest: Digest, start?: number, end?: number): Promise<Readable> {
+    return this.blobs.open(digest, start, end);
+  }
+
+  async deleteBlob(name: string, digest: Digest): Promise<void> {
+    this.requireDelete();
+    await this.blobs.unlink(name, digest);
+  }
+
+  /**
+   * Links a blob into `name` without upload: from `from` when given and it holds the blob, or from
+   * anywhere in the registry when `from` is absent. Undefined when it cannot mount.
+   */
+  async mountBlob(name: string, digest: Digest, from: string | undefined): Promise<number | undefined> {
+    const size = await this.blobs.globalSize(digest);
+    if (size === undefined) return undefined;
+    if (from !== undefined && !(await this.blobs.isLinked(from, digest))) return undefined;
+    await this.blobs.link(name, digest);
+    return size;
+  }
+
+  // --- uploads
+
+  startUpload(name: string) {
+    return this.uploads.create(name);
+  }
+
+  uploadStatus(name: string, id: string) {
+    return this.uploads.status(name, id);
+  }
+
+  appendUpload(name: string, id: string, body: Readable, range?: ChunkRange) {
+    return this.uploads.append(name, id, body, range);
+  }
+
+  completeUpload(
+    name: string,
+    id: string,
+    digest: Digest,
+    finalChunk?: { body: Readable; range?: ChunkRange },
+  ) {
+    return this.uploads.commit(name, id, digest, finalChunk);
+  }
+
+  cancelUpload(name: string, id: string) {
+    return this.uploads.cancel(name, id);
+  }
+
+  /** Single-request upload: the whole blob in one body, verified against `digest`. */
+  async putBlob(name: string, digest: Digest, body: Readable) {
+    const session = await this.uploads.create(name);
+    return this.uploads.commit(name, session.id, digest, { body });
+  }
+
+  // --- manifests and tags
+
+  getManifest(name: string, reference: ManifestReference): Promise<StoredManifest> {
+    return this.manifests.get(name, reference);
+  }
+
+  putManifest(name: string, reference: ManifestReference, bytes: Buffer, contentType?: string) {
+    return this.manifests.put(name, reference, bytes, contentType);
+  }
+
+  async deleteManifest(name: string, reference: ManifestReference): Promise<void> {
+    this.requireDelete();
+    await this.manifests.delete(name, reference);
+  }
+
+  async listTags(name: string, n?: number, last?: string): Promise<Page> {
+    if (!(await this.repositoryExists(name))) throw nameUnknown(name);
+    return paginate(await this.manifests.tags(name), n, last);
+  }
+
+  async listRepositories(n?: number, last?: string): Promise<Page> {
+    return paginate(await this.catalog.repositories(), n, last);
+  }
+
+  /** The referrers of `subject` in `name` as index descriptors, optionally of one artifact type. */
+  async referrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    const descriptors = (await this.manifests.referrers(name, subject)).map(referrerDescriptor);
+    return artifactType === undefined
+      ? descriptors
+      : descriptors.filter((d) => d.artifactType === artifactType);
+  }
+
+  private requireDelete(): void {
+    if (!this.options.deleteEnabled) throw unsupported("deletion is disabled (storage.delete.enabled)");
+  }
+}
+
+function referrerDescriptor(m: StoredManifest): Descriptor {
+  const { parsed } = m;
+  const artifactType = parsed.artifactType ?? (parsed.isIndex ? undefined : parsed.configMediaType);
+  return {
+    mediaType: parsed.mediaType,
+    digest: m.digest.value,
+    size: m.bytes.length,
+    ...(artifactType !== undefined && artifactType !== "" ? { artifactType } : {}),
+    ...(parsed.annotations !== undefined ? { annotations: parsed.annotations } : {}),
+  };
+}
+
+export const EMPTY_INDEX_MEDIA_TYPE = MediaType.OciIndex;

@@ -1,0 +1,172 @@
+import { randomUUID, type Hash } from "node:crypto";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import { layout } from "../storage/layout.js";
+import type { BlobStore } from "./blobs.js";
+import { digestFromHash, newHash, type Digest } from "./digest.js";
+import { RegistryError, uploadUnknown } from "./errors.js";
+import { isValidUploadId } from "./names.js";
+
+/** The byte range a client says a chunk covers (`Content-Range: start-end`, inclusive). */
+export interface ChunkRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface UploadStatus {
+  readonly id: string;
+  /** Bytes received so far. */
+  readonly size: number;
+}
+
+/** A running sha256 of an upload's bytes, valid while `offset` equals the data file's size. */
+interface HashState {
+  hash: Hash;
+  offset: number;
+}
+
+/**
+ * Blob upload sessions. All state is on disk (`_uploads/<id>/data` and `startedat`, as the
+ * reference registry keeps it), so a session survives a restart and any worker can serve it; the
+ * running hash is kept in memory only to save re-reading the data at commit time.
+ */
+export class UploadStore {
+  private readonly hashes = new Map<string, HashState>();
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  async create(name: string): Promise<UploadStatus> {
+    const id = randomUUID();
+    await this.driver.putContent(layout.uploadStartedAt(name, id), new Date().toISOString());
+    await this.driver.putContent(layout.uploadData(name, id), "");
+    this.hashes.set(id, { hash: newHash("sha256"), offset: 0 });
+    return { id, size: 0 };
+  }
+
+  async status(name: string, id: string): Promise<UploadStatus> {
+    if (!isValidUploadId(id)) throw uploadUnknown(id);
+    try {
+      const info = await this.driver.stat(layout.uploadData(name, id));
+      return { id, size: info.size };
+    } catch (error) {
+      if (isNotFound(error)) throw uploadUnknown(id);
+      throw error;
+    }
+  }
+
+  /** Appends a chunk (or a whole streamed body) to the session; returns the new status. */
+  async append(name: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadStatus> {
+    return this.exclusive(id, () => this.appendUnlocked(name, id, body, range));
+  }
+
+  /**
+   * Closes the session: appends the optional final chunk, checks the whole content against
+   * `digest`, and moves it into the blob store linked from `name`. A mismatch cancels the session.
+   */
+  async commit(
+    name: string,
+    id: string,
+    digest: Digest,
+    finalChunk?: { body: Readable; range?: ChunkRange },
+  ): Promise<{ digest: Digest; size: number }> {
+    return this.exclusive(id, async () => {
+      const { size } = finalChunk
+        ? await this.appendUnlocked(name, id, finalChunk.body, finalChunk.range)
+        : await this.status(name, id);
+      const dataPath = layout.uploadData(name, id);
+      const computed = await this.finalDigest(id, dataPath, size, digest);
+      if (computed.value !== digest.value) {
+        await this.forget(name, id);
+        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
+          expected: digest.value,
+          actual: computed.value,
+        });
+      }
+      await this.blobs.adopt(dataPath, digest, size);
+      await this.blobs.link(name, digest);
+      await this.forget(name, id);
+      return { digest, size };
+    });
+  }
+
+  async cancel(name: string, id: string): Promise<void> {
+    await this.status(name, id);
+    await this.forget(name, id);
+  }
+
+  private async appendUnlocked(
+    name: string,
+    id: string,
+    body: Readable,
+    range?: ChunkRange,
+  ): Promise<UploadStatus> {
+    const { size } = await this.status(name, id);
+    if (range !== undefined && range.start !== size) {
+      throw new RegistryError("RANGE_INVALID", `chunk must start at offset ${size}`, { range, size });
+    }
+    let state = this.hashes.get(id);
+    if (state !== undefined && state.offset !== size) state = undefined;
+    this.hashes.delete(id);
+    let written = 0;
+    const hashing = state;
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hashing?.hash.update(chunk);
+        written += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const out = await this.driver.writer(layout.uploadData(name, id), true);
+    await pipeline(body, tap, out);
+    if (range !== undefined && written !== range.end - range.start + 1) {
+      throw new RegistryError("RANGE_INVALID", "chunk length does not match its Content-Range", {
+        range,
+        written,
+      });
+    }
+    if (hashing !== undefined) {
+      hashing.offset = size + written;
+      this.hashes.set(id, hashing);
+    }
+    return { id, size: size + written };
+  }
+
+  private async finalDigest(id: string, dataPath: string, size: number, wanted: Digest): Promise<Digest> {
+    const state = this.hashes.get(id);
+    this.hashes.delete(id);
+    if (state !== undefined && state.offset === size && wanted.algorithm === "sha256") {
+      return digestFromHash(state.hash, "sha256");
+    }
+    // After a restart, on another worker, or for another algorithm: hash what is on disk.
+    const hash = newHash(wanted.algorithm);
+    if (size > 0) {
+      for await (const chunk of await this.driver.reader(dataPath)) hash.update(chunk as Buffer);
+    }
+    return digestFromHash(hash, wanted.algorithm);
+  }
+
+  private async forget(name: string, id: string): Promise<void> {
+    this.hashes.delete(id);
+    await this.driver.delete(layout.uploadDir(name, id));
+  }
+
+  private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {
+    if (this.busy.has(id)) {
+      throw new RegistryError("BLOB_UPLOAD_INVALID", "another request is writing to this upload", { id });
+    }
+    this.busy.add(id);
+    try {
+      return await work();
+    } catch (error) {
+      this.hashes.delete(id);
+      throw error;
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import type { Readable, Writable } from "node:stream";
+
+/**
+ * The storage contract every backend implements (filesystem now, S3 later). Paths are logical,
+ * `/`-separated and absolute (`/docker/registry/v2/...`); drivers map them onto their medium.
+ * The registry's logic lives above this interface; a driver only moves bytes.
+ */
+export interface StorageDriver {
+  readonly name: string;
+  /** Whole content of a small file. Throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Replaces a small file atomically and durably: readers see the old content or the new, never a mix. */
+  putContent(path: string, content: Uint8Array | string): Promise<void>;
+  /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
+  reader(path: string, offset?: number, end?: number): Promise<Readable>;
+  /** A stream that appends to (or, with `append: false`, replaces) a file, creating it if needed. */
+  writer(path: string, append: boolean): Promise<Writable>;
+  /** Size, time and an opaque version that changes whenever the file is replaced. Throws PathNotFoundError. */
+  stat(path: string): Promise<FileInfo>;
+  /** Names of the direct children of a directory. Throws PathNotFoundError. */
+  list(path: string): Promise<string[]>;
+  /** Makes `source`'s data durable and renames it to `dest` atomically, replacing any file there. */
+  move(source: string, dest: string): Promise<void>;
+  /** Removes a file or a whole tree; a missing path is not an error. */
+  delete(path: string): Promise<void>;
+}
+
+export interface FileInfo {
+  readonly path: string;
+  readonly size: number;
+  readonly modTime: Date;
+  readonly isDir: boolean;
+  /** Changes whenever the content is replaced (inode and mtime on a filesystem, ETag on S3). */
+  readonly version: string;
+}
+
+export class PathNotFoundError extends Error {
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+    this.name = "PathNotFoundError";
+  }
+}
+
+export function isNotFound(error: unknown): error is PathNotFoundError {
+  return error instanceof PathNotFoundError;
+}

@@ -1,0 +1,154 @@
+import { createReadStream, createWriteStream, promises as fs } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { dirname, join, resolve } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
+
+/** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
+const TMP_DIR = "/.neam-tmp";
+const STREAM_CHUNK = 1024 * 1024;
+
+/**
+ * The filesystem driver: logical paths under one root directory, as the reference registry's
+ * `filesystem` driver lays them out. Small files are replaced by write-temp, fsync, rename.
+ */
+export class FilesystemDriver implements StorageDriver {
+  readonly name = "filesystem";
+  readonly root: string;
+
+  constructor(rootDirectory: string) {
+    this.root = resolve(rootDirectory);
+  }
+
+  /** Creates the root and clears temporary files a crash may have left. */
+  async init(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true });
+    await fs.rm(this.full(TMP_DIR), { recursive: true, force: true });
+    await fs.mkdir(this.full(TMP_DIR), { recursive: true });
+  }
+
+  private full(path: string): string {
+    if (
+      !path.startsWith("/") ||
+      path.includes("\0") ||
+      path.split("/").some((p) => p === ".." || p === ".")
+    ) {
+      throw new Error(`invalid storage path ${JSON.stringify(path)}`);
+    }
+    return join(this.root, path);
+  }
+
+  async getContent(path: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.full(path));
+    } catch (error) {
+      throw mapError(error, path);
+    }
+  }
+
+  async putContent(path: string, content: Uint8Array | string): Promise<void> {
+    const target = this.full(path);
+    const tmp = this.tempPath();
+    const handle = await fs.open(tmp, "w");
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await renameInto(tmp, target);
+  }
+
+  async reader(path: string, offset = 0, end?: number): Promise<Readable> {
+    const full = this.full(path);
+    // Open first so a missing file is reported before any byte of the response is sent.
+    const handle = await fs.open(full, "r").catch((error: unknown) => {
+      throw mapError(error, path);
+    });
+    return createReadStream("", {
+      fd: handle,
+      start: offset,
+      end,
+      highWaterMark: STREAM_CHUNK,
+      autoClose: true,
+    });
+  }
+
+  async writer(path: string, append: boolean): Promise<Writable> {
+    const full = this.full(path);
+    await fs.mkdir(dirname(full), { recursive: true });
+    const handle = await fs.open(full, append ? "a" : "w");
+    return createWriteStream("", { fd: handle, highWaterMark: STREAM_CHUNK, autoClose: true });
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    try {
+      const s = await fs.stat(this.full(path));
+      return {
+        path,
+        size: s.size,
+        modTime: s.mtime,
+        isDir: s.isDirectory(),
+        version: `${s.ino}:${s.mtimeMs}:${s.size}`,
+      };
+    } catch (error) {
+      throw mapError(error, path);
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    try {
+      return await fs.readdir(this.full(path));
+    } catch (error) {
+      throw mapError(error, path);
+    }
+  }
+
+  async move(source: string, dest: string): Promise<void> {
+    const from = this.full(source);
+    try {
+      const handle = await fs.open(from, "r");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw mapError(error, source);
+    }
+    await renameInto(from, this.full(dest));
+  }
+
+  async delete(path: string): Promise<void> {
+    const full = this.full(path);
+    // Rename first so a crash mid-delete never leaves a half-removed tree in the layout.
+    const tmp = this.tempPath();
+    try {
+      await fs.rename(full, tmp);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw error;
+    }
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+
+  private tempPath(): string {
+    return join(this.root, TMP_DIR, randomBytes(12).toString("hex"));
+  }
+}
+
+async function renameInto(from: string, to: string): Promise<void> {
+  try {
+    await fs.rename(from, to);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    await fs.mkdir(dirname(to), { recursive: true });
+    await fs.rename(from, to);
+  }
+}
+
+function mapError(error: unknown, path: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT" || code === "ENOTDIR") return new PathNotFoundError(path);
+  return error;
+}
