@@ -251,7 +251,7 @@ function pagination(ctx: Context): { n: number | undefined; last: string | undef
   let n: number | undefined;
   if (nValue !== undefined) {
     if (!/^\d{1,9}$/.test(nValue)) {
-      throw new RegistryError("UNSUPPORTED", "n must be a non-negative integer", { n: nValue.slice(0, 20) });
+      throw new RegistryError("PAGINATION_INVALID", "n must be a non-negative integer", { n: nValue.slice(0, 20) });
     }
     n = Number(nValue);
   }
@@ -300,16 +300,21 @@ function uploadAccepted(ctx: Context, name: string, id: string, size: number, st
   ctx.set("Docker-Upload-UUID", id);
 }
 
-/** Reads a small body whole, refusing (413) past `limit` bytes without reading on. */
+/** The most of an oversized body read and discarded so the client sees the 413 instead of a reset. */
+const DRAIN_LIMIT = 64 * 1024 * 1024;
+
+/** Reads a small body whole; past `limit` bytes it answers 413 (draining a moderate excess first). */
 async function readBody(ctx: Context, limit: number): Promise<Buffer> {
-  const declared = Number(ctx.get("Content-Length") || "NaN");
-  if (declared > limit) throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
+  const tooLarge = () => new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
+  const declared = Number(ctx.get("Content-Length") || "0");
+  if (declared > DRAIN_LIMIT) throw tooLarge();
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total > limit) throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
-    chunks.push(chunk);
+    if (total > DRAIN_LIMIT) throw tooLarge();
+    if (total <= limit) chunks.push(chunk);
   }
+  if (total > limit) throw tooLarge();
   return Buffer.concat(chunks, total);
 }

@@ -19,6 +19,7 @@ const STATUS: Record<ErrorCode, { status: number; wire?: string }> = {
   TOOMANYREQUESTS: { status: 429 },
   RANGE_INVALID: { status: 416, wire: "BLOB_UPLOAD_INVALID" },
   MANIFEST_TOO_LARGE: { status: 413, wire: "MANIFEST_INVALID" },
+  PAGINATION_INVALID: { status: 400, wire: "UNSUPPORTED" },
 };
 
 export function statusOf(code: ErrorCode): number {

@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   "TOOMANYREQUESTS",
   /** Not an OCI code: a range the upload or blob cannot satisfy (answered 416). */
   "RANGE_INVALID",
+  /** Not an OCI code: a malformed `n` or `last` of a paginated list (answered 400). */
+  "PAGINATION_INVALID",
   /** Not an OCI code: a manifest above the configured size limit (answered 413). */
   "MANIFEST_TOO_LARGE",
 ] as const;

@@ -1,0 +1,155 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+
+const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
+
+export interface RegistryProcess {
+  readonly url: string;
+  readonly host: string;
+  readonly debugUrl: string;
+  readonly root: string;
+  readonly dir: string;
+  readonly process: ChildProcess;
+  /** PIDs of the primary and its workers (for /proc readings). */
+  pids(): number[];
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+  log(): string;
+}
+
+export interface StartOptions {
+  /** Storage root; a fresh temp dir when absent. */
+  root?: string;
+  workers?: number;
+  deleteEnabled?: boolean;
+  /** Extra config merged over the defaults (deep for `http`, `storage`, `log`). */
+  config?: Record<string, unknown>;
+  port?: number;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix = "neam-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Starts our registry as a real process (`neam-registry serve`) on loopback and waits until it answers. */
+export async function startRegistry(options: StartOptions = {}): Promise<RegistryProcess> {
+  const dir = tempDir();
+  const root = options.root ?? join(dir, "data");
+  const port = options.port ?? (await freePort());
+  const debugPort = await freePort();
+  const extra = options.config ?? {};
+  const config = {
+    version: "0.1",
+    log: { level: "warn", accesslog: { disabled: true }, ...(extra.log as object) },
+    storage: {
+      filesystem: { rootdirectory: root },
+      delete: { enabled: options.deleteEnabled ?? true },
+      ...(extra.storage as object),
+    },
+    http: {
+      addr: `127.0.0.1:${port}`,
+      debug: { addr: `127.0.0.1:${debugPort}` },
+      workers: options.workers ?? 1,
+      ...(extra.http as object),
+    },
+  };
+  const configPath = join(dir, "config.yml");
+  writeFileSync(configPath, stringify(config));
+  const logPath = join(dir, "registry.log");
+  const { openSync } = await import("node:fs");
+  const out = openSync(logPath, "a");
+  const child = spawn(process.execPath, [MAIN, "serve", "--config", configPath], {
+    stdio: ["ignore", out, out],
+    env: { ...process.env },
+  });
+  const host = `127.0.0.1:${port}`;
+  const url = `http://${host}`;
+  const scheme = (extra.http as { tls?: unknown } | undefined)?.tls ? "https" : "http";
+  await waitUntil(async () => {
+    if (child.exitCode !== null) throw new Error(`registry exited: ${readFileSync(logPath, "utf8")}`);
+    const response = await fetch(`http://127.0.0.1:${debugPort}/debug/health`).catch(() => undefined);
+    if (response?.status !== 200) return false;
+    if (scheme === "https") return true;
+    return (await fetch(`${url}/v2/`).catch(() => undefined))?.status === 200;
+  }, 15_000);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return {
+    url: `${scheme}://${host}`,
+    host,
+    debugUrl: `http://127.0.0.1:${debugPort}`,
+    root,
+    dir,
+    process: child,
+    pids: () => processTree(child.pid!),
+    log: () => readFileSync(logPath, "utf8"),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+    async kill() {
+      const pids = processTree(child.pid!);
+      for (const pid of pids.reverse()) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+      await exited;
+      // Workers of a killed primary exit when their IPC channel closes; make sure of it.
+      await waitUntil(async () => pids.every((pid) => !alive(pid)), 5000);
+    },
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A PID and all its descendants, from /proc. */
+export function processTree(pid: number): number[] {
+  const result = [pid];
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+    for (const child of children.split(/\s+/).filter(Boolean)) result.push(...processTree(Number(child)));
+  } catch {
+    /* exited */
+  }
+  return result;
+}
+
+/** Resident set size of a process in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
