@@ -10,8 +10,11 @@ const files = [];
   for (const entry of readdirSync(dir).sort()) {
     const path = join(dir, entry);
     if (statSync(path).isDirectory()) walk(path);
-    else if (entry.endsWith(".test.js") && (only.length === 0 || only.some((o) => path.includes(o)))) files.push(path);
+    else if (entry.endsWith(".test.js") && (only.length === 0 || only.some((o) => path.includes(o))))
+      files.push(path);
   }
 })(root);
-const result = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...files], { stdio: "inherit" });
+const result = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...files], {
+  stdio: "inherit",
+});
 process.exit(result.status ?? 1);

@@ -30,9 +30,17 @@ export interface Manifest {
 
 /** An image manifest over a fresh config and `layers` random layers (blobs returned, not pushed). */
 export function imageManifest(
-  options: { layers?: number; subject?: { digest: string; size: number; mediaType: string }; artifactType?: string; annotations?: Record<string, string>; configMediaType?: string } = {},
+  options: {
+    layers?: number;
+    subject?: { digest: string; size: number; mediaType: string };
+    artifactType?: string;
+    annotations?: Record<string, string>;
+    configMediaType?: string;
+  } = {},
 ): Manifest {
-  const config = blob(JSON.stringify({ architecture: "amd64", os: "linux", rand: randomBytes(8).toString("hex") }));
+  const config = blob(
+    JSON.stringify({ architecture: "amd64", os: "linux", rand: randomBytes(8).toString("hex") }),
+  );
   const layers = Array.from({ length: options.layers ?? 1 }, () => blob());
   const body = {
     schemaVersion: 2,
@@ -103,7 +111,9 @@ export class Client {
   }
 
   async startUpload(repo: string): Promise<string> {
-    const response = await this.request("POST", `/v2/${repo}/blobs/uploads/`, { headers: { "Content-Length": "0" } });
+    const response = await this.request("POST", `/v2/${repo}/blobs/uploads/`, {
+      headers: { "Content-Length": "0" },
+    });
     if (response.status !== 202) throw new Error(`start upload: ${response.status}`);
     return response.headers.get("Location")!;
   }

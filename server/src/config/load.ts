@@ -38,7 +38,8 @@ export function validateConfig(raw: unknown): Config {
 }
 
 function describe(error: z.ZodError): string {
-  const issue = error.issues[0]!;
+  // An unknown key explains the other failures of its section better than they do themselves.
+  const issue = error.issues.find((i) => i.code === "unrecognized_keys") ?? error.issues[0]!;
   const at = issue.path.map(String).join(".");
   if (issue.code === "unrecognized_keys") {
     const keys = issue.keys.map((k) => (at === "" ? k : `${at}.${k}`));

@@ -25,10 +25,12 @@ const Log = z.strictObject({
 
 const Storage = z
   .strictObject({
-    filesystem: z.strictObject({
-      rootdirectory: z.string().min(1).default("/var/lib/registry"),
-      maxthreads: z.number().int().min(25).optional(),
-    }),
+    filesystem: z
+      .strictObject({
+        rootdirectory: z.string().min(1).default("/var/lib/registry"),
+        maxthreads: z.number().int().min(25).optional(),
+      })
+      .prefault({}),
     delete: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
     cache: z
       .strictObject({

@@ -251,7 +251,9 @@ function pagination(ctx: Context): { n: number | undefined; last: string | undef
   let n: number | undefined;
   if (nValue !== undefined) {
     if (!/^\d{1,9}$/.test(nValue)) {
-      throw new RegistryError("PAGINATION_INVALID", "n must be a non-negative integer", { n: nValue.slice(0, 20) });
+      throw new RegistryError("PAGINATION_INVALID", "n must be a non-negative integer", {
+        n: nValue.slice(0, 20),
+      });
     }
     n = Number(nValue);
   }

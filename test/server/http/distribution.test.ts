@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { startRegistry, type RegistryProcess } from "../../helpers/registry.js";
-import { Client, blob, errorCode, imageManifest, indexManifest, sha256, OCI_INDEX, OCI_MANIFEST } from "../../helpers/oci.js";
+import {
+  Client,
+  blob,
+  errorCode,
+  imageManifest,
+  indexManifest,
+  sha256,
+  OCI_INDEX,
+  OCI_MANIFEST,
+} from "../../helpers/oci.js";
 
 let registry: RegistryProcess;
 let client: Client;
@@ -35,7 +44,9 @@ describe("pull: manifests (end-3)", () => {
   });
 
   it("GET by tag returns the exact bytes pushed, their digest and the pushed Content-Type", async () => {
-    const response = await client.request("GET", `/v2/${repo}/manifests/v1`, { headers: { Accept: OCI_MANIFEST } });
+    const response = await client.request("GET", `/v2/${repo}/manifests/v1`, {
+      headers: { Accept: OCI_MANIFEST },
+    });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("Content-Type"), OCI_MANIFEST);
     assert.equal(response.headers.get("Docker-Content-Digest"), manifest.digest);
@@ -57,7 +68,11 @@ describe("pull: manifests (end-3)", () => {
   });
 
   it("an unknown tag, digest or repository is 404 MANIFEST_UNKNOWN", async () => {
-    for (const path of [`/v2/${repo}/manifests/nope`, `/v2/${repo}/manifests/${sha256("x")}`, `/v2/no/such/manifests/v1`]) {
+    for (const path of [
+      `/v2/${repo}/manifests/nope`,
+      `/v2/${repo}/manifests/${sha256("x")}`,
+      `/v2/no/such/manifests/v1`,
+    ]) {
       const response = await client.request("GET", path);
       assert.equal(response.status, 404, path);
       assert.equal(await errorCode(response), "MANIFEST_UNKNOWN");
@@ -92,25 +107,36 @@ describe("pull: blobs (end-2)", () => {
   });
 
   it("Range requests answer 206 with Content-Range (resumable pull)", async () => {
-    const response = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, { headers: { Range: "bytes=10-19" } });
+    const response = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, {
+      headers: { Range: "bytes=10-19" },
+    });
     assert.equal(response.status, 206);
     assert.equal(response.headers.get("Content-Range"), `bytes 10-19/${content.size}`);
     assert.deepEqual(Buffer.from(await response.arrayBuffer()), content.data.subarray(10, 20));
-    const open = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, { headers: { Range: "bytes=99990-" } });
+    const open = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, {
+      headers: { Range: "bytes=99990-" },
+    });
     assert.equal(open.status, 206);
     assert.equal((await open.arrayBuffer()).byteLength, 10);
-    const suffix = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, { headers: { Range: "bytes=-5" } });
+    const suffix = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, {
+      headers: { Range: "bytes=-5" },
+    });
     assert.deepEqual(Buffer.from(await suffix.arrayBuffer()), content.data.subarray(-5));
   });
 
   it("an unsatisfiable range is 416 with Content-Range: bytes */size", async () => {
-    const response = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, { headers: { Range: "bytes=200000-" } });
+    const response = await client.request("GET", `/v2/${repo}/blobs/${content.digest}`, {
+      headers: { Range: "bytes=200000-" },
+    });
     assert.equal(response.status, 416);
     assert.equal(response.headers.get("Content-Range"), `bytes */${content.size}`);
   });
 
   it("an unknown blob, or one not linked to the repository, is 404 BLOB_UNKNOWN", async () => {
-    for (const path of [`/v2/${repo}/blobs/${sha256("missing")}`, `/v2/pull/elsewhere/blobs/${content.digest}`]) {
+    for (const path of [
+      `/v2/${repo}/blobs/${sha256("missing")}`,
+      `/v2/pull/elsewhere/blobs/${content.digest}`,
+    ]) {
       const response = await client.request("GET", path);
       assert.equal(response.status, 404);
       assert.equal(await errorCode(response), "BLOB_UNKNOWN");
@@ -140,7 +166,9 @@ describe("push: monolithic (end-4a, end-4b, end-6)", () => {
 
   it("a single POST ?digest= with the body creates the blob (201)", async () => {
     const content = blob();
-    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${content.digest}`, { body: content.data });
+    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${content.digest}`, {
+      body: content.data,
+    });
     assert.equal(response.status, 201);
     assert.equal(response.headers.get("Location"), `/v2/${repo}/blobs/${content.digest}`);
   });
@@ -156,7 +184,9 @@ describe("push: monolithic (end-4a, end-4b, end-6)", () => {
   it("a digest that does not match the content is 400 DIGEST_INVALID and nothing is stored", async () => {
     const content = blob();
     const wrong = sha256("something else");
-    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${wrong}`, { body: content.data });
+    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${wrong}`, {
+      body: content.data,
+    });
     assert.equal(response.status, 400);
     assert.equal(await errorCode(response), "DIGEST_INVALID");
     assert.equal((await client.request("HEAD", `/v2/${repo}/blobs/${wrong}`)).status, 404);
@@ -169,7 +199,9 @@ describe("push: monolithic (end-4a, end-4b, end-6)", () => {
     assert.equal(missing.status, 400);
     assert.equal(await errorCode(missing), "DIGEST_INVALID");
     for (const bad of ["sha256:xyz", "md5:abc", "sha256", "sha256:" + "A".repeat(64)]) {
-      const response = await client.request("PUT", `${location}?digest=${encodeURIComponent(bad)}`, { body: "abc" });
+      const response = await client.request("PUT", `${location}?digest=${encodeURIComponent(bad)}`, {
+        body: "abc",
+      });
       assert.equal(response.status, 400, bad);
       assert.equal(await errorCode(response), "DIGEST_INVALID");
     }
@@ -186,7 +218,9 @@ describe("push: monolithic (end-4a, end-4b, end-6)", () => {
     const { createHash } = await import("node:crypto");
     const data = Buffer.from("sha512 content");
     const digest = `sha512:${createHash("sha512").update(data).digest("hex")}`;
-    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${digest}`, { body: data });
+    const response = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${digest}`, {
+      body: data,
+    });
     assert.equal(response.status, 201);
     const get = await client.request("GET", `/v2/${repo}/blobs/${digest}`);
     assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
@@ -224,11 +258,20 @@ describe("push: chunked and streamed (end-5, end-6, end-13)", () => {
 
   it("an out-of-order chunk is 416 and the session keeps its offset", async () => {
     const location = await client.startUpload(repo);
-    const first = await client.request("PATCH", location, { body: "hello", headers: { "Content-Range": "0-4" } });
+    const first = await client.request("PATCH", location, {
+      body: "hello",
+      headers: { "Content-Range": "0-4" },
+    });
     assert.equal(first.status, 202);
-    const gap = await client.request("PATCH", location, { body: "world", headers: { "Content-Range": "10-14" } });
+    const gap = await client.request("PATCH", location, {
+      body: "world",
+      headers: { "Content-Range": "10-14" },
+    });
     assert.equal(gap.status, 416);
-    const overlap = await client.request("PATCH", location, { body: "world", headers: { "Content-Range": "0-4" } });
+    const overlap = await client.request("PATCH", location, {
+      body: "world",
+      headers: { "Content-Range": "0-4" },
+    });
     assert.equal(overlap.status, 416);
     const status = await client.request("GET", location);
     assert.equal(status.headers.get("Range"), "0-4");
@@ -236,9 +279,15 @@ describe("push: chunked and streamed (end-5, end-6, end-13)", () => {
 
   it("a Content-Range that disagrees with Content-Length, or is malformed, is 416", async () => {
     const location = await client.startUpload(repo);
-    const mismatch = await client.request("PATCH", location, { body: "hello", headers: { "Content-Range": "0-9" } });
+    const mismatch = await client.request("PATCH", location, {
+      body: "hello",
+      headers: { "Content-Range": "0-9" },
+    });
     assert.equal(mismatch.status, 416);
-    const malformed = await client.request("PATCH", location, { body: "hello", headers: { "Content-Range": "bananas" } });
+    const malformed = await client.request("PATCH", location, {
+      body: "hello",
+      headers: { "Content-Range": "bananas" },
+    });
     assert.equal(malformed.status, 416);
     assert.equal((await client.request("GET", location)).headers.get("Range"), "0-0");
   });
@@ -279,7 +328,11 @@ describe("push: chunked and streamed (end-5, end-6, end-13)", () => {
   it("an unknown or malformed upload id is 404 BLOB_UPLOAD_UNKNOWN", async () => {
     for (const id of ["0b8c4c9e-5d0c-4a4f-9d6e-000000000000", "not-a-uuid", "..%2F..%2Fetc"]) {
       for (const method of ["GET", "PATCH", "DELETE"]) {
-        const response = await client.request(method, `/v2/${repo}/blobs/uploads/${id}`, method === "PATCH" ? { body: "x" } : {});
+        const response = await client.request(
+          method,
+          `/v2/${repo}/blobs/uploads/${id}`,
+          method === "PATCH" ? { body: "x" } : {},
+        );
         assert.equal(response.status, 404, `${method} ${id}`);
         assert.equal(await errorCode(response), "BLOB_UPLOAD_UNKNOWN");
       }
@@ -294,7 +347,10 @@ describe("push: cross-repository mount (end-11)", () => {
   });
 
   it("mounts from the named repository: 201 with Location and digest", async () => {
-    const response = await client.request("POST", `/v2/mount/target/blobs/uploads/?mount=${content.digest}&from=mount/source`);
+    const response = await client.request(
+      "POST",
+      `/v2/mount/target/blobs/uploads/?mount=${content.digest}&from=mount/source`,
+    );
     assert.equal(response.status, 201);
     assert.equal(response.headers.get("Location"), `/v2/mount/target/blobs/${content.digest}`);
     assert.equal(response.headers.get("Docker-Content-Digest"), content.digest);
@@ -307,10 +363,16 @@ describe("push: cross-repository mount (end-11)", () => {
   });
 
   it("falls back to an upload session (202) when the blob is not in the named repository", async () => {
-    const unknown = await client.request("POST", `/v2/mount/target2/blobs/uploads/?mount=${sha256("nope")}&from=mount/source`);
+    const unknown = await client.request(
+      "POST",
+      `/v2/mount/target2/blobs/uploads/?mount=${sha256("nope")}&from=mount/source`,
+    );
     assert.equal(unknown.status, 202);
     assert.ok(unknown.headers.get("Location"));
-    const wrongSource = await client.request("POST", `/v2/mount/target3/blobs/uploads/?mount=${content.digest}&from=mount/empty`);
+    const wrongSource = await client.request(
+      "POST",
+      `/v2/mount/target3/blobs/uploads/?mount=${content.digest}&from=mount/empty`,
+    );
     assert.equal(wrongSource.status, 202);
   });
 });
@@ -370,22 +432,47 @@ describe("push: manifests (end-7)", () => {
     const cases: [string, string][] = [
       ["not json", OCI_MANIFEST],
       ["[]", OCI_MANIFEST],
-      [JSON.stringify({ schemaVersion: 1, name: "x" }), "application/vnd.docker.distribution.manifest.v1+json"],
+      [
+        JSON.stringify({ schemaVersion: 1, name: "x" }),
+        "application/vnd.docker.distribution.manifest.v1+json",
+      ],
       [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, layers: [] }), OCI_MANIFEST],
-      [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: "x", digest: "bad", size: 1 }, layers: [] }), OCI_MANIFEST],
+      [
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: "x", digest: "bad", size: 1 },
+          layers: [],
+        }),
+        OCI_MANIFEST,
+      ],
       [JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }), OCI_MANIFEST],
-      [JSON.stringify({ schemaVersion: 2, mediaType: "application/x-unknown", manifests: [] }), "application/x-unknown"],
+      [
+        JSON.stringify({ schemaVersion: 2, mediaType: "application/x-unknown", manifests: [] }),
+        "application/x-unknown",
+      ],
     ];
     for (const [body, type] of cases) {
-      const response = await client.request("PUT", `/v2/${repo}/manifests/bad`, { body, headers: { "Content-Type": type } });
+      const response = await client.request("PUT", `/v2/${repo}/manifests/bad`, {
+        body,
+        headers: { "Content-Type": type },
+      });
       assert.equal(response.status, 400, body);
       assert.equal(await errorCode(response), "MANIFEST_INVALID", body);
     }
   });
 
   it("a manifest above the size limit is 413", async () => {
-    const body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [], annotations: { pad: "x".repeat(4 * 1024 * 1024) } });
-    const response = await client.request("PUT", `/v2/${repo}/manifests/huge`, { body, headers: { "Content-Type": OCI_INDEX } });
+    const body = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [],
+      annotations: { pad: "x".repeat(4 * 1024 * 1024) },
+    });
+    const response = await client.request("PUT", `/v2/${repo}/manifests/huge`, {
+      body,
+      headers: { "Content-Type": OCI_INDEX },
+    });
     assert.equal(response.status, 413);
   });
 
@@ -410,8 +497,15 @@ describe("push: manifests (end-7)", () => {
 describe("referrers (end-12a, end-12b) and subject", () => {
   const repo = "refs/app";
   const subject = imageManifest();
-  const sbom = imageManifest({ artifactType: "application/vnd.example.sbom.v1", annotations: { "org.example.kind": "sbom" }, subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
-  const signature = imageManifest({ configMediaType: "application/vnd.example.signature.config.v1+json", subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
+  const sbom = imageManifest({
+    artifactType: "application/vnd.example.sbom.v1",
+    annotations: { "org.example.kind": "sbom" },
+    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length },
+  });
+  const signature = imageManifest({
+    configMediaType: "application/vnd.example.signature.config.v1+json",
+    subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length },
+  });
 
   before(async () => {
     // Referrers first: a subject that does not exist yet must be accepted.
@@ -426,7 +520,16 @@ describe("referrers (end-12a, end-12b) and subject", () => {
     const response = await client.request("GET", `/v2/${repo}/referrers/${subject.digest}`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("Content-Type"), OCI_INDEX);
-    const index = (await response.json()) as { schemaVersion: number; mediaType: string; manifests: { digest: string; artifactType?: string; annotations?: Record<string, string>; size: number }[] };
+    const index = (await response.json()) as {
+      schemaVersion: number;
+      mediaType: string;
+      manifests: {
+        digest: string;
+        artifactType?: string;
+        annotations?: Record<string, string>;
+        size: number;
+      }[];
+    };
     assert.equal(index.schemaVersion, 2);
     assert.equal(index.mediaType, OCI_INDEX);
     const byDigest = new Map(index.manifests.map((m) => [m.digest, m]));
@@ -435,18 +538,30 @@ describe("referrers (end-12a, end-12b) and subject", () => {
     assert.deepEqual(byDigest.get(sbom.digest)?.annotations, { "org.example.kind": "sbom" });
     assert.equal(byDigest.get(sbom.digest)?.size, sbom.bytes.length);
     // Without artifactType, an image manifest's config media type stands in.
-    assert.equal(byDigest.get(signature.digest)?.artifactType, "application/vnd.example.signature.config.v1+json");
+    assert.equal(
+      byDigest.get(signature.digest)?.artifactType,
+      "application/vnd.example.signature.config.v1+json",
+    );
   });
 
   it("filters by artifactType and says so in OCI-Filters-Applied", async () => {
-    const response = await client.request("GET", `/v2/${repo}/referrers/${subject.digest}?artifactType=application/vnd.example.sbom.v1`);
+    const response = await client.request(
+      "GET",
+      `/v2/${repo}/referrers/${subject.digest}?artifactType=application/vnd.example.sbom.v1`,
+    );
     assert.equal(response.headers.get("OCI-Filters-Applied"), "artifactType");
     const index = (await response.json()) as { manifests: { digest: string }[] };
-    assert.deepEqual(index.manifests.map((m) => m.digest), [sbom.digest]);
+    assert.deepEqual(
+      index.manifests.map((m) => m.digest),
+      [sbom.digest],
+    );
   });
 
   it("an unknown subject or repository gets an empty index (200), never 404", async () => {
-    for (const path of [`/v2/${repo}/referrers/${sha256("none")}`, `/v2/refs/none/referrers/${subject.digest}`]) {
+    for (const path of [
+      `/v2/${repo}/referrers/${sha256("none")}`,
+      `/v2/refs/none/referrers/${subject.digest}`,
+    ]) {
       const response = await client.request("GET", path);
       assert.equal(response.status, 200);
       assert.deepEqual(((await response.json()) as { manifests: unknown[] }).manifests, []);
@@ -459,10 +574,15 @@ describe("referrers (end-12a, end-12b) and subject", () => {
   });
 
   it("a deleted referrer leaves the list", async () => {
-    const extra = imageManifest({ artifactType: "application/vnd.example.temp", subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length } });
+    const extra = imageManifest({
+      artifactType: "application/vnd.example.temp",
+      subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.length },
+    });
     await client.pushManifest(repo, extra.digest, extra);
     assert.equal((await client.request("DELETE", `/v2/${repo}/manifests/${extra.digest}`)).status, 202);
-    const index = (await (await client.request("GET", `/v2/${repo}/referrers/${subject.digest}`)).json()) as { manifests: { digest: string }[] };
+    const index = (await (await client.request("GET", `/v2/${repo}/referrers/${subject.digest}`)).json()) as {
+      manifests: { digest: string }[];
+    };
     assert.ok(!index.manifests.some((m) => m.digest === extra.digest));
   });
 });
@@ -519,7 +639,8 @@ describe("discovery: tags (end-8a, end-8b) and catalog", () => {
   });
 
   it("the catalog lists repositories in order and paginates", async () => {
-    const all = ((await (await client.request("GET", "/v2/_catalog")).json()) as { repositories: string[] }).repositories;
+    const all = ((await (await client.request("GET", "/v2/_catalog")).json()) as { repositories: string[] })
+      .repositories;
     assert.ok(all.includes(repo));
     assert.deepEqual(all, [...all].sort());
     const first = await client.request("GET", "/v2/_catalog?n=1");
@@ -548,7 +669,8 @@ describe("content management (end-9, end-10)", () => {
     for (const ref of ["one", "two", manifest.digest]) {
       assert.equal((await client.request("GET", `/v2/${repo}/manifests/${ref}`)).status, 404, ref);
     }
-    const tags = ((await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
+    const tags = ((await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as { tags: string[] })
+      .tags;
     assert.ok(!tags.includes("one") && !tags.includes("two"));
     assert.equal((await client.request("DELETE", `/v2/${repo}/manifests/${manifest.digest}`)).status, 404);
   });

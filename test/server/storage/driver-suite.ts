@@ -1,0 +1,88 @@
+/**
+ * The contract every StorageDriver must meet. A new driver (S3) runs this suite unchanged:
+ * `runDriverSuite("s3", () => new S3Driver(...))`.
+ */
+import assert from "node:assert/strict";
+import { text } from "node:stream/consumers";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { describe, it } from "node:test";
+import { PathNotFoundError, type StorageDriver } from "../../../server/src/storage/driver.js";
+
+export function runDriverSuite(name: string, create: () => Promise<StorageDriver>): void {
+  describe(`StorageDriver contract: ${name}`, () => {
+    it("putContent then getContent round-trips; a second put replaces", async () => {
+      const driver = await create();
+      await driver.putContent("/a/b/c", "first");
+      assert.equal((await driver.getContent("/a/b/c")).toString(), "first");
+      await driver.putContent("/a/b/c", "second, longer");
+      assert.equal((await driver.getContent("/a/b/c")).toString(), "second, longer");
+    });
+
+    it("missing paths throw PathNotFoundError from getContent, stat, list and reader", async () => {
+      const driver = await create();
+      await assert.rejects(driver.getContent("/missing"), PathNotFoundError);
+      await assert.rejects(driver.stat("/missing"), PathNotFoundError);
+      await assert.rejects(driver.list("/missing"), PathNotFoundError);
+      await assert.rejects(driver.reader("/missing"), PathNotFoundError);
+    });
+
+    it("stat gives size and a version that changes when content is replaced", async () => {
+      const driver = await create();
+      await driver.putContent("/v/file", "12345");
+      const first = await driver.stat("/v/file");
+      assert.equal(first.size, 5);
+      assert.equal(first.isDir, false);
+      await driver.putContent("/v/file", "12345");
+      const second = await driver.stat("/v/file");
+      assert.notEqual(first.version, second.version);
+      assert.equal((await driver.stat("/v")).isDir, true);
+    });
+
+    it("list names direct children", async () => {
+      const driver = await create();
+      await driver.putContent("/l/x/1", "");
+      await driver.putContent("/l/y", "");
+      assert.deepEqual((await driver.list("/l")).sort(), ["x", "y"]);
+    });
+
+    it("writer appends across calls; reader streams from an offset to an inclusive end", async () => {
+      const driver = await create();
+      await pipeline(Readable.from([Buffer.from("hello ")]), await driver.writer("/w/data", true));
+      await pipeline(Readable.from([Buffer.from("world")]), await driver.writer("/w/data", true));
+      assert.equal(await text(await driver.reader("/w/data")), "hello world");
+      assert.equal(await text(await driver.reader("/w/data", 6)), "world");
+      assert.equal(await text(await driver.reader("/w/data", 0, 4)), "hello");
+      await pipeline(Readable.from([Buffer.from("new")]), await driver.writer("/w/data", false));
+      assert.equal(await text(await driver.reader("/w/data")), "new");
+    });
+
+    it("move renames atomically, replacing the destination", async () => {
+      const driver = await create();
+      await driver.putContent("/m/src", "payload");
+      await driver.putContent("/m/dst/data", "old");
+      await driver.move("/m/src", "/m/dst/data");
+      assert.equal((await driver.getContent("/m/dst/data")).toString(), "payload");
+      await assert.rejects(driver.getContent("/m/src"), PathNotFoundError);
+      await driver.putContent("/m/src2", "x");
+      await driver.move("/m/src2", "/m/new/dir/data");
+      assert.equal((await driver.getContent("/m/new/dir/data")).toString(), "x");
+    });
+
+    it("delete removes files and trees; a missing path is fine", async () => {
+      const driver = await create();
+      await driver.putContent("/d/tree/1", "1");
+      await driver.putContent("/d/tree/sub/2", "2");
+      await driver.delete("/d/tree");
+      await assert.rejects(driver.stat("/d/tree"), PathNotFoundError);
+      await driver.delete("/d/never-existed");
+    });
+
+    it("rejects paths that could escape the root", async () => {
+      const driver = await create();
+      for (const path of ["/../etc/passwd", "relative", "/a/../../b", "/a\0b"]) {
+        await assert.rejects(driver.getContent(path), /invalid storage path/, path);
+      }
+    });
+  });
+}
