@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream, promises as fs } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
 
@@ -56,7 +56,7 @@ export class FilesystemDriver implements StorageDriver {
     } finally {
       await handle.close();
     }
-    await renameInto(tmp, target);
+    await renameInto(tmp, target, this.tempPath());
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -116,7 +116,7 @@ export class FilesystemDriver implements StorageDriver {
     } catch (error) {
       throw mapError(error, source);
     }
-    await renameInto(from, this.full(dest));
+    await renameInto(from, this.full(dest), this.tempPath());
   }
 
   async delete(path: string): Promise<void> {
@@ -137,13 +137,45 @@ export class FilesystemDriver implements StorageDriver {
   }
 }
 
-async function renameInto(from: string, to: string): Promise<void> {
+/**
+ * Renames `from` to `to`. When `to`'s directories do not exist yet they are built in the temporary
+ * area around the file and renamed into place as one tree, so a crash never leaves an empty
+ * directory (a tag without its link) in the layout.
+ */
+async function renameInto(from: string, to: string, stage: string): Promise<void> {
   try {
     await fs.rename(from, to);
+    return;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const missing: string[] = [];
+  let existing = dirname(to);
+  while (!(await isDirectory(existing))) {
+    missing.unshift(basename(existing));
+    existing = dirname(existing);
+  }
+  const staged = join(stage, ...missing.slice(1), basename(to));
+  await fs.mkdir(dirname(staged), { recursive: true });
+  await fs.rename(from, staged);
+  try {
+    await fs.rename(stage, join(existing, missing[0]!));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EEXIST" && code !== "ENOTEMPTY") throw error;
+    // Another writer created the directory meanwhile: it holds its own file, so move ours in.
     await fs.mkdir(dirname(to), { recursive: true });
-    await fs.rename(from, to);
+    await fs.rename(staged, to);
+    await fs.rm(stage, { recursive: true, force: true });
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await fs.stat(path)).isDirectory();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
   }
 }
 
