@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Makes sure the real clients and servers the tests talk to are installed (Debian packages).
+# Runs before `npm test`; as root it installs what is missing, otherwise it says what to install.
+set -euo pipefail
+
+declare -A wanted=([skopeo]=skopeo [docker-registry]=docker-registry [containerd]=containerd [ctr]=containerd [tar]=tar [gzip]=gzip)
+missing=()
+for command in "${!wanted[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests need: ${missing[*]} — run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing test tools: ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
