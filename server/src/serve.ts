@@ -16,6 +16,7 @@ import { HttpMetrics } from "./metrics/http-metrics.js";
 import { StorageStats } from "./metrics/storage-stats.js";
 import { Registry } from "./registry/registry.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
+import { relayInvalidations, workerBus } from "./cluster-bus.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -42,6 +43,7 @@ export async function serve(config: Config): Promise<void> {
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   await driver.init();
 
+  relayInvalidations();
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   let stopping = false;
   const fork = (): Worker => cluster.fork({ [CONFIG_ENV]: JSON.stringify(config) });
@@ -92,6 +94,7 @@ async function runWorker(config: Config): Promise<void> {
   const registry = new Registry(driver, {
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
+    bus: workerBus(),
   });
   const metrics = new HttpMetrics();
   const app = createApp({

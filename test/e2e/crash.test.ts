@@ -38,13 +38,11 @@ async function pusher(client: Client, id: number, acknowledged: Map<string, stri
       i === 0 ? b : blob(randomBytes(randomInt(1, 2 * 1024 * 1024))),
     );
     const body = JSON.parse(manifest.bytes.toString());
-    body.layers = layers
-      .slice(1)
-      .map((l) => ({
-        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-        digest: l.digest,
-        size: l.size,
-      }));
+    body.layers = layers.slice(1).map((l) => ({
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: l.digest,
+      size: l.size,
+    }));
     const bytes = Buffer.from(JSON.stringify(body));
     try {
       for (const [i, l] of layers.entries()) {

@@ -74,10 +74,8 @@ export function createApp(options: AppOptions): Koa {
       metrics.inFlight.dec();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const method = ctx.method;
-      metrics.requests.inc({ method, route: routeName, status: String(ctx.status) });
-      metrics.duration.observe({ method, route: routeName }, seconds);
       const length = ctx.response.length;
-      if (typeof length === "number") metrics.responseSize.observe({ method, route: routeName }, length);
+      metrics.record(method, routeName, ctx.status, seconds, typeof length === "number" ? length : undefined);
       if (options.accessLog) {
         logger.info(
           {

@@ -4,13 +4,17 @@ import { layout } from "../storage/layout.js";
 import type { Digest } from "./digest.js";
 import { blobUnknown } from "./errors.js";
 import { exists, readLink, writeLink } from "./links.js";
+import { cacheKeys, MetadataCache } from "./metadata-cache.js";
 
 /**
  * Content-addressed blobs, stored once for the whole registry and linked into repositories
  * (`_layers/<alg>/<hex>/link`). A repository may read a blob only through its own link.
  */
 export class BlobStore {
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly cache: MetadataCache = new MetadataCache(),
+  ) {}
 
   /** Size of the blob's data if it is stored anywhere in the registry. */
   async globalSize(digest: Digest): Promise<number | undefined> {
@@ -30,8 +34,12 @@ export class BlobStore {
 
   /** Size of a blob readable from `name`; BLOB_UNKNOWN otherwise. */
   async stat(name: string, digest: Digest): Promise<number> {
+    const key = cacheKeys.blob(name, digest.value);
+    const cached = this.cache.get<number>(key);
+    if (cached !== undefined) return cached;
     const [linked, size] = await Promise.all([this.isLinked(name, digest), this.globalSize(digest)]);
     if (!linked || size === undefined) throw blobUnknown(digest.value);
+    this.cache.set(key, size);
     return size;
   }
 
@@ -80,5 +88,6 @@ export class BlobStore {
     if ((await readLink(this.driver, layout.layerLink(name, digest))) === undefined)
       throw blobUnknown(digest.value);
     await this.driver.delete(layout.layerDir(name, digest));
+    await this.cache.invalidate([cacheKeys.blob(name, digest.value)]);
   }
 }

@@ -5,6 +5,7 @@ import { digestOf, isDigest, parseDigest, type Digest } from "./digest.js";
 import { RegistryError, manifestUnknown } from "./errors.js";
 import { exists, listOrEmpty, readLink, writeLink } from "./links.js";
 import { LruCache } from "./lru.js";
+import { cacheKeys, MetadataCache } from "./metadata-cache.js";
 import { parseManifest, type ParsedManifest } from "./manifest.js";
 import { isValidTag } from "./names.js";
 
@@ -45,6 +46,7 @@ export class ManifestStore {
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly maxManifestBytes: number,
+    private readonly metadata: MetadataCache = new MetadataCache(),
   ) {}
 
   async put(
@@ -76,6 +78,7 @@ export class ManifestStore {
       // The current link is one atomic rename: it creates the tag, so a listed tag always resolves.
       await writeLink(this.driver, layout.tagCurrentLink(name, reference.tag), digest);
       await writeLink(this.driver, layout.tagIndexLink(name, reference.tag, digest), digest);
+      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag)]);
     }
     this.cache.set(digest.value, { digest, bytes, parsed });
     return { digest, subject: parsed.subject };
@@ -89,13 +92,20 @@ export class ManifestStore {
   /** The digest a reference names in `name`; MANIFEST_UNKNOWN when it names nothing there. */
   async resolve(name: string, reference: ManifestReference): Promise<Digest> {
     if (reference.kind === "tag") {
+      const key = cacheKeys.tag(name, reference.tag);
+      const cached = this.metadata.get<Digest>(key);
+      if (cached !== undefined) return cached;
       const digest = await readLink(this.driver, layout.tagCurrentLink(name, reference.tag));
       if (digest === undefined) throw manifestUnknown(reference.tag);
+      this.metadata.set(key, digest);
       return digest;
     }
+    const key = cacheKeys.revision(name, reference.digest.value);
+    if (this.metadata.get<boolean>(key) === true) return reference.digest;
     if (!(await exists(this.driver, layout.revisionLink(name, reference.digest)))) {
       throw manifestUnknown(reference.digest.value);
     }
+    this.metadata.set(key, true);
     return reference.digest;
   }
 
@@ -106,13 +116,18 @@ export class ManifestStore {
         throw manifestUnknown(reference.tag);
       }
       await this.driver.delete(layout.tagDir(name, reference.tag));
+      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag)]);
       return;
     }
     const digest = await this.resolve(name, reference);
     // Tags first: a crash then leaves an untagged manifest, never a tag pointing at nothing.
+    const dropped = [cacheKeys.revision(name, digest.value), cacheKeys.blob(name, digest.value)];
     for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
       const current = await readLink(this.driver, layout.tagCurrentLink(name, tag));
-      if (current?.value === digest.value) await this.driver.delete(layout.tagDir(name, tag));
+      if (current?.value === digest.value) {
+        await this.driver.delete(layout.tagDir(name, tag));
+        dropped.push(cacheKeys.tag(name, tag));
+      }
     }
     const manifest = await this.load(digest).catch(() => undefined);
     if (manifest?.parsed.subject !== undefined) {
@@ -121,6 +136,7 @@ export class ManifestStore {
       );
     }
     await this.driver.delete(layout.revisionDir(name, digest));
+    await this.metadata.invalidate(dropped);
   }
 
   /** Tags of a repository in lexical (byte) order. */

@@ -8,11 +8,14 @@ import { nameUnknown, unsupported } from "./errors.js";
 import { ManifestStore, type ManifestReference, type StoredManifest } from "./manifests.js";
 import type { Descriptor } from "./manifest.js";
 import { MediaType } from "./media-types.js";
+import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
 import { UploadStore, type ChunkRange } from "./uploads.js";
 
 export interface RegistryOptions {
   readonly deleteEnabled: boolean;
   readonly maxManifestBytes: number;
+  /** How this process learns of changes made by its siblings; alone by default. */
+  readonly bus?: InvalidationBus;
 }
 
 export interface Page {
@@ -34,9 +37,10 @@ export class Registry {
     readonly driver: StorageDriver,
     readonly options: RegistryOptions,
   ) {
-    this.blobs = new BlobStore(driver);
+    const metadata = new MetadataCache(options.bus);
+    this.blobs = new BlobStore(driver, metadata);
     this.uploads = new UploadStore(driver, this.blobs);
-    this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes);
+    this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes, metadata);
     this.catalog = new Catalog(driver);
   }
 
