@@ -17,6 +17,7 @@ import { StorageStats } from "./metrics/storage-stats.js";
 import { Registry } from "./registry/registry.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
+import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -33,8 +34,10 @@ function refuseUnsupported(config: Config): void {
 }
 
 /**
- * `serve`: the primary process prepares storage, serves metrics and health on the debug address,
- * and runs one worker per CPU on the public address (node:cluster shares the socket).
+ * `serve`. With `http.workers: 1` (the default) one process serves everything: one event loop
+ * already answers many times the reference registry's request rate, and a single process keeps
+ * memory below it. With more workers, node:cluster shares the public socket among worker
+ * processes and the primary serves metrics (aggregated) and health on the debug address.
  */
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
@@ -42,9 +45,54 @@ export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config.log);
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   await driver.init();
-
-  relayInvalidations();
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
+  const stop =
+    workers === 1
+      ? await runSingle(config, driver, logger)
+      : await runCluster(config, driver, logger, workers);
+  logger.info(
+    {
+      addr: config.http.addr,
+      debug: config.http.debug.addr,
+      workers,
+      root: driver.root,
+      tls: config.http.tls !== undefined,
+    },
+    "registry listening",
+  );
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    setTimeout(() => process.exit(0), 10_000).unref();
+    void stop().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+/** Everything in this process. Returns what stops it gracefully. */
+async function runSingle(
+  config: Config,
+  driver: FilesystemDriver,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  const { server, metrics } = await startPublicServer(config, driver, logger, localBus);
+  const debug = await startDebugServer(config, driver, logger, () => metrics.registry.metrics());
+  return async () => {
+    debug.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+}
+
+async function runCluster(
+  config: Config,
+  driver: FilesystemDriver,
+  logger: Logger,
+  workers: number,
+): Promise<() => Promise<void>> {
+  relayInvalidations();
   let stopping = false;
   const fork = (): Worker => cluster.fork({ [CONFIG_ENV]: JSON.stringify(config) });
   cluster.on("exit", (worker, code, signal) => {
@@ -59,42 +107,43 @@ export async function serve(config: Config): Promise<void> {
     });
   });
   for (let i = 0; i < workers; i++) fork();
-
-  const debug = await startDebugServer(config, driver, logger);
+  const aggregator = new AggregatorRegistry();
+  const debug = await startDebugServer(config, driver, logger, () => aggregator.clusterMetrics());
   await listening;
-  logger.info(
-    {
-      addr: config.http.addr,
-      debug: config.http.debug.addr,
-      workers,
-      root: driver.root,
-      tls: config.http.tls !== undefined,
-    },
-    "registry listening",
-  );
-
-  const shutdown = (signal: string) => {
-    if (stopping) return;
+  return async () => {
     stopping = true;
-    logger.info({ signal }, "shutting down");
     debug.close();
+    const exited = new Promise<void>((resolve) =>
+      cluster.on("exit", () => {
+        if (Object.keys(cluster.workers ?? {}).length === 0) resolve();
+      }),
+    );
     for (const worker of Object.values(cluster.workers ?? {})) worker?.disconnect();
-    setTimeout(() => process.exit(0), 10_000).unref();
-    cluster.on("exit", () => {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
-    });
+    await exited;
   };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const { server, metrics } = await startPublicServer(config, driver, logger, workerBus());
+  process.on("disconnect", () => server.close());
+  // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([metrics.registry]);
+}
+
+/** The public listener (:5000) over `driver`. */
+async function startPublicServer(
+  config: Config,
+  driver: FilesystemDriver,
+  logger: Logger,
+  bus: InvalidationBus,
+) {
   const registry = new Registry(driver, {
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
-    bus: workerBus(),
+    bus,
   });
   const metrics = new HttpMetrics();
   const app = createApp({
@@ -113,11 +162,11 @@ async function runWorker(config: Config): Promise<void> {
   server.keepAliveTimeout = 75_000;
   server.setTimeout(10 * 60_000);
   const { host, port } = parseListenAddress(config.http.addr);
-  server.listen(port, host);
-  process.on("disconnect", () => server.close());
-  // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries([metrics.registry]);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
+  return { server, metrics };
 }
 
 function createServer(config: Config, handler: http.RequestListener): http.Server | https.Server {
@@ -137,13 +186,13 @@ function createServer(config: Config, handler: http.RequestListener): http.Serve
   );
 }
 
-/** The debug listener (:5001): Prometheus metrics aggregated over workers, and health. */
+/** The debug listener (:5001): Prometheus metrics (request metrics from `requestMetrics`, storage gauges) and health. */
 async function startDebugServer(
   config: Config,
   driver: FilesystemDriver,
   logger: Logger,
+  requestMetrics: () => Promise<string>,
 ): Promise<http.Server> {
-  const aggregator = new AggregatorRegistry();
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
   const health = new HealthCheck(driver);
@@ -151,9 +200,9 @@ async function startDebugServer(
   if (config.http.debug.prometheus.enabled) {
     router.get(config.http.debug.prometheus.path, async (ctx) => {
       await stats.refresh().catch((error: unknown) => logger.warn({ err: error }, "storage scan failed"));
-      const workers = await aggregator.clusterMetrics();
+      const requests = await requestMetrics();
       ctx.type = primaryRegistry.contentType;
-      ctx.body = `${workers.trimEnd()}\n${await primaryRegistry.metrics()}`;
+      ctx.body = `${requests.trimEnd()}\n${await primaryRegistry.metrics()}`;
     });
   }
   router.get("/debug/health", (ctx) => health.respond(ctx));

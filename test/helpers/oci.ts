@@ -93,11 +93,21 @@ export class Client {
     });
   }
 
+  /** Single-POST upload; a registry that answers 202 (the reference) gets the POST-then-PUT flow. */
   async pushBlob(repo: string, b: Blob): Promise<Response> {
-    const response = await this.request("POST", `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+    let response = await this.request("POST", `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
       body: b.data,
       headers: { "Content-Type": "application/octet-stream" },
     });
+    if (response.status === 202) {
+      const location = response.headers.get("Location")!;
+      const separator = location.includes("?") ? "&" : "?";
+      response = await fetch(new URL(`${location}${separator}digest=${b.digest}`, this.base), {
+        method: "PUT",
+        body: b.data,
+        headers: { "Content-Type": "application/octet-stream" },
+      });
+    }
     if (response.status !== 201) throw new Error(`push blob: ${response.status} ${await response.text()}`);
     return response;
   }

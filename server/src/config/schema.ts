@@ -85,8 +85,8 @@ const Http = z
       })
       .prefault({}),
     http2: z.strictObject({ disabled: z.boolean().default(false) }).optional(),
-    /** Ours: worker processes serving :5000 (0 = one per CPU). */
-    workers: z.number().int().min(0).max(64).default(0),
+    /** Ours: processes serving :5000; 1 (default) serves everything in one process, 0 = one per CPU. */
+    workers: z.number().int().min(0).max(64).default(1),
     /** Ours: the largest manifest accepted, in bytes (the spec asks for at least 4 MiB). */
     maxmanifestbytes: z
       .number()

@@ -129,11 +129,11 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     if (range !== undefined) {
       ctx.status = 206;
       ctx.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
-      ctx.body = await registry.openBlob(digest, range.start, range.end);
+      ctx.body = await registry.readBlob(digest, size, range.start, range.end);
       ctx.length = range.end - range.start + 1;
       return;
     }
-    ctx.body = size === 0 ? Buffer.alloc(0) : await registry.openBlob(digest);
+    ctx.body = size === 0 ? Buffer.alloc(0) : await registry.readBlob(digest, size);
     ctx.length = size;
   }
 

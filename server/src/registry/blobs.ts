@@ -5,16 +5,32 @@ import type { Digest } from "./digest.js";
 import { blobUnknown } from "./errors.js";
 import { exists, readLink, writeLink } from "./links.js";
 import { cacheKeys, MetadataCache } from "./metadata-cache.js";
+import { LruCache } from "./lru.js";
+
+/** Blobs up to this size are served from memory once read (configs, small layers, signatures). */
+export const SMALL_BLOB_BYTES = 64 * 1024;
 
 /**
  * Content-addressed blobs, stored once for the whole registry and linked into repositories
  * (`_layers/<alg>/<hex>/link`). A repository may read a blob only through its own link.
  */
 export class BlobStore {
+  /** Content is immutable by digest, so small blobs can be kept without invalidation. */
+  private readonly small = new LruCache<string, Buffer>(16 * 1024 * 1024, (b) => b.length + 64);
+
   constructor(
     private readonly driver: StorageDriver,
     private readonly cache: MetadataCache = new MetadataCache(),
   ) {}
+
+  /** The whole content of a small blob already checked with `stat`, from memory when it can. */
+  async smallContent(digest: Digest): Promise<Buffer> {
+    const cached = this.small.get(digest.value);
+    if (cached !== undefined) return cached;
+    const content = await this.read(digest);
+    if (content.length <= SMALL_BLOB_BYTES) this.small.set(digest.value, content);
+    return content;
+  }
 
   /** Size of the blob's data if it is stored anywhere in the registry. */
   async globalSize(digest: Digest): Promise<number | undefined> {
@@ -77,10 +93,12 @@ export class BlobStore {
     await this.driver.move(sourcePath, layout.blobData(digest));
   }
 
-  async link(name: string, digest: Digest): Promise<void> {
+  /** Links a stored blob of `size` bytes into `name` (and remembers it, for the manifest push that follows). */
+  async link(name: string, digest: Digest, size: number): Promise<void> {
     const path = layout.layerLink(name, digest);
-    if ((await readLink(this.driver, path))?.value === digest.value) return;
-    await writeLink(this.driver, path, digest);
+    if ((await readLink(this.driver, path))?.value !== digest.value)
+      await writeLink(this.driver, path, digest);
+    this.cache.set(cacheKeys.blob(name, digest.value), size);
   }
 
   /** Removes the repository's link; the data stays until garbage collection. */

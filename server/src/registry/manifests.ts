@@ -77,7 +77,10 @@ export class ManifestStore {
     if (reference.kind === "tag") {
       // The current link is one atomic rename: it creates the tag, so a listed tag always resolves.
       await writeLink(this.driver, layout.tagCurrentLink(name, reference.tag), digest);
-      await writeLink(this.driver, layout.tagIndexLink(name, reference.tag, digest), digest);
+      // The tag's history entry is informational: not worth a sync.
+      await this.driver.putContent(layout.tagIndexLink(name, reference.tag, digest), digest.value, {
+        durable: false,
+      });
       await this.metadata.invalidate([cacheKeys.tag(name, reference.tag)]);
     }
     this.cache.set(digest.value, { digest, bytes, parsed });
@@ -183,8 +186,10 @@ export class ManifestStore {
     const missing: string[] = [];
     await Promise.all([
       ...parsed.blobs.map(async (d) => {
-        if (!(await this.blobs.isLinked(name, d)) || (await this.blobs.globalSize(d)) === undefined)
+        await this.blobs.stat(name, d).catch((error: unknown) => {
+          if (!(error instanceof RegistryError && error.code === "BLOB_UNKNOWN")) throw error;
           missing.push(d.value);
+        });
       }),
       ...parsed.children.map(async (d) => {
         if (!(await exists(this.driver, layout.revisionLink(name, d)))) missing.push(d.value);

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
-import { BlobStore } from "./blobs.js";
+import { BlobStore, SMALL_BLOB_BYTES } from "./blobs.js";
 import { Catalog, paginate } from "./catalog.js";
 import type { Digest } from "./digest.js";
 import { nameUnknown, unsupported } from "./errors.js";
@@ -60,7 +60,12 @@ export class Registry {
     return this.blobs.stat(name, digest);
   }
 
-  openBlob(digest: Digest, start?: number, end?: number): Promise<Readable> {
+  /** Blob bytes `start`..`end` (inclusive): from memory for small blobs, streamed from storage otherwise. */
+  async readBlob(digest: Digest, size: number, start = 0, end = size - 1): Promise<Readable | Buffer> {
+    if (size <= SMALL_BLOB_BYTES) {
+      const content = await this.blobs.smallContent(digest);
+      return start === 0 && end === content.length - 1 ? content : content.subarray(start, end + 1);
+    }
     return this.blobs.open(digest, start, end);
   }
 
@@ -77,7 +82,7 @@ export class Registry {
     const size = await this.blobs.globalSize(digest);
     if (size === undefined) return undefined;
     if (from !== undefined && !(await this.blobs.isLinked(from, digest))) return undefined;
-    await this.blobs.link(name, digest);
+    await this.blobs.link(name, digest, size);
     return size;
   }
 
@@ -109,9 +114,8 @@ export class Registry {
   }
 
   /** Single-request upload: the whole blob in one body, verified against `digest`. */
-  async putBlob(name: string, digest: Digest, body: Readable) {
-    const session = await this.uploads.create(name);
-    return this.uploads.commit(name, session.id, digest, { body });
+  putBlob(name: string, digest: Digest, body: Readable) {
+    return this.uploads.putWhole(name, digest, body);
   }
 
   // --- manifests and tags

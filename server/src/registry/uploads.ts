@@ -42,8 +42,11 @@ export class UploadStore {
 
   async create(name: string): Promise<UploadStatus> {
     const id = randomUUID();
-    await this.driver.putContent(layout.uploadStartedAt(name, id), new Date().toISOString());
-    await this.driver.putContent(layout.uploadData(name, id), "");
+    // A session lost to a power cut is only an upload the client restarts: no need to sync.
+    await this.driver.putContent(layout.uploadStartedAt(name, id), new Date().toISOString(), {
+      durable: false,
+    });
+    await this.driver.putContent(layout.uploadData(name, id), "", { durable: false });
     this.hashes.set(id, { hash: newHash("sha256"), offset: 0 });
     return { id, size: 0 };
   }
@@ -88,10 +91,42 @@ export class UploadStore {
         });
       }
       await this.blobs.adopt(dataPath, digest, size);
-      await this.blobs.link(name, digest);
+      await this.blobs.link(name, digest, size);
       await this.forget(name, id);
       return { digest, size };
     });
+  }
+
+  /**
+   * A whole blob in one request (`POST ?digest=`): no session to resume, so the bytes go to a
+   * scratch file, hashed on the way, and are moved into place only if they match `digest`.
+   */
+  async putWhole(name: string, digest: Digest, body: Readable): Promise<{ digest: Digest; size: number }> {
+    const scratch = this.driver.scratchPath();
+    try {
+      const hash = newHash(digest.algorithm);
+      let size = 0;
+      const tap = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk);
+          size += chunk.length;
+          callback(null, chunk);
+        },
+      });
+      await pipeline(body, tap, await this.driver.writer(scratch, false));
+      const computed = digestFromHash(hash, digest.algorithm);
+      if (computed.value !== digest.value) {
+        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
+          expected: digest.value,
+          actual: computed.value,
+        });
+      }
+      await this.blobs.adopt(scratch, digest, size);
+      await this.blobs.link(name, digest, size);
+      return { digest, size };
+    } finally {
+      await this.driver.delete(scratch);
+    }
   }
 
   async cancel(name: string, id: string): Promise<void> {

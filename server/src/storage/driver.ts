@@ -9,8 +9,11 @@ export interface StorageDriver {
   readonly name: string;
   /** Whole content of a small file. Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
-  /** Replaces a small file atomically and durably: readers see the old content or the new, never a mix. */
-  putContent(path: string, content: Uint8Array | string): Promise<void>;
+  /**
+   * Replaces a small file atomically: readers see the old content or the new, never a mix. Durable
+   * (synced before it resolves) unless `durable: false`, for state that is cheap to lose.
+   */
+  putContent(path: string, content: Uint8Array | string, options?: { durable?: boolean }): Promise<void>;
   /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /** A stream that appends to (or, with `append: false`, replaces) a file, creating it if needed. */
@@ -23,6 +26,11 @@ export interface StorageDriver {
   move(source: string, dest: string): Promise<void>;
   /** Removes a file or a whole tree; a missing path is not an error. */
   delete(path: string): Promise<void>;
+  /**
+   * A fresh path outside the registry layout for content on its way in (written, verified, then
+   * moved into place). What a crash leaves there is cleared when the driver starts.
+   */
+  scratchPath(): string;
 }
 
 export interface FileInfo {

@@ -78,6 +78,24 @@ export function runDriverSuite(name: string, create: () => Promise<StorageDriver
       await driver.delete("/d/never-existed");
     });
 
+    it("scratch paths are fresh, outside the layout, and can be written and moved into it", async () => {
+      const driver = await create();
+      const scratch = driver.scratchPath();
+      assert.notEqual(scratch, driver.scratchPath());
+      assert.ok(!scratch.startsWith("/docker/"));
+      await pipeline(Readable.from([Buffer.from("scratch")]), await driver.writer(scratch, false));
+      await driver.move(scratch, "/docker/registry/v2/blobs/x/data");
+      assert.equal((await driver.getContent("/docker/registry/v2/blobs/x/data")).toString(), "scratch");
+      await driver.delete(scratch);
+    });
+
+    it("putContent with durable: false still replaces atomically", async () => {
+      const driver = await create();
+      await driver.putContent("/nd/file", "one", { durable: false });
+      await driver.putContent("/nd/file", "two", { durable: false });
+      assert.equal((await driver.getContent("/nd/file")).toString(), "two");
+    });
+
     it("rejects paths that could escape the root", async () => {
       const driver = await create();
       for (const path of ["/../etc/passwd", "relative", "/a/../../b", "/a\0b"]) {

@@ -1,0 +1,414 @@
+/**
+ * Benchmarks against the reference registry (Debian `docker-registry`, CNCF Distribution 2.8),
+ * both started here on loopback, measured by the same clients in one run, printed as ratios.
+ *   npm run bench                      all benchmarks
+ *   npm run bench -- --quick           shorter runs (smoke)
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, writeSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Client, blob, imageManifest, type Blob } from "../test/helpers/oci.js";
+import { startReference } from "../test/helpers/reference.js";
+import { processTree, rssBytes, startRegistry, tempDir } from "../test/helpers/registry.js";
+import { runLoad, type LoadRequest } from "./load.js";
+
+const quick = process.argv.includes("--quick");
+const LOAD_SECONDS = quick ? 2 : 5;
+const LARGE_BYTES = (quick ? 256 : 2048) * 1024 * 1024;
+
+interface Server {
+  name: string;
+  host: string;
+  url: string;
+  pids(): number[];
+}
+
+interface Row {
+  benchmark: string;
+  unit: string;
+  ours: number;
+  reference: number;
+  target?: string;
+  pass?: boolean;
+}
+const rows: Row[] = [];
+
+function record(row: Row) {
+  rows.push(row);
+  const ratio = row.reference > 0 ? row.ours / row.reference : NaN;
+  const verdict = row.pass === undefined ? "" : row.pass ? "  ok" : "  MISSED";
+  console.log(
+    `${row.benchmark.padEnd(44)} ours ${fmt(row.ours).padStart(10)}  ref ${fmt(row.reference).padStart(10)} ${row.unit.padEnd(6)} ratio ${ratio.toFixed(2).padStart(6)}  ${row.target ?? ""}${verdict}`,
+  );
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toFixed(2);
+}
+
+/** Sums VmRSS over a process tree every 50 ms; `stop()` returns the peak. */
+function sampleRss(pids: () => number[]) {
+  let peak = 0;
+  const tick = () => {
+    let total = 0;
+    for (const pid of pids()) {
+      try {
+        total += rssBytes(pid);
+      } catch {
+        /* exited */
+      }
+    }
+    peak = Math.max(peak, total);
+  };
+  tick();
+  const timer = setInterval(tick, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      tick();
+      return peak;
+    },
+  };
+}
+
+function currentRss(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + rssBytes(pid), 0);
+}
+
+function ensureTool(command: string, pkg: string) {
+  if (spawnSync("sh", ["-c", `command -v ${command}`]).status === 0) return;
+  console.log(`installing ${pkg}`);
+  spawnSync("apt-get", ["install", "-y", "-qq", pkg], {
+    stdio: "inherit",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+}
+
+function sh(script: string): { seconds: number; stdout: string } {
+  const started = performance.now();
+  const result = spawnSync("sh", ["-c", script], { encoding: "utf8", maxBuffer: 1 << 20 });
+  if (result.status !== 0) throw new Error(`${script}: ${result.stderr}`);
+  return { seconds: (performance.now() - started) / 1000, stdout: result.stdout };
+}
+
+/** A file of random bytes and its digest (made once, reused between runs). */
+function largeFile(): { path: string; digest: string; size: number } {
+  const dir = join(process.cwd(), ".bench");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `large-${LARGE_BYTES}.bin`);
+  const digestPath = `${path}.sha256`;
+  if (!existsSync(digestPath)) {
+    const fd = openSync(path, "w");
+    const hash = createHash("sha256");
+    const chunk = Buffer.alloc(8 * 1024 * 1024);
+    for (let written = 0; written < LARGE_BYTES; written += chunk.length) {
+      randomBytes(chunk.length).copy(chunk);
+      hash.update(chunk);
+      writeSync(fd, chunk);
+    }
+    closeSync(fd);
+    writeFileSync(digestPath, `sha256:${hash.digest("hex")}`);
+  }
+  return { path, digest: sh(`cat ${digestPath}`).stdout.trim(), size: LARGE_BYTES };
+}
+
+async function largeBlob(servers: Server[]) {
+  const file = largeFile();
+  const mb = file.size / 1e6;
+  const push: Record<string, number> = {};
+  const pull: Record<string, number> = {};
+  const hashed: Record<string, number> = {};
+  const memory: Record<string, number> = {};
+  for (const server of servers) {
+    const before = currentRss(server.pids());
+    const sampler = sampleRss(server.pids);
+    const location = (
+      await new Client(server.url).request("POST", "/v2/bench/large/blobs/uploads/")
+    ).headers.get("Location")!;
+    const target = location.startsWith("http") ? location : `${server.url}${location}`;
+    const separator = target.includes("?") ? "&" : "?";
+    const up = sh(
+      `curl -sS -f -o /dev/null -T ${file.path} -H 'Content-Type: application/octet-stream' '${target}${separator}digest=${file.digest}'`,
+    );
+    push[server.name] = mb / up.seconds;
+    const blobUrl = `${server.url}/v2/bench/large/blobs/${file.digest}`;
+    // Pulls vary run to run on this machine (page cache, loopback): take the median of three.
+    pull[server.name] = median([1, 2, 3].map(() => mb / sh(`curl -sS -f -o /dev/null '${blobUrl}'`).seconds));
+    hashed[server.name] = median(
+      [1, 2, 3].map(() => {
+        const verified = sh(`curl -sS -f '${blobUrl}' | openssl dgst -sha256 -r`);
+        if (`sha256:${verified.stdout.split(" ")[0]}` !== file.digest)
+          throw new Error(`${server.name} served wrong bytes`);
+        return mb / verified.seconds;
+      }),
+    );
+    memory[server.name] = (sampler.stop() - before) / (1024 * 1024);
+  }
+  const gib = (file.size / 2 ** 30).toFixed(2);
+  record({
+    benchmark: `large blob push (${gib} GiB, curl -T)`,
+    unit: "MB/s",
+    ours: push.ours!,
+    reference: push.reference!,
+    target: ">= 1000 MB/s",
+    pass: push.ours! >= 1000,
+  });
+  record({
+    benchmark: `large blob pull (${gib} GiB, curl)`,
+    unit: "MB/s",
+    ours: pull.ours!,
+    reference: pull.reference!,
+    target: ">= 2000 MB/s and >= ref",
+    pass: pull.ours! >= 2000 && pull.ours! >= pull.reference!,
+  });
+  record({
+    benchmark: `large blob pull, client verifies sha256`,
+    unit: "MB/s",
+    ours: hashed.ours!,
+    reference: hashed.reference!,
+    target: ">= ref",
+    pass: hashed.ours! >= hashed.reference! * 0.97,
+  });
+  record({
+    benchmark: `RSS growth during ${gib} GiB push+pull`,
+    unit: "MiB",
+    ours: memory.ours!,
+    reference: memory.reference!,
+    target: "< 64 MiB",
+    pass: memory.ours! < 64,
+  });
+}
+
+/** Pushes one small image per server and returns the request mixes the rate benchmarks use. */
+async function seedPullTargets(server: Server) {
+  const client = new Client(server.url);
+  const manifest = imageManifest({ layers: 3 });
+  const response = await client.pushManifest("bench/pull", "latest", manifest);
+  if (response.status !== 201) throw new Error(`${server.name}: seed push ${response.status}`);
+  const accept = {
+    Accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+  };
+  const layer = manifest.blobs[1]!;
+  return {
+    manifestGet: [
+      { method: "GET", path: "/v2/bench/pull/manifests/latest", headers: accept },
+    ] as LoadRequest[],
+    manifestHead: [
+      { method: "HEAD", path: "/v2/bench/pull/manifests/latest", headers: accept },
+    ] as LoadRequest[],
+    blobHead: [{ method: "HEAD", path: `/v2/bench/pull/blobs/${layer.digest}` }] as LoadRequest[],
+    mixed: [
+      { method: "HEAD", path: "/v2/bench/pull/manifests/latest", headers: accept },
+      { method: "GET", path: "/v2/bench/pull/manifests/latest", headers: accept },
+      { method: "GET", path: `/v2/bench/pull/manifests/${manifest.digest}`, headers: accept },
+      { method: "GET", path: `/v2/bench/pull/blobs/${manifest.blobs[0]!.digest}` },
+      { method: "HEAD", path: `/v2/bench/pull/blobs/${layer.digest}` },
+      { method: "GET", path: `/v2/bench/pull/blobs/${layer.digest}` },
+      { method: "GET", path: "/v2/" },
+    ] as LoadRequest[],
+  };
+}
+
+async function requestRates(servers: Server[], peaks: Record<string, number>) {
+  const mixes: Record<string, Awaited<ReturnType<typeof seedPullTargets>>> = {};
+  for (const server of servers) mixes[server.name] = await seedPullTargets(server);
+  const cases: [string, keyof (typeof mixes)[string], number[]][] = [
+    ["manifest GET by tag", "manifestGet", [1, 16, 64]],
+    ["manifest HEAD by tag", "manifestHead", [64]],
+    ["blob HEAD", "blobHead", [64]],
+    ["mixed pull-heavy load", "mixed", [64]],
+  ];
+  for (const [label, key, concurrencies] of cases) {
+    for (const connections of concurrencies) {
+      const result: Record<string, Awaited<ReturnType<typeof runLoad>>> = {};
+      for (const server of servers) {
+        const [host, port] = server.host.split(":") as [string, string];
+        const sampler = sampleRss(server.pids);
+        result[server.name] = await runLoad(
+          host,
+          Number(port),
+          mixes[server.name]![key],
+          connections,
+          LOAD_SECONDS,
+        );
+        peaks[server.name] = Math.max(peaks[server.name] ?? 0, sampler.stop());
+        const bad = Object.entries(result[server.name]!.statuses).filter(([s]) => !s.startsWith("2"));
+        if (bad.length > 0)
+          throw new Error(`${server.name} ${label}: non-2xx answers ${JSON.stringify(bad)}`);
+      }
+      const rate = (s: string) => result[s]!.rps;
+      const ratio = rate("ours") / rate("reference");
+      record({
+        benchmark: `${label}, ${connections} clients`,
+        unit: "req/s",
+        ours: rate("ours"),
+        reference: rate("reference"),
+        target: connections === 64 ? ">= 5x" : "",
+        pass: connections === 64 ? ratio >= 5 : undefined,
+      });
+      record({
+        benchmark: `${label}, ${connections} clients, p99`,
+        unit: "ms",
+        ours: result.ours!.p99ms,
+        reference: result.reference!.p99ms,
+      });
+    }
+  }
+}
+
+/** 2,000 small blobs and 200 manifests (10 blobs each) pushed with 16 concurrent clients. */
+async function smallPush(servers: Server[]) {
+  const blobs: Blob[] = Array.from({ length: 2000 }, () =>
+    blob(randomBytes(1024 + Math.floor(Math.random() * 15 * 1024))),
+  );
+  const manifests = Array.from({ length: 200 }, (_, i) => {
+    const parts = blobs.slice(i * 10, i * 10 + 10);
+    const body = {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: {
+        mediaType: "application/vnd.oci.image.config.v1+json",
+        digest: parts[0]!.digest,
+        size: parts[0]!.size,
+      },
+      layers: parts
+        .slice(1)
+        .map((p) => ({
+          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          digest: p.digest,
+          size: p.size,
+        })),
+    };
+    return { repo: `bench/small${i % 20}`, bytes: Buffer.from(JSON.stringify(body)), blobs: parts };
+  });
+  const opsPerSecond: Record<string, number> = {};
+  for (const server of servers) {
+    const client = new Client(server.url);
+    const started = performance.now();
+    let index = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = index++; i < manifests.length; i = index++) {
+          const m = manifests[i]!;
+          for (const b of m.blobs) await client.pushBlob(m.repo, b);
+          const response = await client.request("PUT", `/v2/${m.repo}/manifests/v${i}`, {
+            body: m.bytes,
+            headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" },
+          });
+          if (response.status !== 201) throw new Error(`${server.name}: manifest ${response.status}`);
+        }
+      }),
+    );
+    opsPerSecond[server.name] = 2200 / ((performance.now() - started) / 1000);
+  }
+  record({
+    benchmark: "small push (2,000 blobs + 200 manifests, 16 clients)",
+    unit: "ops/s",
+    ours: opsPerSecond.ours!,
+    reference: opsPerSecond.reference!,
+    target: ">= 3x",
+    pass: opsPerSecond.ours! / opsPerSecond.reference! >= 3,
+  });
+}
+
+async function tagsList(servers: Server[]) {
+  const result: Record<string, Awaited<ReturnType<typeof runLoad>>> = {};
+  for (const server of servers) {
+    const client = new Client(server.url);
+    const manifest = imageManifest();
+    await client.pushManifest("bench/tags", "t0", manifest);
+    let next = 1;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = next++; i < 5000; i = next++) {
+          const response = await client.pushManifest("bench/tags", `t${i}`, manifest, false);
+          if (response.status !== 201) throw new Error(`${server.name}: tag ${response.status}`);
+        }
+      }),
+    );
+    const [host, port] = server.host.split(":") as [string, string];
+    result[server.name] = await runLoad(
+      host,
+      Number(port),
+      [{ method: "GET", path: "/v2/bench/tags/tags/list" }],
+      16,
+      LOAD_SECONDS,
+    );
+  }
+  record({
+    benchmark: "tags list of 5,000 tags, 16 clients",
+    unit: "req/s",
+    ours: result.ours!.rps,
+    reference: result.reference!.rps,
+    target: ">= ref",
+    pass: result.ours!.rps >= result.reference!.rps,
+  });
+  record({
+    benchmark: "tags list of 5,000 tags, 16 clients, p99",
+    unit: "ms",
+    ours: result.ours!.p99ms,
+    reference: result.reference!.p99ms,
+  });
+}
+
+async function main() {
+  ensureTool("docker-registry", "docker-registry");
+  ensureTool("curl", "curl");
+  ensureTool("openssl", "openssl");
+  const oursProcess = await startRegistry({
+    config: { log: { level: "error", accesslog: { disabled: true } } },
+  });
+  const referenceRoot = join(tempDir("neam-bench-ref-"), "data");
+  const reference = await startReference(referenceRoot);
+  const servers: Server[] = [
+    {
+      name: "ours",
+      host: oursProcess.host,
+      url: oursProcess.url,
+      pids: () => processTree(oursProcess.process.pid!),
+    },
+    { name: "reference", host: reference.host, url: reference.url, pids: () => processTree(reference.pid) },
+  ];
+  console.log(
+    `neam-registry vs docker-registry ${sh("docker-registry --version").stdout.trim()} — ${new Date().toISOString()}${quick ? " (quick)" : ""}\n`,
+  );
+  const peaks: Record<string, number> = {};
+  try {
+    await largeBlob(servers);
+    await requestRates(servers, peaks);
+    await smallPush(servers);
+    await tagsList(servers);
+    record({
+      benchmark: "peak RSS under request load",
+      unit: "MiB",
+      ours: peaks.ours! / 2 ** 20,
+      reference: peaks.reference! / 2 ** 20,
+      target: "< ref",
+      pass: peaks.ours! < peaks.reference!,
+    });
+  } finally {
+    await oursProcess.stop();
+    await reference.stop();
+    spawn("rm", ["-rf", oursProcess.dir, referenceRoot]);
+  }
+  mkdirSync(".bench", { recursive: true });
+  writeFileSync(
+    ".bench/results.json",
+    JSON.stringify({ at: new Date().toISOString(), quick, rows }, null, 2),
+  );
+  const missed = rows.filter((r) => r.pass === false);
+  console.log(
+    `\n${rows.filter((r) => r.pass).length} targets met, ${missed.length} missed${missed.length ? `: ${missed.map((r) => r.benchmark).join("; ")}` : ""}`,
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
