@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Storage work runs on libuv's thread pool; its default of 4 threads serialises the syncs of
 // concurrent pushes. Must be set before the pool starts, i.e. before any file I/O.
-process.env.UV_THREADPOOL_SIZE ??= "64";
+process.env.UV_THREADPOOL_SIZE ??= "16";
 import cluster from "node:cluster";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { serve } from "./serve.js";
