@@ -277,13 +277,11 @@ async function smallPush(servers: Server[]) {
         digest: parts[0]!.digest,
         size: parts[0]!.size,
       },
-      layers: parts
-        .slice(1)
-        .map((p) => ({
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-          digest: p.digest,
-          size: p.size,
-        })),
+      layers: parts.slice(1).map((p) => ({
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: p.digest,
+        size: p.size,
+      })),
     };
     return { repo: `bench/small${i % 20}`, bytes: Buffer.from(JSON.stringify(body)), blobs: parts };
   });

@@ -86,11 +86,12 @@ export class BlobStore {
 
   /**
    * Moves a verified upload file into place as the blob's data. When the blob is already stored
-   * (deduplication), the upload's copy is simply dropped.
+   * (deduplication), the upload's copy is left for the caller to drop. Says whether it moved.
    */
-  async adopt(sourcePath: string, digest: Digest, size: number): Promise<void> {
-    if ((await this.globalSize(digest)) === size) return;
+  async adopt(sourcePath: string, digest: Digest, size: number): Promise<boolean> {
+    if ((await this.globalSize(digest)) === size) return false;
     await this.driver.move(sourcePath, layout.blobData(digest));
+    return true;
   }
 
   /** Links a stored blob of `size` bytes into `name` (and remembers it, for the manifest push that follows). */

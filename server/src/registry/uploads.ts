@@ -103,6 +103,7 @@ export class UploadStore {
    */
   async putWhole(name: string, digest: Digest, body: Readable): Promise<{ digest: Digest; size: number }> {
     const scratch = this.driver.scratchPath();
+    let adopted = false;
     try {
       const hash = newHash(digest.algorithm);
       let size = 0;
@@ -113,7 +114,7 @@ export class UploadStore {
           callback(null, chunk);
         },
       });
-      await pipeline(body, tap, await this.driver.writer(scratch, false));
+      await pipeline(body, tap, await this.driver.writer(scratch, false, { durable: true }));
       const computed = digestFromHash(hash, digest.algorithm);
       if (computed.value !== digest.value) {
         throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
@@ -121,11 +122,11 @@ export class UploadStore {
           actual: computed.value,
         });
       }
-      await this.blobs.adopt(scratch, digest, size);
+      adopted = await this.blobs.adopt(scratch, digest, size);
       await this.blobs.link(name, digest, size);
       return { digest, size };
     } finally {
-      await this.driver.delete(scratch);
+      if (!adopted) await this.driver.delete(scratch);
     }
   }
 

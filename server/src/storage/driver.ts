@@ -16,8 +16,11 @@ export interface StorageDriver {
   putContent(path: string, content: Uint8Array | string, options?: { durable?: boolean }): Promise<void>;
   /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
-  /** A stream that appends to (or, with `append: false`, replaces) a file, creating it if needed. */
-  writer(path: string, append: boolean): Promise<Writable>;
+  /**
+   * A stream that appends to (or, with `append: false`, replaces) a file, creating it if needed.
+   * With `durable`, the data is synced before the stream closes.
+   */
+  writer(path: string, append: boolean, options?: { durable?: boolean }): Promise<Writable>;
   /** Size, time and an opaque version that changes whenever the file is replaced. Throws PathNotFoundError. */
   stat(path: string): Promise<FileInfo>;
   /** Names of the direct children of a directory. Throws PathNotFoundError. */

@@ -15,14 +15,38 @@ import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.j
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
 const TMP_DIR = "/.neam-tmp";
 const STREAM_CHUNK = 1024 * 1024;
+/** Bytes written between background syncs of a large write. */
+const WRITEBACK_BYTES = 32 * 1024 * 1024;
+/** How many directories temporary files are spread over. */
+const TMP_FANOUT = 64;
+
+function tmpBucket(i: number): string {
+  return i.toString(16).padStart(2, "0");
+}
+
+function tmpName(): string {
+  const random = randomBytes(12);
+  return `${tmpBucket(random[0]! % TMP_FANOUT)}/${random.toString("hex")}`;
+}
+
+/** Directories remembered as existing; past this the memory is simply cleared. */
+const KNOWN_DIRS_LIMIT = 100_000;
 
 /**
  * The filesystem driver: logical paths under one root directory, as the reference registry's
- * `filesystem` driver lays them out. Small files are replaced by write-temp, fsync, rename.
+ * `filesystem` driver lays them out. Small files are replaced by write-temp, fsync, rename; new
+ * directories appear together with their first file, in one rename.
  */
 export class FilesystemDriver implements StorageDriver {
   readonly name = "filesystem";
   readonly root: string;
+  /**
+   * Directories known to exist, to skip the probing of a first write. Never trusted blindly: a
+   * rename that fails with ENOENT forgets the entry and takes the careful path.
+   */
+  private readonly knownDirs = new Set<string>();
+  /** Files whose data was synced when their writer closed, so `move` need not sync them again. */
+  private readonly synced = new Set<string>();
 
   constructor(rootDirectory: string) {
     this.root = resolve(rootDirectory);
@@ -32,7 +56,12 @@ export class FilesystemDriver implements StorageDriver {
   async init(): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });
     await fs.rm(this.full(TMP_DIR), { recursive: true, force: true });
-    await fs.mkdir(this.full(TMP_DIR), { recursive: true });
+    // Temporary files spread over many directories: one directory is one lock for every create.
+    await Promise.all(
+      Array.from({ length: TMP_FANOUT }, (_, i) =>
+        fs.mkdir(this.full(`${TMP_DIR}/${tmpBucket(i)}`), { recursive: true }),
+      ),
+    );
   }
 
   private full(path: string): string {
@@ -59,7 +88,6 @@ export class FilesystemDriver implements StorageDriver {
     content: Uint8Array | string,
     options?: { durable?: boolean },
   ): Promise<void> {
-    const target = this.full(path);
     const tmp = this.tempPath();
     if (options?.durable === false) {
       await fs.writeFile(tmp, content);
@@ -72,7 +100,7 @@ export class FilesystemDriver implements StorageDriver {
         await handle.close();
       }
     }
-    await renameInto(tmp, target, this.tempPath());
+    await this.renameInto(tmp, this.full(path));
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -83,12 +111,33 @@ export class FilesystemDriver implements StorageDriver {
     return stream;
   }
 
-  async writer(path: string, append: boolean): Promise<Writable> {
+  async writer(path: string, append: boolean, options?: { durable?: boolean }): Promise<Writable> {
     const full = this.full(path);
-    await fs.mkdir(dirname(full), { recursive: true });
-    const stream = createWriteStream(full, { flags: append ? "a" : "w", highWaterMark: STREAM_CHUNK });
-    await opened(stream, path);
+    const durable = options?.durable ?? false;
+    const open = async () => {
+      const stream = createWriteStream(full, {
+        flags: append ? "a" : "w",
+        highWaterMark: STREAM_CHUNK,
+        flush: durable,
+      });
+      await opened(stream, path);
+      return stream;
+    };
+    let stream: WriteStream;
+    try {
+      stream = await open();
+    } catch (error) {
+      if (!(error instanceof PathNotFoundError)) throw error;
+      await fs.mkdir(dirname(full), { recursive: true });
+      stream = await open();
+    }
     startWriteback(stream);
+    if (durable) {
+      // `flush` synced the data before the close: remember it for the move that follows.
+      stream.once("close", () => {
+        if (stream.errored === null) this.synced.add(full);
+      });
+    }
     return stream;
   }
 
@@ -117,21 +166,24 @@ export class FilesystemDriver implements StorageDriver {
 
   async move(source: string, dest: string): Promise<void> {
     const from = this.full(source);
-    try {
-      const handle = await fs.open(from, "r");
+    if (!this.synced.delete(from)) {
       try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+        const handle = await fs.open(from, "r");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        throw mapError(error, source);
       }
-    } catch (error) {
-      throw mapError(error, source);
     }
-    await renameInto(from, this.full(dest), this.tempPath());
+    await this.renameInto(from, this.full(dest));
   }
 
   async delete(path: string): Promise<void> {
     const full = this.full(path);
+    this.synced.delete(full);
     // Rename first so a crash mid-delete never leaves a half-removed tree in the layout.
     const tmp = this.tempPath();
     try {
@@ -144,44 +196,74 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   scratchPath(): string {
-    return `${TMP_DIR}/${randomBytes(12).toString("hex")}`;
+    return `${TMP_DIR}/${tmpName()}`;
   }
 
   private tempPath(): string {
-    return join(this.root, TMP_DIR, randomBytes(12).toString("hex"));
+    return join(this.root, TMP_DIR, tmpName());
   }
-}
 
-/**
- * Renames `from` to `to`. When `to`'s directories do not exist yet they are built in the temporary
- * area around the file and renamed into place as one tree, so a crash never leaves an empty
- * directory (a tag without its link) in the layout.
- */
-async function renameInto(from: string, to: string, stage: string): Promise<void> {
-  try {
-    await fs.rename(from, to);
-    return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  /**
+   * Renames `from` to `to`. When `to`'s directories do not exist yet they are built in the
+   * temporary area around the file and renamed into place as one tree, so a crash never leaves an
+   * empty directory (a tag without its link) in the layout.
+   */
+  private async renameInto(from: string, to: string): Promise<void> {
+    const parent = dirname(to);
+    try {
+      await fs.rename(from, to);
+      this.remember(parent);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      this.knownDirs.delete(parent);
+    }
+    try {
+      await this.stageInto(from, to, true);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      // A directory remembered as existing was removed meanwhile: probe for real.
+      this.knownDirs.clear();
+      await this.stageInto(from, to, false);
+    }
   }
-  const missing: string[] = [];
-  let existing = dirname(to);
-  while (!(await isDirectory(existing))) {
-    missing.unshift(basename(existing));
-    existing = dirname(existing);
+
+  private async stageInto(from: string, to: string, trustKnown: boolean): Promise<void> {
+    const missing: string[] = [];
+    let existing = dirname(to);
+    while (!((trustKnown && this.knownDirs.has(existing)) || (await isDirectory(existing)))) {
+      missing.unshift(basename(existing));
+      existing = dirname(existing);
+    }
+    if (missing.length === 0) {
+      await fs.rename(from, to);
+      this.remember(dirname(to));
+      return;
+    }
+    const stage = this.tempPath();
+    const staged = join(stage, ...missing.slice(1), basename(to));
+    await fs.mkdir(dirname(staged), { recursive: true });
+    await fs.rename(from, staged);
+    try {
+      await fs.rename(stage, join(existing, missing[0]!));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" && code !== "ENOTEMPTY") {
+        await fs.rename(staged, from).catch(() => {});
+        await fs.rm(stage, { recursive: true, force: true });
+        throw error;
+      }
+      // Another writer created the directory meanwhile: it holds its own file, so move ours in.
+      await fs.mkdir(dirname(to), { recursive: true });
+      await fs.rename(staged, to);
+      await fs.rm(stage, { recursive: true, force: true });
+    }
+    this.remember(dirname(to));
   }
-  const staged = join(stage, ...missing.slice(1), basename(to));
-  await fs.mkdir(dirname(staged), { recursive: true });
-  await fs.rename(from, staged);
-  try {
-    await fs.rename(stage, join(existing, missing[0]!));
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== "EEXIST" && code !== "ENOTEMPTY") throw error;
-    // Another writer created the directory meanwhile: it holds its own file, so move ours in.
-    await fs.mkdir(dirname(to), { recursive: true });
-    await fs.rename(staged, to);
-    await fs.rm(stage, { recursive: true, force: true });
+
+  private remember(dir: string): void {
+    if (this.knownDirs.size >= KNOWN_DIRS_LIMIT) this.knownDirs.clear();
+    this.knownDirs.add(dir);
   }
 }
 
@@ -193,9 +275,6 @@ async function isDirectory(path: string): Promise<boolean> {
     throw error;
   }
 }
-
-/** Bytes written between background syncs of a large write. */
-const WRITEBACK_BYTES = 32 * 1024 * 1024;
 
 /**
  * Syncs a large write in the background as it goes, so the disk works while the network does and
