@@ -22,10 +22,6 @@ const STATUS: Record<ErrorCode, { status: number; wire?: string }> = {
   PAGINATION_INVALID: { status: 400, wire: "UNSUPPORTED" },
 };
 
-export function statusOf(code: ErrorCode): number {
-  return STATUS[code].status;
-}
-
 /** Writes the spec's error body `{"errors":[{code,message,detail}]}` with the code's status. */
 export function writeError(ctx: Context, error: RegistryError, status?: number): void {
   const mapping = STATUS[error.code];

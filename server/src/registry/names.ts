@@ -18,13 +18,6 @@ export function isValidTag(tag: string): boolean {
   return TAG.test(tag);
 }
 
-export function validateTag(tag: string): string {
-  if (!TAG.test(tag)) {
-    throw new RegistryError("MANIFEST_INVALID", "invalid tag", { tag: tag.slice(0, 200) });
-  }
-  return tag;
-}
-
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function isValidUploadId(id: string): boolean {

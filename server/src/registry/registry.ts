@@ -7,7 +7,6 @@ import type { Digest } from "./digest.js";
 import { nameUnknown, unsupported } from "./errors.js";
 import { ManifestStore, type ManifestReference, type StoredManifest } from "./manifests.js";
 import type { Descriptor } from "./manifest.js";
-import { MediaType } from "./media-types.js";
 import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
 import { UploadStore, type ChunkRange } from "./uploads.js";
 
@@ -166,5 +165,3 @@ function referrerDescriptor(m: StoredManifest): Descriptor {
     ...(parsed.annotations !== undefined ? { annotations: parsed.annotations } : {}),
   };
 }
-
-export const EMPTY_INDEX_MEDIA_TYPE = MediaType.OciIndex;
