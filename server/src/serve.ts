@@ -17,6 +17,9 @@ import { StorageStats } from "./metrics/storage-stats.js";
 import { Registry } from "./registry/registry.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
+import { parseDuration } from "./config/duration.js";
+import { locationBaseFor } from "./http/location.js";
+import { purgeUploads } from "./registry/upload-purge.js";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
@@ -26,6 +29,11 @@ function refuseUnsupported(config: Config): void {
   if (config.auth?.htpasswd !== undefined) {
     throw new Error(
       "config: auth.htpasswd is not supported by this build yet; refusing to serve without the authentication it asks for",
+    );
+  }
+  if (config.http.prefix !== undefined && config.http.prefix.replace(/\/+$/, "") !== "") {
+    throw new Error(
+      "config: http.prefix is not supported by this build; serve the registry at the root of its host",
     );
   }
   if (config.proxy !== undefined) {
@@ -50,6 +58,7 @@ export async function serve(config: Config): Promise<void> {
     workers === 1
       ? await runSingle(config, driver, logger)
       : await runCluster(config, driver, logger, workers);
+  const stopPurging = startUploadPurging(config, driver, logger);
   logger.info(
     {
       addr: config.http.addr,
@@ -65,7 +74,9 @@ export async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    setTimeout(() => process.exit(0), 10_000).unref();
+    stopPurging();
+    // In-flight requests get http.draintimeout to finish (10 s when unset).
+    setTimeout(() => process.exit(0), parseDuration(config.http.draintimeout ?? "10s")).unref();
     void stop().then(() => process.exit(0));
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
@@ -144,16 +155,18 @@ async function startPublicServer(
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
     bus,
+    readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   });
   const metrics = new HttpMetrics();
   const app = createApp({
     registry,
     logger,
     metrics,
-    health: new HealthCheck(driver),
+    health: healthCheck(config, driver),
     accessLog: !config.log.accesslog.disabled,
     maxManifestBytes: config.http.maxmanifestbytes,
     headers: config.http.headers,
+    locationBase: locationBaseFor(config.http),
   });
   const server = createServer(config, app.callback());
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.
@@ -167,6 +180,45 @@ async function startPublicServer(
     server.listen(port, host, resolve);
   });
   return { server, metrics };
+}
+
+function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {
+  const storage = config.health?.storagedriver;
+  return new HealthCheck(driver, {
+    enabled: storage?.enabled ?? true,
+    intervalMs: parseDuration(storage?.interval ?? "10s"),
+    threshold: storage?.threshold ?? 3,
+  });
+}
+
+/**
+ * `storage.maintenance.uploadpurging`: removes abandoned upload sessions older than `age`, every
+ * `interval` (first a minute after start), as the reference registry does. On by default.
+ */
+function startUploadPurging(config: Config, driver: FilesystemDriver, logger: Logger): () => void {
+  const purging = config.storage.maintenance?.uploadpurging ?? {
+    enabled: true,
+    age: "168h",
+    interval: "24h",
+    dryrun: false,
+  };
+  if (!purging.enabled) return () => {};
+  const age = parseDuration(purging.age);
+  const run = async () => {
+    try {
+      const { purged } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
+      if (purged.length > 0)
+        logger.info({ purged: purged.length, dryRun: purging.dryrun }, "purged abandoned uploads");
+    } catch (error) {
+      logger.error({ err: error }, "upload purge failed");
+    }
+  };
+  const first = setTimeout(run, 60_000).unref();
+  const every = setInterval(run, parseDuration(purging.interval)).unref();
+  return () => {
+    clearTimeout(first);
+    clearInterval(every);
+  };
 }
 
 function createServer(config: Config, handler: http.RequestListener): http.Server | https.Server {
@@ -195,7 +247,7 @@ async function startDebugServer(
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
-  const health = new HealthCheck(driver);
+  const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {
     router.get(config.http.debug.prometheus.path, async (ctx) => {

@@ -74,8 +74,9 @@ export function indexManifest(children: Manifest[]): Manifest {
 export class Client {
   constructor(readonly base: string) {}
 
+  /** `path` may be relative to the registry or an absolute URL (a `Location` the registry sent). */
   request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
-    return fetch(`${this.base}${path}`, { method, redirect: "manual", ...init });
+    return fetch(new URL(path, this.base), { method, redirect: "manual", ...init });
   }
 
   /** A request whose path is sent exactly as given (fetch would normalise `..` and `%2e`). */
@@ -127,6 +128,13 @@ export class Client {
     if (response.status !== 202) throw new Error(`start upload: ${response.status}`);
     return response.headers.get("Location")!;
   }
+}
+
+/** The path of a Location header, whether the registry sent it absolute or relative. */
+export function locationPath(response: Response): string {
+  const location = response.headers.get("Location");
+  if (location === null) throw new Error(`no Location header (status ${response.status})`);
+  return new URL(location, "http://placeholder").pathname;
 }
 
 export async function errorCode(response: Response): Promise<string | undefined> {

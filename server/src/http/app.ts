@@ -16,6 +16,8 @@ export interface AppOptions {
   readonly maxManifestBytes: number;
   /** Extra response headers from `http.headers`. */
   readonly headers?: Record<string, string[]>;
+  /** See DistributionOptions.locationBase; relative Locations when absent. */
+  readonly locationBase?: (ctx: Context) => string;
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -23,7 +25,10 @@ export function createApp(options: AppOptions): Koa {
   const { registry, logger, metrics, health } = options;
   const app = new Koa({ proxy: false });
   app.silent = true;
-  const match = distributionRoutes(registry, { maxManifestBytes: options.maxManifestBytes });
+  const match = distributionRoutes(registry, {
+    maxManifestBytes: options.maxManifestBytes,
+    locationBase: options.locationBase ?? (() => ""),
+  });
   const extraHeaders = Object.entries(options.headers ?? {});
 
   app.use(async (ctx: Context) => {

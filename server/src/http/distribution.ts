@@ -20,6 +20,11 @@ interface Route {
 /** What distribution handlers need besides the domain. */
 export interface DistributionOptions {
   readonly maxManifestBytes: number;
+  /**
+   * What `Location` headers start with: `http.host` when configured, else the scheme and Host of
+   * the request (as the reference registry does), or nothing with `http.relativeurls`.
+   */
+  readonly locationBase: (ctx: Context) => string;
 }
 
 const NAME = "(.+?)";
@@ -95,7 +100,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const bytes = await readBody(ctx, options.maxManifestBytes);
     const result = await registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
     emptyResponse(ctx, 201);
-    ctx.set("Location", `/v2/${name}/manifests/${result.digest.value}`);
+    ctx.set("Location", `${options.locationBase(ctx)}/v2/${name}/manifests/${result.digest.value}`);
     ctx.set("Docker-Content-Digest", result.digest.value);
     if (result.subject !== undefined) ctx.set("OCI-Subject", result.subject.value);
   }
@@ -151,7 +156,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       const fromValue = queryValue(ctx, "from");
       const from = fromValue === undefined ? undefined : repositoryName(fromValue);
       if ((await registry.mountBlob(name, digest, from)) !== undefined) {
-        blobCreated(ctx, name, digest);
+        blobCreated(ctx, options.locationBase(ctx), name, digest);
         return;
       }
     }
@@ -159,17 +164,17 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     if (digestValue !== undefined) {
       const digest = parseDigest(digestValue);
       const result = await registry.putBlob(name, digest, ctx.req);
-      blobCreated(ctx, name, result.digest);
+      blobCreated(ctx, options.locationBase(ctx), name, result.digest);
       return;
     }
     const session = await registry.startUpload(name);
-    uploadAccepted(ctx, name, session.id, session.size, 202);
+    uploadAccepted(ctx, options.locationBase(ctx), name, session.id, session.size, 202);
   }
 
   async function uploadStatus(ctx: Context, [rawName, id]: string[]) {
     const name = repositoryName(rawName!);
     const status = await registry.uploadStatus(name, decode(id!));
-    uploadAccepted(ctx, name, status.id, status.size, 204);
+    uploadAccepted(ctx, options.locationBase(ctx), name, status.id, status.size, 204);
   }
 
   async function patchUpload(ctx: Context, [rawName, rawId]: string[]) {
@@ -177,7 +182,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const id = decode(rawId!);
     const range = chunkRange(ctx);
     const status = await registry.appendUpload(name, id, ctx.req, range);
-    uploadAccepted(ctx, name, status.id, status.size, 202);
+    uploadAccepted(ctx, options.locationBase(ctx), name, status.id, status.size, 202);
   }
 
   async function putUpload(ctx: Context, [rawName, rawId]: string[]) {
@@ -195,7 +200,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       digest,
       hasBody ? { body: ctx.req, range } : undefined,
     );
-    blobCreated(ctx, name, result.digest);
+    blobCreated(ctx, options.locationBase(ctx), name, result.digest);
   }
 
   async function cancelUpload(ctx: Context, [rawName, rawId]: string[]) {
@@ -289,15 +294,15 @@ function accepted(ctx: Context) {
   emptyResponse(ctx, 202);
 }
 
-function blobCreated(ctx: Context, name: string, digest: Digest) {
+function blobCreated(ctx: Context, base: string, name: string, digest: Digest) {
   emptyResponse(ctx, 201);
-  ctx.set("Location", `/v2/${name}/blobs/${digest.value}`);
+  ctx.set("Location", `${base}/v2/${name}/blobs/${digest.value}`);
   ctx.set("Docker-Content-Digest", digest.value);
 }
 
-function uploadAccepted(ctx: Context, name: string, id: string, size: number, status: number) {
+function uploadAccepted(ctx: Context, base: string, name: string, id: string, size: number, status: number) {
   emptyResponse(ctx, status);
-  ctx.set("Location", `/v2/${name}/blobs/uploads/${id}`);
+  ctx.set("Location", `${base}/v2/${name}/blobs/uploads/${id}`);
   ctx.set("Range", `0-${size > 0 ? size - 1 : 0}`);
   ctx.set("Docker-Upload-UUID", id);
 }

@@ -3,30 +3,51 @@ import type { StorageDriver } from "../storage/driver.js";
 import { ROOT } from "../storage/layout.js";
 import { isNotFound } from "../storage/driver.js";
 
+export interface HealthOptions {
+  /** `health.storagedriver.enabled`: when false the storage check always passes. */
+  readonly enabled: boolean;
+  /** `health.storagedriver.interval`: the storage is probed at most this often. */
+  readonly intervalMs: number;
+  /** `health.storagedriver.threshold`: consecutive failed probes before the registry reports unhealthy. */
+  readonly threshold: number;
+}
+
+const DEFAULT_HEALTH: HealthOptions = { enabled: true, intervalMs: 10_000, threshold: 3 };
+
 /**
  * `/debug/health`: 200 `{}` while the storage driver answers, 503 with the failing check otherwise
- * (the reference registry's format). The result is cached briefly so probes cost nothing.
+ * (the reference registry's format and `health.storagedriver` semantics). Probes are spaced by the
+ * interval, so liveness checks cost nothing.
  */
 export class HealthCheck {
-  private last: { at: number; error: string | undefined } | undefined;
+  private checkedAt = -Infinity;
+  private failures = 0;
+  private lastError: string | undefined;
 
   constructor(
     private readonly driver: StorageDriver,
-    private readonly cacheMs = 1000,
+    private readonly options: HealthOptions = DEFAULT_HEALTH,
   ) {}
 
   async check(): Promise<string | undefined> {
+    if (!this.options.enabled) return undefined;
     const now = Date.now();
-    if (this.last !== undefined && now - this.last.at < this.cacheMs) return this.last.error;
-    let error: string | undefined;
-    try {
-      await this.driver.stat(ROOT);
-    } catch (e) {
-      // An empty root (nothing pushed yet) is healthy; anything else is not.
-      if (!isNotFound(e)) error = (e as Error).message;
+    if (now - this.checkedAt >= this.options.intervalMs) {
+      this.checkedAt = now;
+      try {
+        await this.driver.stat(ROOT);
+        this.failures = 0;
+      } catch (e) {
+        // An empty root (nothing pushed yet) is healthy; anything else is not.
+        if (isNotFound(e)) {
+          this.failures = 0;
+        } else {
+          this.failures++;
+          this.lastError = (e as Error).message;
+        }
+      }
     }
-    this.last = { at: now, error };
-    return error;
+    return this.failures >= this.options.threshold ? this.lastError : undefined;
   }
 
   async respond(ctx: Context): Promise<void> {

@@ -15,6 +15,8 @@ export interface RegistryOptions {
   readonly maxManifestBytes: number;
   /** How this process learns of changes made by its siblings; alone by default. */
   readonly bus?: InvalidationBus;
+  /** `storage.maintenance.readonly.enabled`: pulls only; pushes and deletes are refused. */
+  readonly readOnly?: boolean;
 }
 
 export interface Page {
@@ -78,6 +80,7 @@ export class Registry {
    * anywhere in the registry when `from` is absent. Undefined when it cannot mount.
    */
   async mountBlob(name: string, digest: Digest, from: string | undefined): Promise<number | undefined> {
+    this.requireWritable();
     const size = await this.blobs.globalSize(digest);
     if (size === undefined) return undefined;
     if (from !== undefined && !(await this.blobs.isLinked(from, digest))) return undefined;
@@ -87,7 +90,8 @@ export class Registry {
 
   // --- uploads
 
-  startUpload(name: string) {
+  async startUpload(name: string) {
+    this.requireWritable();
     return this.uploads.create(name);
   }
 
@@ -95,16 +99,18 @@ export class Registry {
     return this.uploads.status(name, id);
   }
 
-  appendUpload(name: string, id: string, body: Readable, range?: ChunkRange) {
+  async appendUpload(name: string, id: string, body: Readable, range?: ChunkRange) {
+    this.requireWritable();
     return this.uploads.append(name, id, body, range);
   }
 
-  completeUpload(
+  async completeUpload(
     name: string,
     id: string,
     digest: Digest,
     finalChunk?: { body: Readable; range?: ChunkRange },
   ) {
+    this.requireWritable();
     return this.uploads.commit(name, id, digest, finalChunk);
   }
 
@@ -113,7 +119,8 @@ export class Registry {
   }
 
   /** Single-request upload: the whole blob in one body, verified against `digest`. */
-  putBlob(name: string, digest: Digest, body: Readable) {
+  async putBlob(name: string, digest: Digest, body: Readable) {
+    this.requireWritable();
     return this.uploads.putWhole(name, digest, body);
   }
 
@@ -123,7 +130,8 @@ export class Registry {
     return this.manifests.get(name, reference);
   }
 
-  putManifest(name: string, reference: ManifestReference, bytes: Buffer, contentType?: string) {
+  async putManifest(name: string, reference: ManifestReference, bytes: Buffer, contentType?: string) {
+    this.requireWritable();
     return this.manifests.put(name, reference, bytes, contentType);
   }
 
@@ -150,7 +158,13 @@ export class Registry {
   }
 
   private requireDelete(): void {
+    this.requireWritable();
     if (!this.options.deleteEnabled) throw unsupported("deletion is disabled (storage.delete.enabled)");
+  }
+
+  private requireWritable(): void {
+    if (this.options.readOnly)
+      throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
   }
 }
 
