@@ -137,6 +137,8 @@ async function largeBlob(servers: Server[]) {
       `curl -sS -f -o /dev/null -T ${file.path} -H 'Content-Type: application/octet-stream' '${target}${separator}digest=${file.digest}'`,
     );
     push[server.name] = mb / up.seconds;
+    // Let the disk settle (both servers get the same pause) so the pull measures serving, not writeback.
+    sh("sync; sleep 2");
     const blobUrl = `${server.url}/v2/bench/large/blobs/${file.digest}`;
     // Pulls vary run to run on this machine (page cache, loopback): take the median of three.
     pull[server.name] = median([1, 2, 3].map(() => mb / sh(`curl -sS -f -o /dev/null '${blobUrl}'`).seconds));

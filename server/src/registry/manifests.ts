@@ -81,7 +81,7 @@ export class ManifestStore {
       await this.driver.putContent(layout.tagIndexLink(name, reference.tag, digest), digest.value, {
         durable: false,
       });
-      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag)]);
+      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag), cacheKeys.tagList(name)]);
     }
     this.cache.set(digest.value, { digest, bytes, parsed });
     return { digest, subject: parsed.subject };
@@ -119,12 +119,12 @@ export class ManifestStore {
         throw manifestUnknown(reference.tag);
       }
       await this.driver.delete(layout.tagDir(name, reference.tag));
-      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag)]);
+      await this.metadata.invalidate([cacheKeys.tag(name, reference.tag), cacheKeys.tagList(name)]);
       return;
     }
     const digest = await this.resolve(name, reference);
     // Tags first: a crash then leaves an untagged manifest, never a tag pointing at nothing.
-    const dropped = [cacheKeys.revision(name, digest.value), cacheKeys.blob(name, digest.value)];
+    const dropped = [cacheKeys.revision(name, digest.value), cacheKeys.blob(name, digest.value), cacheKeys.tagList(name)];
     for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
       const current = await readLink(this.driver, layout.tagCurrentLink(name, tag));
       if (current?.value === digest.value) {
@@ -143,9 +143,13 @@ export class ManifestStore {
   }
 
   /** Tags of a repository in lexical (byte) order. */
-  async tags(name: string): Promise<string[]> {
-    const tags = await listOrEmpty(this.driver, layout.tagsDir(name));
-    return tags.filter(isValidTag).sort(compareStrings);
+  async tags(name: string): Promise<readonly string[]> {
+    const key = cacheKeys.tagList(name);
+    const cached = this.metadata.get<readonly string[]>(key);
+    if (cached !== undefined) return cached;
+    const tags = (await listOrEmpty(this.driver, layout.tagsDir(name))).filter(isValidTag).sort(compareStrings);
+    this.metadata.set(key, tags);
+    return tags;
   }
 
   /** Manifests in `name` whose subject is `subject`. */

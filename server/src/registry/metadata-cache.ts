@@ -69,4 +69,5 @@ export const cacheKeys = {
   tag: (name: string, tag: string) => `t\0${name}\0${tag}`,
   revision: (name: string, digest: string) => `r\0${name}\0${digest}`,
   blob: (name: string, digest: string) => `b\0${name}\0${digest}`,
+  tagList: (name: string) => `l\0${name}`,
 };

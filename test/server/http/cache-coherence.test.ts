@@ -77,4 +77,35 @@ describe("cache coherence across workers", () => {
     assert.equal((await client.request("DELETE", "/v2/coherence/tag/manifests/gone")).status, 202);
     for (const r of await readMany("GET", "/v2/coherence/tag/manifests/gone")) assert.equal(r.status, 404);
   });
+
+  it("a new or deleted tag shows in every worker's tag list at once", async () => {
+    const manifest = imageManifest();
+    await client.pushManifest("coherence/list", "a", manifest);
+    for (const r of await readManyJson("/v2/coherence/list/tags/list")) assert.deepEqual(r.tags, ["a"]);
+    await client.pushManifest("coherence/list", "b", manifest, false);
+    for (const r of await readManyJson("/v2/coherence/list/tags/list")) assert.deepEqual(r.tags, ["a", "b"]);
+    assert.equal((await client.request("DELETE", "/v2/coherence/list/manifests/a")).status, 202);
+    for (const r of await readManyJson("/v2/coherence/list/tags/list")) assert.deepEqual(r.tags, ["b"]);
+  });
 });
+
+/** GET on new connections, bodies parsed as JSON. */
+function readManyJson(path: string, times = 16): Promise<{ tags: string[] }[]> {
+  const url = new URL(registry.url);
+  return Promise.all(
+    Array.from(
+      { length: times },
+      () =>
+        new Promise<{ tags: string[] }>((resolve, reject) => {
+          const req = request({ host: url.hostname, port: url.port, path, agent: false }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (c: string) => (body += c));
+            res.on("end", () => resolve(JSON.parse(body) as { tags: string[] }));
+          });
+          req.on("error", reject);
+          req.end();
+        }),
+    ),
+  );
+}
