@@ -20,17 +20,15 @@ import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
 import { purgeUploads } from "./registry/upload-purge.js";
+import { HtpasswdUsers } from "./auth/htpasswd.js";
+import { AccessPolicy } from "./auth/policy.js";
+import { BasicAuthorizer, type RequestAuthorizer } from "./http/auth.js";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
 /** Features whose config keys are accepted but which this build cannot honour yet: refuse, never ignore. */
 function refuseUnsupported(config: Config): void {
-  if (config.auth?.htpasswd !== undefined) {
-    throw new Error(
-      "config: auth.htpasswd is not supported by this build yet; refusing to serve without the authentication it asks for",
-    );
-  }
   if (config.http.prefix !== undefined && config.http.prefix.replace(/\/+$/, "") !== "") {
     throw new Error(
       "config: http.prefix is not supported by this build; serve the registry at the root of its host",
@@ -157,6 +155,7 @@ async function startPublicServer(
     bus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   });
+  const authz = authorizerFor(config, logger);
   const metrics = new HttpMetrics();
   const app = createApp({
     registry,
@@ -167,6 +166,7 @@ async function startPublicServer(
     maxManifestBytes: config.http.maxmanifestbytes,
     headers: config.http.headers,
     locationBase: locationBaseFor(config.http),
+    authz,
   });
   const server = createServer(config, app.callback());
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.
@@ -180,6 +180,21 @@ async function startPublicServer(
     server.listen(port, host, resolve);
   });
   return { server, metrics };
+}
+
+/** The authorizer `auth` asks for: Basic against htpasswd (watched for changes), or none. */
+function authorizerFor(config: Config, logger: Logger): RequestAuthorizer | undefined {
+  const htpasswd = config.auth?.htpasswd;
+  if (htpasswd === undefined) return undefined;
+  const users = new HtpasswdUsers(htpasswd.path, (event) => {
+    if ("error" in event)
+      logger.error({ error: event.error }, "htpasswd reload failed; keeping the previous users");
+    else logger.info({ users: event.users }, "htpasswd reloaded");
+  });
+  users.watch();
+  if (config.http.tls === undefined)
+    logger.warn("basic authentication without http.tls sends passwords in clear text");
+  return new BasicAuthorizer(users, new AccessPolicy(config.auth?.access), htpasswd.realm);
 }
 
 function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {

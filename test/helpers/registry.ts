@@ -53,7 +53,9 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
   const port = options.port ?? (await freePort());
   const debugPort = await freePort();
   const extra = options.config ?? {};
+  const { log: _log, storage: _storage, http: _http, ...otherSections } = extra;
   const config = {
+    ...otherSections,
     version: "0.1",
     log: { level: "warn", accesslog: { disabled: true }, ...(extra.log as object) },
     storage: {
@@ -80,13 +82,20 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
   const host = `127.0.0.1:${port}`;
   const url = `http://${host}`;
   const scheme = (extra.http as { tls?: unknown } | undefined)?.tls ? "https" : "http";
-  await waitUntil(async () => {
-    if (child.exitCode !== null) throw new Error(`registry exited: ${readFileSync(logPath, "utf8")}`);
-    const response = await fetch(`http://127.0.0.1:${debugPort}/debug/health`).catch(() => undefined);
-    if (response?.status !== 200) return false;
-    if (scheme === "https") return true;
-    return (await fetch(`${url}/v2/`).catch(() => undefined))?.status === 200;
-  }, 15_000);
+  try {
+    await waitUntil(async () => {
+      if (child.exitCode !== null) throw new Error(`registry exited: ${readFileSync(logPath, "utf8")}`);
+      const response = await fetch(`http://127.0.0.1:${debugPort}/debug/health`).catch(() => undefined);
+      if (response?.status !== 200) return false;
+      if (scheme === "https") return true;
+      // 401 is an answer too: the registry is up and asks for credentials.
+      const status = (await fetch(`${url}/v2/`).catch(() => undefined))?.status;
+      return status === 200 || status === 401;
+    }, 15_000);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
     url: `${scheme}://${host}`,

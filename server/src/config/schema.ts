@@ -96,9 +96,41 @@ const Http = z
   })
   .prefault({});
 
-const Auth = z.strictObject({
-  htpasswd: z.strictObject({ realm: z.string().min(1), path: z.string().min(1) }).optional(),
+const Actions = z.array(z.enum(["pull", "push", "delete", "*"]));
+const RepositoryPatterns = z
+  .array(z.string().regex(/^[a-z0-9._\-/*]+$/, "must be a repository name pattern"))
+  .min(1);
+
+/** Ours: who may pull, push and delete where (see auth/policy.ts). */
+const Access = z.strictObject({
+  groups: z.record(z.string(), z.array(z.string().min(1))).optional(),
+  rules: z
+    .array(
+      z.strictObject({
+        subjects: z
+          .array(z.string().regex(/^(\*|user:.+|group:.+)$/, "must be *, user:NAME or group:NAME"))
+          .min(1),
+        repositories: RepositoryPatterns,
+        actions: Actions.min(1),
+      }),
+    )
+    .optional(),
+  default: Actions.optional(),
+  anonymous: z
+    .array(z.strictObject({ repositories: RepositoryPatterns, actions: Actions.min(1) }))
+    .optional(),
+  admins: z.array(z.string().min(1)).optional(),
 });
+
+const Auth = z
+  .strictObject({
+    htpasswd: z.strictObject({ realm: z.string().min(1), path: z.string().min(1) }).optional(),
+    access: Access.optional(),
+  })
+  .refine((auth) => auth.access === undefined || auth.htpasswd !== undefined, {
+    message: "access rules need a way to authenticate users (auth.htpasswd)",
+    path: ["access"],
+  });
 
 const Proxy = z.strictObject({
   remoteurl: z.url(),

@@ -5,6 +5,7 @@ import { RegistryError } from "../registry/errors.js";
 import type { Registry } from "../registry/registry.js";
 import { distributionRoutes } from "./distribution.js";
 import { writeError } from "./errors.js";
+import { OPEN, type RequestAuthorizer } from "./auth.js";
 import type { HealthCheck } from "./health.js";
 
 export interface AppOptions {
@@ -18,6 +19,8 @@ export interface AppOptions {
   readonly headers?: Record<string, string[]>;
   /** See DistributionOptions.locationBase; relative Locations when absent. */
   readonly locationBase?: (ctx: Context) => string;
+  /** Authentication and access policy; everything open when absent. */
+  readonly authz?: RequestAuthorizer;
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -25,9 +28,11 @@ export function createApp(options: AppOptions): Koa {
   const { registry, logger, metrics, health } = options;
   const app = new Koa({ proxy: false });
   app.silent = true;
+  const authz = options.authz ?? OPEN;
   const match = distributionRoutes(registry, {
     maxManifestBytes: options.maxManifestBytes,
     locationBase: options.locationBase ?? (() => ""),
+    authz,
   });
   const extraHeaders = Object.entries(options.headers ?? {});
 
@@ -52,6 +57,7 @@ export function createApp(options: AppOptions): Koa {
             ctx.set("Allow", Object.keys(found.route.methods).join(", "));
             writeError(ctx, new RegistryError("UNSUPPORTED", `method ${ctx.method} not allowed`));
           } else {
+            await authz.identify(ctx);
             await found.handler(ctx, found.params);
           }
         }
@@ -63,6 +69,8 @@ export function createApp(options: AppOptions): Koa {
     } catch (error) {
       if (error instanceof RegistryError) {
         writeError(ctx, error);
+        if (error.code === "UNAUTHORIZED" && authz.challenge !== undefined)
+          ctx.set("WWW-Authenticate", authz.challenge);
       } else if (isClientAbort(error)) {
         ctx.status = 400;
         ctx.body = null;

@@ -6,6 +6,7 @@ import { validateName } from "../registry/names.js";
 import type { Page, Registry } from "../registry/registry.js";
 import { MediaType } from "../registry/media-types.js";
 import { badRequest, writeError } from "./errors.js";
+import type { RequestAuthorizer } from "./auth.js";
 import { parseChunkRange, parseRangeHeader } from "./range.js";
 
 type Handler = (ctx: Context, params: string[]) => Promise<void> | void;
@@ -25,6 +26,8 @@ export interface DistributionOptions {
    * the request (as the reference registry does), or nothing with `http.relativeurls`.
    */
   readonly locationBase: (ctx: Context) => string;
+  /** Who may do what; everything is open without auth. */
+  readonly authz: RequestAuthorizer;
 }
 
 const NAME = "(.+?)";
@@ -34,6 +37,7 @@ const NAME = "(.+?)";
  * raw path; each handler validates its parameters so malformed input is a 4xx, never a 500.
  */
 export function distributionRoutes(registry: Registry, options: DistributionOptions) {
+  const { authz } = options;
   const routes: Route[] = [
     { name: "base", pattern: /^\/v2\/?$/, methods: { GET: base } },
     { name: "catalog", pattern: /^\/v2\/_catalog$/, methods: { GET: catalog } },
@@ -66,19 +70,22 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
   ];
 
   function base(ctx: Context) {
+    authz.requireAuthenticated(ctx);
     ctx.type = "application/json";
     ctx.body = "{}";
   }
 
   async function catalog(ctx: Context) {
+    authz.requireSomeAccess(ctx);
     const { n, last } = pagination(ctx);
-    const page = await registry.listRepositories(n, last);
+    const page = await registry.listRepositories(n, last, (name) => authz.may(ctx, "pull", name));
     setNextLink(ctx, "/v2/_catalog", n, page);
     ctx.body = { repositories: page.items };
   }
 
   async function tags(ctx: Context, [rawName]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "pull", name);
     const { n, last } = pagination(ctx);
     const page = await registry.listTags(name, n, last);
     setNextLink(ctx, `/v2/${name}/tags/list`, n, page);
@@ -87,6 +94,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function getManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "pull", name);
     const manifest = await registry.getManifest(name, parseReference(decode(rawReference!)));
     ctx.set("Docker-Content-Digest", manifest.digest.value);
     ctx.set("ETag", `"${manifest.digest.value}"`);
@@ -96,6 +104,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function putManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     const reference = parseReference(decode(rawReference!));
     const bytes = await readBody(ctx, options.maxManifestBytes);
     const result = await registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
@@ -107,12 +116,14 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function deleteManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "delete", name);
     await registry.deleteManifest(name, parseReference(decode(rawReference!)));
     accepted(ctx);
   }
 
   async function getBlob(ctx: Context, [rawName, rawDigest]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "pull", name);
     const digest = parseDigest(decode(rawDigest!));
     const size = await registry.statBlob(name, digest);
     ctx.set("Docker-Content-Digest", digest.value);
@@ -144,18 +155,22 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function deleteBlob(ctx: Context, [rawName, rawDigest]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "delete", name);
     await registry.deleteBlob(name, parseDigest(decode(rawDigest!)));
     accepted(ctx);
   }
 
   async function startUpload(ctx: Context, [rawName]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     const mount = queryValue(ctx, "mount");
     if (mount !== undefined) {
       const digest = parseDigest(mount);
       const fromValue = queryValue(ctx, "from");
       const from = fromValue === undefined ? undefined : repositoryName(fromValue);
-      if ((await registry.mountBlob(name, digest, from)) !== undefined) {
+      // Mount only what the caller could pull anyway; otherwise fall back to an upload (202).
+      const readable = from === undefined ? authz.mayPullEverywhere(ctx) : authz.may(ctx, "pull", from);
+      if (readable && (await registry.mountBlob(name, digest, from)) !== undefined) {
         blobCreated(ctx, options.locationBase(ctx), name, digest);
         return;
       }
@@ -173,12 +188,14 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function uploadStatus(ctx: Context, [rawName, id]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     const status = await registry.uploadStatus(name, decode(id!));
     uploadAccepted(ctx, options.locationBase(ctx), name, status.id, status.size, 204);
   }
 
   async function patchUpload(ctx: Context, [rawName, rawId]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     const id = decode(rawId!);
     const range = chunkRange(ctx);
     const status = await registry.appendUpload(name, id, ctx.req, range);
@@ -187,6 +204,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function putUpload(ctx: Context, [rawName, rawId]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     const id = decode(rawId!);
     const digestValue = queryValue(ctx, "digest");
     if (digestValue === undefined)
@@ -205,12 +223,14 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
   async function cancelUpload(ctx: Context, [rawName, rawId]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "push", name);
     await registry.cancelUpload(name, decode(rawId!));
     emptyResponse(ctx, 204);
   }
 
   async function referrers(ctx: Context, [rawName, rawDigest]: string[]) {
     const name = repositoryName(rawName!);
+    authz.require(ctx, "pull", name);
     const subject = parseDigest(decode(rawDigest!));
     const artifactType = queryValue(ctx, "artifactType");
     const manifests = await registry.referrers(name, subject, artifactType);

@@ -124,7 +124,11 @@ export class ManifestStore {
     }
     const digest = await this.resolve(name, reference);
     // Tags first: a crash then leaves an untagged manifest, never a tag pointing at nothing.
-    const dropped = [cacheKeys.revision(name, digest.value), cacheKeys.blob(name, digest.value), cacheKeys.tagList(name)];
+    const dropped = [
+      cacheKeys.revision(name, digest.value),
+      cacheKeys.blob(name, digest.value),
+      cacheKeys.tagList(name),
+    ];
     for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
       const current = await readLink(this.driver, layout.tagCurrentLink(name, tag));
       if (current?.value === digest.value) {
@@ -147,7 +151,9 @@ export class ManifestStore {
     const key = cacheKeys.tagList(name);
     const cached = this.metadata.get<readonly string[]>(key);
     if (cached !== undefined) return cached;
-    const tags = (await listOrEmpty(this.driver, layout.tagsDir(name))).filter(isValidTag).sort(compareStrings);
+    const tags = (await listOrEmpty(this.driver, layout.tagsDir(name)))
+      .filter(isValidTag)
+      .sort(compareStrings);
     this.metadata.set(key, tags);
     return tags;
   }

@@ -145,8 +145,10 @@ export class Registry {
     return paginate(await this.manifests.tags(name), n, last);
   }
 
-  async listRepositories(n?: number, last?: string): Promise<Page> {
-    return paginate(await this.catalog.repositories(), n, last);
+  /** Repositories in lexical order; `visible` hides those the caller may not see, before paging. */
+  async listRepositories(n?: number, last?: string, visible?: (name: string) => boolean): Promise<Page> {
+    const all = await this.catalog.repositories();
+    return paginate(visible === undefined ? all : all.filter(visible), n, last);
   }
 
   /** The referrers of `subject` in `name` as index descriptors, optionally of one artifact type. */

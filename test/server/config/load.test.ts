@@ -122,16 +122,24 @@ describe("CLI", () => {
     assert.match(result.stderr, /unknown key "storage\.s3"/);
   });
 
-  it("serve refuses auth it cannot enforce yet, instead of serving unauthenticated", () => {
+  it("serve with a missing htpasswd file exits with one line naming it", () => {
     const config = file(
-      `version: 0.1\nstorage: {filesystem: {rootdirectory: ${tempDir()}}}\nhttp: {addr: "127.0.0.1:0", debug: {addr: "127.0.0.1:0"}}\nauth: {htpasswd: {realm: r, path: /nonexistent}}\n`,
+      `version: 0.1\nstorage: {filesystem: {rootdirectory: ${tempDir()}}}\nhttp: {addr: "127.0.0.1:0", debug: {addr: "127.0.0.1:0"}}\nauth: {htpasswd: {realm: r, path: /nonexistent/htpasswd}}\n`,
     );
     const result = spawnSync(process.execPath, [MAIN, "serve", config], {
       encoding: "utf8",
       timeout: 10_000,
     });
     assert.equal(result.status, 1);
-    assert.match(result.stderr, /auth\.htpasswd/);
+    assert.equal(result.stderr.trim().split("\n").length, 1);
+    assert.match(result.stderr, /\/nonexistent\/htpasswd/);
+  });
+
+  it("access rules without a way to authenticate are refused", () => {
+    assert.throws(
+      () => validateConfig({ version: "0.1", auth: { access: { default: ["pull"] } } }),
+      /auth\.access: access rules need a way to authenticate/,
+    );
   });
 
   it("config check validates a file; an unknown command exits 2", () => {

@@ -1,0 +1,239 @@
+/**
+ * htpasswd Basic auth and the access policy, against a real server, with fetch and skopeo:
+ * 401 with a challenge for nobody or bad credentials, 403 for somebody not allowed.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client, errorCode, imageManifest } from "../helpers/oci.js";
+import { writeOciLayout } from "../helpers/oci-layout.js";
+import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { run } from "../helpers/tools.js";
+
+let registry: RegistryProcess;
+let htpasswd: string;
+let layout: string;
+
+const basic = (user: string, password: string) => ({
+  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+});
+
+function addUser(user: string, password: string) {
+  const result = spawnSync("htpasswd", ["-bB", "-C", "5", htpasswd, user, password], { encoding: "utf8" });
+  if (result.status !== 0) throw new Error(result.stderr);
+}
+
+before(async () => {
+  const dir = tempDir();
+  htpasswd = join(dir, "htpasswd");
+  writeFileSync(htpasswd, "");
+  addUser("admin", "admin-pw");
+  addUser("alice", "alice-pw");
+  addUser("bob", "bob-pw");
+  registry = await startRegistry({
+    config: {
+      auth: {
+        htpasswd: { realm: "neam-registry", path: htpasswd },
+        access: {
+          groups: { dev: ["alice"] },
+          rules: [{ subjects: ["group:dev"], repositories: ["apps/**"], actions: ["pull", "push"] }],
+          default: ["pull"],
+          anonymous: [{ repositories: ["public/**"], actions: ["pull"] }],
+          admins: ["admin"],
+        },
+      },
+    },
+  });
+  layout = join(tempDir(), "layout");
+  writeOciLayout(layout, "v1", "auth");
+  // Seed: the admin pushes an image to apps/ and to public/.
+  const admin = new Client(registry.url);
+  for (const repo of ["apps/seed", "public/base"]) {
+    const manifest = imageManifest();
+    for (const b of manifest.blobs) {
+      const r = await admin.request("POST", `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+        body: b.data,
+        headers: basic("admin", "admin-pw"),
+      });
+      assert.equal(r.status, 201);
+    }
+    const r = await admin.request("PUT", `/v2/${repo}/manifests/v1`, {
+      body: manifest.bytes,
+      headers: { "Content-Type": manifest.mediaType, ...basic("admin", "admin-pw") },
+    });
+    assert.equal(r.status, 201);
+  }
+});
+after(() => registry?.stop());
+
+describe("Basic authentication", () => {
+  it("GET /v2/ without credentials is 401 UNAUTHORIZED with a Basic challenge", async () => {
+    const response = await new Client(registry.url).request("GET", "/v2/");
+    assert.equal(response.status, 401);
+    assert.equal(response.headers.get("WWW-Authenticate"), 'Basic realm="neam-registry"');
+    assert.equal(await errorCode(response), "UNAUTHORIZED");
+  });
+
+  it("a wrong password, an unknown user or a malformed header is 401", async () => {
+    const client = new Client(registry.url);
+    for (const headers of [
+      basic("alice", "nope"),
+      basic("mallory", "alice-pw"),
+      { Authorization: "Basic !!!" },
+      { Authorization: "Bearer x" },
+    ]) {
+      const response = await client.request("GET", "/v2/", { headers });
+      assert.equal(response.status, 401, JSON.stringify(headers));
+    }
+  });
+
+  it("valid credentials open /v2/", async () => {
+    const response = await new Client(registry.url).request("GET", "/v2/", {
+      headers: basic("bob", "bob-pw"),
+    });
+    assert.equal(response.status, 200);
+  });
+});
+
+describe("access policy over HTTP", () => {
+  it("a user without push gets 403 DENIED on push and can still pull", async () => {
+    const client = new Client(registry.url);
+    const push = await client.request("POST", "/v2/apps/seed/blobs/uploads/", {
+      headers: basic("bob", "bob-pw"),
+    });
+    assert.equal(push.status, 403);
+    assert.equal(await errorCode(push), "DENIED");
+    const pull = await client.request("GET", "/v2/apps/seed/manifests/v1", {
+      headers: basic("bob", "bob-pw"),
+    });
+    assert.equal(pull.status, 200);
+  });
+
+  it("anonymous callers may pull public/** and nothing else (401 there, so clients log in)", async () => {
+    const client = new Client(registry.url);
+    assert.equal((await client.request("GET", "/v2/public/base/manifests/v1")).status, 200);
+    const denied = await client.request("GET", "/v2/apps/seed/manifests/v1");
+    assert.equal(denied.status, 401);
+    assert.ok(denied.headers.get("WWW-Authenticate"));
+    assert.equal((await client.request("POST", "/v2/public/base/blobs/uploads/")).status, 401);
+  });
+
+  it("the catalog lists only repositories the caller may pull", async () => {
+    const client = new Client(registry.url);
+    const anonymous = (await (await client.request("GET", "/v2/_catalog")).json()) as {
+      repositories: string[];
+    };
+    assert.deepEqual(anonymous.repositories, ["public/base"]);
+    const bob = (await (
+      await client.request("GET", "/v2/_catalog", { headers: basic("bob", "bob-pw") })
+    ).json()) as { repositories: string[] };
+    assert.deepEqual(bob.repositories, ["apps/seed", "public/base"]);
+  });
+
+  it("delete needs the delete action (admins have it)", async () => {
+    const client = new Client(registry.url);
+    const manifest = imageManifest();
+    for (const b of manifest.blobs) {
+      await client.request("POST", `/v2/apps/del/blobs/uploads/?digest=${b.digest}`, {
+        body: b.data,
+        headers: basic("alice", "alice-pw"),
+      });
+    }
+    await client.request("PUT", "/v2/apps/del/manifests/x", {
+      body: manifest.bytes,
+      headers: { "Content-Type": manifest.mediaType, ...basic("alice", "alice-pw") },
+    });
+    assert.equal(
+      (await client.request("DELETE", "/v2/apps/del/manifests/x", { headers: basic("alice", "alice-pw") }))
+        .status,
+      403,
+    );
+    assert.equal(
+      (await client.request("DELETE", "/v2/apps/del/manifests/x", { headers: basic("admin", "admin-pw") }))
+        .status,
+      202,
+    );
+  });
+
+  it("a mount without from needs pull on every repository; otherwise it falls back to an upload", async () => {
+    const client = new Client(registry.url);
+    const b = imageManifest().blobs[0]!;
+    await client.request("POST", `/v2/secret/x/blobs/uploads/?digest=${b.digest}`, {
+      body: b.data,
+      headers: basic("admin", "admin-pw"),
+    });
+    const alice = await client.request("POST", `/v2/apps/m/blobs/uploads/?mount=${b.digest}`, {
+      headers: basic("alice", "alice-pw"),
+    });
+    assert.equal(alice.status, 202, "alice's rules do not cover every repository");
+    const admin = await client.request("POST", `/v2/apps/m/blobs/uploads/?mount=${b.digest}`, {
+      headers: basic("admin", "admin-pw"),
+    });
+    assert.equal(admin.status, 201);
+  });
+});
+
+describe("clients with credentials", () => {
+  it("skopeo pushes with --dest-creds and pulls with --creds; without push it is denied", () => {
+    run("skopeo", [
+      "--insecure-policy",
+      "copy",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      "alice:alice-pw",
+      `oci:${layout}:v1-amd64`,
+      `docker://${registry.host}/apps/web:v1`,
+    ]);
+    const out = run("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--creds",
+      "bob:bob-pw",
+      `docker://${registry.host}/apps/web:v1`,
+    ]);
+    assert.equal(JSON.parse(out.stdout).Architecture, "amd64");
+    const denied = run(
+      "skopeo",
+      [
+        "--insecure-policy",
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob:bob-pw",
+        `oci:${layout}:v1-amd64`,
+        `docker://${registry.host}/apps/bob:v1`,
+      ],
+      { allowFailure: true },
+    );
+    assert.notEqual(denied.status, 0);
+    assert.match(denied.stderr, /denied|403/i);
+  });
+
+  it("skopeo pulls public/** anonymously", () => {
+    const out = run("skopeo", [
+      "inspect",
+      "--tls-verify=false",
+      "--raw",
+      `docker://${registry.host}/public/base:v1`,
+    ]);
+    assert.match(out.stdout, /schemaVersion/);
+  });
+
+  it("a user added with htpasswd while the server runs can log in within seconds; removed, cannot", async () => {
+    const client = new Client(registry.url);
+    addUser("carol", "carol-pw");
+    await waitUntil(
+      async () =>
+        (await client.request("GET", "/v2/", { headers: basic("carol", "carol-pw") })).status === 200,
+      10_000,
+    );
+    spawnSync("htpasswd", ["-D", htpasswd, "carol"]);
+    await waitUntil(
+      async () =>
+        (await client.request("GET", "/v2/", { headers: basic("carol", "carol-pw") })).status === 401,
+      10_000,
+    );
+  });
+});
