@@ -357,10 +357,70 @@ async function tagsList(servers: Server[]) {
   });
 }
 
+/**
+ * The cost of Basic auth on pulls: one of our servers with htpasswd (bcrypt cost 10) and an
+ * anonymous-pull rule, manifest GETs with and without credentials.
+ */
+async function basicAuthCost() {
+  const dir = tempDir("neam-bench-auth-");
+  const htpasswd = join(dir, "htpasswd");
+  const made = spawnSync("htpasswd", ["-cbB", "-C", "10", htpasswd, "bench", "bench-password"], {
+    encoding: "utf8",
+  });
+  if (made.status !== 0) throw new Error(`htpasswd: ${made.stderr}`);
+  const server = await startRegistry({
+    config: {
+      log: { level: "error", accesslog: { disabled: true } },
+      auth: {
+        htpasswd: { realm: "bench", path: htpasswd },
+        access: { default: ["*"], anonymous: [{ repositories: ["**"], actions: ["pull"] }] },
+      },
+    },
+  });
+  try {
+    const authorization = `Basic ${Buffer.from("bench:bench-password").toString("base64")}`;
+    const client = new Client(server.url);
+    const manifest = imageManifest();
+    for (const b of manifest.blobs) {
+      await client.request("POST", `/v2/bench/auth/blobs/uploads/?digest=${b.digest}`, {
+        body: b.data,
+        headers: { Authorization: authorization },
+      });
+    }
+    await client.request("PUT", "/v2/bench/auth/manifests/v1", {
+      body: manifest.bytes,
+      headers: { "Content-Type": manifest.mediaType, Authorization: authorization },
+    });
+    const [host, port] = server.host.split(":") as [string, string];
+    const path = "/v2/bench/auth/manifests/v1";
+    const anonymous = await runLoad(host, Number(port), [{ method: "GET", path }], 64, LOAD_SECONDS);
+    const authenticated = await runLoad(
+      host,
+      Number(port),
+      [{ method: "GET", path, headers: { Authorization: authorization } }],
+      64,
+      LOAD_SECONDS,
+    );
+    const bad = Object.keys(authenticated.statuses).filter((s) => s !== "200");
+    if (bad.length > 0) throw new Error(`authenticated pulls answered ${bad.join(", ")}`);
+    record({
+      benchmark: "manifest GET with Basic auth (bcrypt 10), 64 clients",
+      unit: "req/s",
+      ours: authenticated.rps,
+      reference: anonymous.rps,
+      target: ">= 0.9x anonymous (ref column: our anonymous)",
+      pass: authenticated.rps >= 0.9 * anonymous.rps,
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
 async function main() {
   ensureTool("docker-registry", "docker-registry");
   ensureTool("curl", "curl");
   ensureTool("openssl", "openssl");
+  ensureTool("htpasswd", "apache2-utils");
   const oursProcess = await startRegistry({
     config: { log: { level: "error", accesslog: { disabled: true } } },
   });
@@ -384,6 +444,7 @@ async function main() {
     await requestRates(servers, peaks);
     await smallPush(servers);
     await tagsList(servers);
+    await basicAuthCost();
     record({
       benchmark: "peak RSS under request load",
       unit: "MiB",
