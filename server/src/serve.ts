@@ -21,6 +21,7 @@ import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
 import { purgeUploads } from "./registry/upload-purge.js";
 import { HtpasswdUsers } from "./auth/htpasswd.js";
+import { AuditLog } from "./audit/audit.js";
 import { AccessPolicy } from "./auth/policy.js";
 import { BasicAuthorizer, type RequestAuthorizer } from "./http/auth.js";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
@@ -167,6 +168,7 @@ async function startPublicServer(
     headers: config.http.headers,
     locationBase: locationBaseFor(config.http),
     authz,
+    audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
   });
   const server = createServer(config, app.callback());
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client, errorCode, imageManifest } from "../helpers/oci.js";
@@ -15,6 +15,7 @@ import { run } from "../helpers/tools.js";
 let registry: RegistryProcess;
 let htpasswd: string;
 let layout: string;
+let auditFile: string;
 
 const basic = (user: string, password: string) => ({
   Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
@@ -28,12 +29,14 @@ function addUser(user: string, password: string) {
 before(async () => {
   const dir = tempDir();
   htpasswd = join(dir, "htpasswd");
+  auditFile = join(dir, "audit", "audit.log");
   writeFileSync(htpasswd, "");
   addUser("admin", "admin-pw");
   addUser("alice", "alice-pw");
   addUser("bob", "bob-pw");
   registry = await startRegistry({
     config: {
+      audit: { file: auditFile },
       auth: {
         htpasswd: { realm: "neam-registry", path: htpasswd },
         access: {
@@ -235,5 +238,44 @@ describe("clients with credentials", () => {
         (await client.request("GET", "/v2/", { headers: basic("carol", "carol-pw") })).status === 401,
       10_000,
     );
+  });
+});
+
+describe("audit trail", () => {
+  it("records pushes, pulls, deletes, failed logins and denials, with user and client, and never a password", async () => {
+    await waitUntil(
+      async () => existsSync(auditFile) && readFileSync(auditFile, "utf8").includes('"denied"'),
+      5000,
+    );
+    const events = readFileSync(auditFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const find = (action: string, user: string | null, repository?: string) =>
+      events.find(
+        (e) =>
+          e.action === action && e.user === user && (repository === undefined || e.repository === repository),
+      );
+    const push = find("push", "admin", "apps/seed");
+    assert.ok(push, "admin's push is recorded");
+    assert.equal(push.reference, "v1");
+    assert.match(String(push.digest), /^sha256:[0-9a-f]{64}$/);
+    assert.equal(push.client, "127.0.0.1");
+    assert.ok(find("upload", "admin", "apps/seed"));
+    assert.ok(find("pull", "bob", "apps/seed"));
+    assert.ok(find("pull", null, "public/base"), "anonymous pulls are recorded with a null user");
+    assert.ok(find("denied", "bob", "apps/seed"));
+    assert.ok(find("delete", "admin", "apps/del"));
+    assert.ok(events.some((e) => e.action === "login-failure" && e.status === 401));
+    for (const secret of [
+      "admin-pw",
+      "alice-pw",
+      "bob-pw",
+      "nope",
+      Buffer.from("bob:bob-pw").toString("base64"),
+    ]) {
+      assert.ok(!readFileSync(auditFile, "utf8").includes(secret), `audit file holds ${secret}`);
+      assert.ok(!registry.log().includes(secret), `registry log holds ${secret}`);
+    }
   });
 });

@@ -47,6 +47,7 @@ const POLL_MS = 2_000;
 export class HtpasswdUsers {
   private users: Credentials;
   private readonly verified = new Map<string, number>();
+  private readonly pending = new Map<string, Promise<boolean>>();
   /** Compared against when the user is unknown, so timing does not tell which users exist. */
   private decoy = "";
   private version: string;
@@ -77,6 +78,13 @@ export class HtpasswdUsers {
     return this.users.size;
   }
 
+  /** Changes whenever the users are reloaded: anything remembered about them is then stale. */
+  get generation(): number {
+    return this.reloads;
+  }
+
+  private reloads = 0;
+
   /** Watches the file; a change is loaded within about two seconds. A broken file keeps the old users. */
   watch(): () => void {
     const check = () => {
@@ -100,6 +108,7 @@ export class HtpasswdUsers {
     try {
       this.users = parseHtpasswd(readFileSync(this.path, "utf8"), this.path);
       this.verified.clear();
+      this.reloads++;
       this.refreshDecoy();
       this.onReload({ users: this.users.size });
     } catch (error) {
@@ -115,13 +124,21 @@ export class HtpasswdUsers {
       .digest("base64");
     const until = this.verified.get(key);
     if (until !== undefined && until > Date.now()) return true;
-    const ok = await bcrypt.compare(password, hash ?? this.decoy);
-    if (ok && hash !== undefined) {
-      if (this.verified.size > 10_000) this.verified.clear();
-      this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
-      return true;
+    // Concurrent requests with the same credentials (a pull's parallel layer fetches) share one bcrypt run.
+    let pending = this.pending.get(key);
+    if (pending === undefined) {
+      pending = bcrypt.compare(password, hash ?? this.decoy).then((ok) => {
+        this.pending.delete(key);
+        if (ok && hash !== undefined) {
+          if (this.verified.size > 10_000) this.verified.clear();
+          this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
+          return true;
+        }
+        return false;
+      });
+      this.pending.set(key, pending);
     }
-    return false;
+    return pending;
   }
 }
 

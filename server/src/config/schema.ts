@@ -149,6 +149,11 @@ const Health = z.strictObject({
     .optional(),
 });
 
+/** Ours: the append-only audit trail of pushes, pulls, deletes, failed logins and denials. */
+const Audit = z
+  .strictObject({ file: z.string().min(1).optional(), stdout: z.boolean().default(false) })
+  .refine((a) => a.file !== undefined || a.stdout, { message: "set file, stdout: true, or both" });
+
 export const ConfigSchema = z.strictObject({
   version: z
     .union([z.string(), z.number()], { error: "is required and must be 0.1" })
@@ -160,6 +165,7 @@ export const ConfigSchema = z.strictObject({
   auth: Auth.optional(),
   proxy: Proxy.optional(),
   health: Health.optional(),
+  audit: Audit.optional(),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

@@ -6,6 +6,8 @@ import type { Registry } from "../registry/registry.js";
 import { distributionRoutes } from "./distribution.js";
 import { writeError } from "./errors.js";
 import { OPEN, type RequestAuthorizer } from "./auth.js";
+import type { AuditAction, AuditEvent, AuditLog } from "../audit/audit.js";
+import type { Caller } from "../auth/policy.js";
 import type { HealthCheck } from "./health.js";
 
 export interface AppOptions {
@@ -21,6 +23,8 @@ export interface AppOptions {
   readonly locationBase?: (ctx: Context) => string;
   /** Authentication and access policy; everything open when absent. */
   readonly authz?: RequestAuthorizer;
+  /** Where audit events go; none when absent. */
+  readonly audit?: AuditLog;
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -40,6 +44,7 @@ export function createApp(options: AppOptions): Koa {
     const started = process.hrtime.bigint();
     metrics.inFlight.inc();
     let routeName = "unknown";
+    let params: string[] = [];
     try {
       ctx.set("Docker-Distribution-API-Version", "registry/2.0");
       for (const [header, values] of extraHeaders) ctx.set(header, values);
@@ -53,6 +58,7 @@ export function createApp(options: AppOptions): Koa {
           writeError(ctx, new RegistryError("NAME_UNKNOWN", "unknown endpoint"), 404);
         } else {
           routeName = found.route.name;
+          params = found.params;
           if (found.handler === undefined) {
             ctx.set("Allow", Object.keys(found.route.methods).join(", "));
             writeError(ctx, new RegistryError("UNSUPPORTED", `method ${ctx.method} not allowed`));
@@ -89,6 +95,10 @@ export function createApp(options: AppOptions): Koa {
       const method = ctx.method;
       const length = ctx.response.length;
       metrics.record(method, routeName, ctx.status, seconds, typeof length === "number" ? length : undefined);
+      if (options.audit !== undefined) {
+        const event = auditEvent(ctx, routeName, params);
+        if (event !== undefined) options.audit.record(event);
+      }
       if (options.accessLog) {
         logger.info(
           {
@@ -105,6 +115,43 @@ export function createApp(options: AppOptions): Koa {
     }
   });
   return app;
+}
+
+/** The audit event a finished request makes, if it is one the trail keeps. */
+function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent | undefined {
+  const { method, status } = ctx;
+  let action: AuditAction | undefined;
+  if (status === 401 && ctx.get("Authorization") !== "") action = "login-failure";
+  else if (status === 403) action = "denied";
+  else if (route === "manifest" && method === "PUT" && status === 201) action = "push";
+  else if (route === "manifest" && method === "GET" && status === 200) action = "pull";
+  else if ((route === "manifest" || route === "blob") && method === "DELETE" && status === 202)
+    action = "delete";
+  else if ((route === "upload" || route === "upload_start") && status === 201) action = "upload";
+  if (action === undefined) return undefined;
+  const decode = (value: string | undefined) => {
+    if (value === undefined) return undefined;
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      return value;
+    }
+  };
+  const reference = route === "manifest" || route === "blob" ? decode(params[1]) : undefined;
+  const digest =
+    ctx.response.get("Docker-Content-Digest") || (reference?.includes(":") ? reference : undefined);
+  const caller = ctx.state.caller as Caller | undefined;
+  return {
+    time: new Date().toISOString(),
+    action,
+    user: caller?.kind === "user" ? caller.name : null,
+    client: ctx.ip,
+    method,
+    ...(params[0] !== undefined ? { repository: decode(params[0]) } : {}),
+    ...(reference !== undefined ? { reference } : {}),
+    ...(digest ? { digest } : {}),
+    status,
+  };
 }
 
 function isClientAbort(error: unknown): boolean {

@@ -33,6 +33,9 @@ export const OPEN: RequestAuthorizer = {
   challenge: undefined,
 };
 
+/** How long a verified Authorization header is trusted without checking again. */
+const RECENT_MS = 30_000;
+
 const unauthorized = () => new RegistryError("UNAUTHORIZED", "authentication required");
 
 function callerOf(ctx: Context): Caller {
@@ -51,9 +54,20 @@ export class BasicAuthorizer implements RequestAuthorizer {
     this.challenge = `Basic realm="${realm.replace(/["\\]/g, "")}"`;
   }
 
+  /**
+   * Authorization headers recently verified, so the requests of a pull skip decoding and hashing
+   * too. Dropped when the users reload; bounded in size and age.
+   */
+  private readonly recent = new Map<string, { name: string; until: number; generation: number }>();
+
   async identify(ctx: Context): Promise<void> {
     const header = ctx.get("Authorization");
     if (header === "") return;
+    const known = this.recent.get(header);
+    if (known !== undefined && known.until > Date.now() && known.generation === this.users.generation) {
+      ctx.state.caller = { kind: "user", name: known.name } satisfies Caller;
+      return;
+    }
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!match) throw unauthorized();
     const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
@@ -62,7 +76,10 @@ export class BasicAuthorizer implements RequestAuthorizer {
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
+    const generation = this.users.generation;
     if (!(await this.users.verify(name, decoded.slice(colon + 1)))) throw unauthorized();
+    if (this.recent.size >= 10_000) this.recent.clear();
+    this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
     ctx.state.caller = { kind: "user", name } satisfies Caller;
   }
 
