@@ -5,12 +5,17 @@ process.env.UV_THREADPOOL_SIZE ??= "16";
 import cluster from "node:cluster";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { serve } from "./serve.js";
+import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
 commands:
   serve [--config FILE | FILE]   run the registry (without a config: ./data, :5000, metrics on :5001)
   config check --config FILE     validate a config file and exit
+  user add|update --file HTPASSWD [--cost N] USER [PASSWORD]
+                                 add a user or change a password (bcrypt; PASSWORD from stdin if absent)
+  user remove --file HTPASSWD USER
+  user list --file HTPASSWD
 `;
 
 function option(args: string[], name: string): string | undefined {
@@ -41,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`config ok${path ? `: ${path}` : " (embedded default)"}\n`);
       return 0;
     }
+    case "user":
+      return userCommand(rest);
     case "help":
     case "--help":
     case "-h":
@@ -49,6 +56,48 @@ async function main(argv: string[]): Promise<number> {
   }
   process.stderr.write(`neam-registry: unknown command ${JSON.stringify(argv.join(" "))}\n${USAGE}`);
   return 2;
+}
+
+async function userCommand(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  const path = option(rest, "--file");
+  if (path === undefined) throw new UserAdminError("user commands need --file HTPASSWD");
+  const costValue = option(rest, "--cost");
+  const cost = costValue === undefined ? 10 : Number(costValue);
+  const positional = rest.filter(
+    (a, i) => !a.startsWith("--") && !["--file", "--cost"].includes(rest[i - 1] ?? ""),
+  );
+  const file = new HtpasswdFile(path);
+  const [user, password] = positional;
+  const needUser = () => {
+    if (user === undefined) throw new UserAdminError(`user ${verb} needs a user name`);
+    return user;
+  };
+  switch (verb) {
+    case "list":
+      for (const name of file.list()) process.stdout.write(`${name}\n`);
+      return 0;
+    case "add":
+    case "update": {
+      const name = needUser();
+      const secret = password ?? (await readStdinLine());
+      if (verb === "add") file.add(name, secret, cost);
+      else file.update(name, secret, cost);
+      process.stdout.write(`${verb === "add" ? "added" : "updated"} ${name}\n`);
+      return 0;
+    }
+    case "remove":
+      file.remove(needUser());
+      process.stdout.write(`removed ${user}\n`);
+      return 0;
+  }
+  throw new UserAdminError(`unknown user command ${JSON.stringify(verb ?? "")}: add, update, remove or list`);
+}
+
+async function readStdinLine(): Promise<string> {
+  let text = "";
+  for await (const chunk of process.stdin) text += String(chunk);
+  return text.split(/\r?\n/)[0] ?? "";
 }
 
 main(process.argv.slice(2)).then(
