@@ -23,6 +23,7 @@ import { purgeUploads } from "./registry/upload-purge.js";
 import { HtpasswdUsers } from "./auth/htpasswd.js";
 import { AuditLog } from "./audit/audit.js";
 import { AccessPolicy } from "./auth/policy.js";
+import { LoginLimiter } from "./auth/login-limiter.js";
 import { BasicAuthorizer, type RequestAuthorizer } from "./http/auth.js";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 
@@ -196,7 +197,13 @@ function authorizerFor(config: Config, logger: Logger): RequestAuthorizer | unde
   users.watch();
   if (config.http.tls === undefined)
     logger.warn("basic authentication without http.tls sends passwords in clear text");
-  return new BasicAuthorizer(users, new AccessPolicy(config.auth?.access), htpasswd.realm);
+  const limits = config.auth!.limits;
+  const limiter = new LoginLimiter({
+    clientFailures: limits.clientfailures,
+    userFailures: limits.userfailures,
+    windowMs: parseDuration(limits.window),
+  });
+  return new BasicAuthorizer(users, new AccessPolicy(config.auth?.access), htpasswd.realm, limiter);
 }
 
 function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {

@@ -39,6 +39,8 @@ before(async () => {
       audit: { file: auditFile },
       auth: {
         htpasswd: { realm: "neam-registry", path: htpasswd },
+        // The reload test polls with a not-yet-known user; brute-force limits have their own test.
+        limits: { userfailures: 1000, clientfailures: 1000 },
         access: {
           groups: { dev: ["alice"] },
           rules: [{ subjects: ["group:dev"], repositories: ["apps/**"], actions: ["pull", "push"] }],
@@ -238,6 +240,45 @@ describe("clients with credentials", () => {
         (await client.request("GET", "/v2/", { headers: basic("carol", "carol-pw") })).status === 401,
       10_000,
     );
+  });
+});
+
+describe("brute-force protection", () => {
+  it("after too many failed logins for a user, even the right password gets 429 with Retry-After", async () => {
+    const dir = tempDir();
+    const file = join(dir, "htpasswd");
+    writeFileSync(
+      file,
+      spawnSync("htpasswd", ["-nbB", "-C", "4", "victim", "right"], { encoding: "utf8" }).stdout,
+    );
+    spawnSync("htpasswd", ["-bB", "-C", "4", file, "other", "other-pw"]);
+    const server = await startRegistry({
+      config: {
+        auth: {
+          htpasswd: { realm: "r", path: file },
+          limits: { userfailures: 3, clientfailures: 50, window: "1m" },
+        },
+      },
+    });
+    try {
+      const client = new Client(server.url);
+      for (let i = 0; i < 3; i++) {
+        assert.equal(
+          (await client.request("GET", "/v2/", { headers: basic("victim", `guess${i}`) })).status,
+          401,
+        );
+      }
+      const blocked = await client.request("GET", "/v2/", { headers: basic("victim", "right") });
+      assert.equal(blocked.status, 429);
+      assert.equal(await errorCode(blocked), "TOOMANYREQUESTS");
+      assert.ok(Number(blocked.headers.get("Retry-After")) > 0);
+      assert.equal(
+        (await client.request("GET", "/v2/", { headers: basic("other", "other-pw") })).status,
+        200,
+      );
+    } finally {
+      await server.stop();
+    }
   });
 });
 

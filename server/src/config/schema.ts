@@ -126,6 +126,14 @@ const Auth = z
   .strictObject({
     htpasswd: z.strictObject({ realm: z.string().min(1), path: z.string().min(1) }).optional(),
     access: Access.optional(),
+    /** Ours: brute-force protection for logins. */
+    limits: z
+      .strictObject({
+        clientfailures: z.number().int().positive().default(20),
+        userfailures: z.number().int().positive().default(10),
+        window: Duration.default("5m"),
+      })
+      .prefault({}),
   })
   .refine((auth) => auth.access === undefined || auth.htpasswd !== undefined, {
     message: "access rules need a way to authenticate users (auth.htpasswd)",

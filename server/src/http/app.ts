@@ -77,6 +77,9 @@ export function createApp(options: AppOptions): Koa {
         writeError(ctx, error);
         if (error.code === "UNAUTHORIZED" && authz.challenge !== undefined)
           ctx.set("WWW-Authenticate", authz.challenge);
+        const retryAfter = (error.detail as { retryAfter?: number } | undefined)?.retryAfter;
+        if (error.code === "TOOMANYREQUESTS" && retryAfter !== undefined)
+          ctx.set("Retry-After", String(retryAfter));
       } else if (isClientAbort(error)) {
         ctx.status = 400;
         ctx.body = null;

@@ -2,6 +2,7 @@ import type { Context } from "koa";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
 import type { HtpasswdUsers } from "../auth/htpasswd.js";
 import { RegistryError } from "../registry/errors.js";
+import type { LoginLimiter } from "../auth/login-limiter.js";
 
 /**
  * Who may do what, per request. Handlers state what they need (`require(ctx, "push", name)`);
@@ -50,6 +51,7 @@ export class BasicAuthorizer implements RequestAuthorizer {
     private readonly users: HtpasswdUsers,
     private readonly policy: AccessPolicy,
     realm: string,
+    private readonly limiter?: LoginLimiter,
   ) {
     this.challenge = `Basic realm="${realm.replace(/["\\]/g, "")}"`;
   }
@@ -76,8 +78,19 @@ export class BasicAuthorizer implements RequestAuthorizer {
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
+    const client = ctx.ip;
+    const wait = this.limiter?.retryAfter(client, name) ?? 0;
+    if (wait > 0) {
+      throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", {
+        retryAfter: wait,
+      });
+    }
     const generation = this.users.generation;
-    if (!(await this.users.verify(name, decoded.slice(colon + 1)))) throw unauthorized();
+    if (!(await this.users.verify(name, decoded.slice(colon + 1)))) {
+      this.limiter?.failed(client, name);
+      throw unauthorized();
+    }
+    this.limiter?.succeeded(name);
     if (this.recent.size >= 10_000) this.recent.clear();
     this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
     ctx.state.caller = { kind: "user", name } satisfies Caller;

@@ -1,0 +1,63 @@
+/**
+ * Brute-force protection: failed logins are counted per client address and per user name over a
+ * window; past a limit, further attempts from that client or for that user are refused until the
+ * window has passed, before any password is checked. Counts are per process.
+ */
+export interface LoginLimits {
+  /** Failed logins from one client address within the window before it is blocked. */
+  readonly clientFailures: number;
+  /** Failed logins for one user name within the window before it is blocked. */
+  readonly userFailures: number;
+  readonly windowMs: number;
+}
+
+interface Counter {
+  count: number;
+  windowEnds: number;
+}
+
+export class LoginLimiter {
+  private readonly clients = new Map<string, Counter>();
+  private readonly users = new Map<string, Counter>();
+
+  constructor(private readonly limits: LoginLimits) {}
+
+  /** Seconds to wait before trying again, or 0 when the attempt may go ahead. */
+  retryAfter(client: string, user: string, now = Date.now()): number {
+    const blocked = [
+      blockedUntil(this.clients.get(client), this.limits.clientFailures, now),
+      blockedUntil(this.users.get(user), this.limits.userFailures, now),
+    ];
+    const until = Math.max(...blocked);
+    return until > now ? Math.ceil((until - now) / 1000) : 0;
+  }
+
+  failed(client: string, user: string, now = Date.now()): void {
+    this.bump(this.clients, client, now);
+    this.bump(this.users, user, now);
+  }
+
+  succeeded(user: string): void {
+    this.users.delete(user);
+  }
+
+  private bump(map: Map<string, Counter>, key: string, now: number): void {
+    const counter = map.get(key);
+    if (counter === undefined || counter.windowEnds <= now) {
+      if (map.size >= 100_000) this.sweep(map, now);
+      map.set(key, { count: 1, windowEnds: now + this.limits.windowMs });
+    } else {
+      counter.count++;
+    }
+  }
+
+  private sweep(map: Map<string, Counter>, now: number): void {
+    for (const [key, counter] of map) if (counter.windowEnds <= now) map.delete(key);
+    if (map.size >= 100_000) map.clear();
+  }
+}
+
+function blockedUntil(counter: Counter | undefined, limit: number, now: number): number {
+  if (counter === undefined || counter.windowEnds <= now || counter.count < limit) return 0;
+  return counter.windowEnds;
+}
