@@ -1,5 +1,4 @@
 import cluster, { type Worker } from "node:cluster";
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { availableParallelism } from "node:os";
@@ -19,6 +18,7 @@ import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
+import { secureContextOptions, watchCertificates } from "./http/tls.js";
 import { purgeUploads } from "./registry/upload-purge.js";
 import { HtpasswdUsers } from "./auth/htpasswd.js";
 import { AuditLog } from "./audit/audit.js";
@@ -172,6 +172,7 @@ async function startPublicServer(
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
   });
   const server = createServer(config, app.callback());
+  if (config.http.tls !== undefined) watchCertificates(server as https.Server, config.http.tls, logger);
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -250,13 +251,10 @@ function createServer(config: Config, handler: http.RequestListener): http.Serve
   if (tls === undefined) return http.createServer({ keepAlive: true }, handler);
   return https.createServer(
     {
-      cert: readFileSync(tls.certificate),
-      key: readFileSync(tls.key),
-      ca: tls.clientcas?.map((path) => readFileSync(path)),
+      ...secureContextOptions(tls),
       requestCert: tls.clientcas !== undefined,
       rejectUnauthorized: tls.clientcas !== undefined,
-      minVersion: tls.minimumtls === "tls1.3" ? "TLSv1.3" : "TLSv1.2",
-      ...(tls.ciphersuites !== undefined ? { ciphers: tls.ciphersuites.join(":") } : {}),
+      keepAlive: true,
     },
     handler,
   );
