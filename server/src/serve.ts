@@ -24,7 +24,10 @@ import { HtpasswdUsers } from "./auth/htpasswd.js";
 import { AuditLog } from "./audit/audit.js";
 import { AccessPolicy } from "./auth/policy.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
-import { BasicAuthorizer, type RequestAuthorizer } from "./http/auth.js";
+import { BasicAuthorizer, BasicCredentials, BearerAuthorizer, type RequestAuthorizer } from "./http/auth.js";
+import { tokenEndpoint } from "./http/token-endpoint.js";
+import { TokenIssuer, TokenVerifier } from "./auth/tokens.js";
+import type { Context } from "koa";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
@@ -157,7 +160,7 @@ async function startPublicServer(
     bus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   });
-  const authz = authorizerFor(config, logger);
+  const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
   const metrics = new HttpMetrics();
   const app = createApp({
     registry,
@@ -169,6 +172,7 @@ async function startPublicServer(
     headers: config.http.headers,
     locationBase: locationBaseFor(config.http),
     authz,
+    tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
   });
   const server = createServer(config, app.callback());
@@ -186,25 +190,44 @@ async function startPublicServer(
   return { server, metrics };
 }
 
-/** The authorizer `auth` asks for: Basic against htpasswd (watched for changes), or none. */
-function authorizerFor(config: Config, logger: Logger): RequestAuthorizer | undefined {
-  const htpasswd = config.auth?.htpasswd;
-  if (htpasswd === undefined) return undefined;
-  const users = new HtpasswdUsers(htpasswd.path, (event) => {
-    if ("error" in event)
-      logger.error({ error: event.error }, "htpasswd reload failed; keeping the previous users");
-    else logger.info({ users: event.users }, "htpasswd reloaded");
+/** The authorizer `auth` asks for (Bearer tokens, Basic against htpasswd, or none) and the token endpoint. */
+function authorizerFor(
+  config: Config,
+  logger: Logger,
+): { authz?: RequestAuthorizer; tokenEndpoint?: (ctx: Context) => Promise<void> } {
+  const auth = config.auth;
+  if (auth === undefined || (auth.htpasswd === undefined && auth.token === undefined)) return {};
+  const policy = new AccessPolicy(auth.access);
+  let credentials: BasicCredentials | undefined;
+  if (auth.htpasswd !== undefined) {
+    const users = new HtpasswdUsers(auth.htpasswd.path, (event) => {
+      if ("error" in event) logger.error({ error: event.error }, "htpasswd reload failed; keeping the previous users");
+      else logger.info({ users: event.users }, "htpasswd reloaded");
+    });
+    users.watch();
+    const limiter = new LoginLimiter({
+      clientFailures: auth.limits.clientfailures,
+      userFailures: auth.limits.userfailures,
+      windowMs: parseDuration(auth.limits.window),
+    });
+    credentials = new BasicCredentials(users, limiter);
+    if (config.http.tls === undefined) logger.warn("basic authentication without http.tls sends passwords in clear text");
+  }
+  const token = auth.token;
+  if (token === undefined) return { authz: new BasicAuthorizer(credentials!, policy, auth.htpasswd!.realm) };
+  const issuer =
+    token.signingkey === undefined
+      ? undefined
+      : new TokenIssuer(token.signingkey, token.issuer, token.service, parseDuration(token.expiration) / 1000);
+  const verifier = new TokenVerifier(token.issuer, token.service, {
+    issuer,
+    rootCertBundle: token.rootcertbundle,
+    jwksFile: token.jwks,
   });
-  users.watch();
-  if (config.http.tls === undefined)
-    logger.warn("basic authentication without http.tls sends passwords in clear text");
-  const limits = config.auth!.limits;
-  const limiter = new LoginLimiter({
-    clientFailures: limits.clientfailures,
-    userFailures: limits.userfailures,
-    windowMs: parseDuration(limits.window),
-  });
-  return new BasicAuthorizer(users, new AccessPolicy(config.auth?.access), htpasswd.realm, limiter);
+  return {
+    authz: new BearerAuthorizer(verifier, policy, credentials, token.realm, token.service, issuer !== undefined),
+    tokenEndpoint: issuer === undefined ? undefined : tokenEndpoint(issuer, policy, credentials),
+  };
 }
 
 function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {

@@ -125,6 +125,23 @@ const Access = z.strictObject({
 const Auth = z
   .strictObject({
     htpasswd: z.strictObject({ realm: z.string().min(1), path: z.string().min(1) }).optional(),
+    /** Docker token authentication (the reference's keys, plus ours to issue tokens at /token). */
+    token: z
+      .strictObject({
+        realm: z.url(),
+        service: z.string().min(1),
+        issuer: z.string().min(1),
+        rootcertbundle: z.string().min(1).optional(),
+        jwks: z.string().min(1).optional(),
+        /** Ours: a PEM private key (EC P-256, RSA or Ed25519) to sign tokens at /token with. */
+        signingkey: z.string().min(1).optional(),
+        /** Ours: how long an issued token is valid. */
+        expiration: Duration.default("5m"),
+      })
+      .refine((t) => t.signingkey !== undefined || t.rootcertbundle !== undefined || t.jwks !== undefined, {
+        message: "needs signingkey (to issue tokens), rootcertbundle or jwks (to trust an issuer)",
+      })
+      .optional(),
     access: Access.optional(),
     /** Ours: brute-force protection for logins. */
     limits: z
@@ -135,8 +152,8 @@ const Auth = z
       })
       .prefault({}),
   })
-  .refine((auth) => auth.access === undefined || auth.htpasswd !== undefined, {
-    message: "access rules need a way to authenticate users (auth.htpasswd)",
+  .refine((auth) => auth.access === undefined || auth.htpasswd !== undefined || auth.token !== undefined, {
+    message: "access rules need a way to authenticate users (auth.htpasswd or auth.token)",
     path: ["access"],
   });
 

@@ -23,6 +23,8 @@ export interface AppOptions {
   readonly locationBase?: (ctx: Context) => string;
   /** Authentication and access policy; everything open when absent. */
   readonly authz?: RequestAuthorizer;
+  /** `GET /token`, when the registry issues its own tokens. */
+  readonly tokenEndpoint?: (ctx: Context) => Promise<void>;
   /** Where audit events go; none when absent. */
   readonly audit?: AuditLog;
 }
@@ -52,6 +54,9 @@ export function createApp(options: AppOptions): Koa {
       if (path === "/debug/health") {
         routeName = "health";
         await health.respond(ctx);
+      } else if (path === "/token" && options.tokenEndpoint !== undefined) {
+        routeName = "token";
+        await options.tokenEndpoint(ctx);
       } else if (path === "/v2" || path.startsWith("/v2/")) {
         const found = match(path, ctx.method);
         if (found === undefined) {
@@ -75,8 +80,11 @@ export function createApp(options: AppOptions): Koa {
     } catch (error) {
       if (error instanceof RegistryError) {
         writeError(ctx, error);
-        if (error.code === "UNAUTHORIZED" && authz.challenge !== undefined)
-          ctx.set("WWW-Authenticate", authz.challenge);
+        if (error.code === "UNAUTHORIZED") {
+          // The token endpoint itself asks for Basic credentials; the registry for whatever it uses.
+          const challenge = routeName === "token" ? 'Basic realm="token"' : authz.challengeFor(error);
+          if (challenge !== undefined) ctx.set("WWW-Authenticate", challenge);
+        }
         const retryAfter = (error.detail as { retryAfter?: number } | undefined)?.retryAfter;
         if (error.code === "TOOMANYREQUESTS" && retryAfter !== undefined)
           ctx.set("Retry-After", String(retryAfter));

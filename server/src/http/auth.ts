@@ -1,8 +1,9 @@
 import type { Context } from "koa";
-import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
 import type { HtpasswdUsers } from "../auth/htpasswd.js";
-import { RegistryError } from "../registry/errors.js";
 import type { LoginLimiter } from "../auth/login-limiter.js";
+import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
+import { grantedActions, type TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
+import { RegistryError } from "../registry/errors.js";
 
 /**
  * Who may do what, per request. Handlers state what they need (`require(ctx, "push", name)`);
@@ -11,17 +12,17 @@ import type { LoginLimiter } from "../auth/login-limiter.js";
 export interface RequestAuthorizer {
   /** Reads the request's credentials into `ctx.state.caller`; UNAUTHORIZED when they are wrong. */
   identify(ctx: Context): Promise<void>;
-  /** UNAUTHORIZED (nobody or bad credentials) or DENIED (somebody, not allowed) unless allowed. */
+  /** UNAUTHORIZED (nobody, bad credentials, a token without the scope) or DENIED (not allowed). */
   require(ctx: Context, action: Action, repository: string): void;
-  /** UNAUTHORIZED unless a user is authenticated (the `/v2/` check clients log in with). */
+  /** UNAUTHORIZED unless the caller presented valid credentials (the `/v2/` check clients log in with). */
   requireAuthenticated(ctx: Context): void;
-  /** UNAUTHORIZED for an anonymous caller when nothing at all is open to anonymous callers. */
+  /** UNAUTHORIZED for a caller the catalog is closed to. */
   requireSomeAccess(ctx: Context): void;
   may(ctx: Context, action: Action, repository: string): boolean;
   /** Whether the caller may read every repository (mount without `from`). */
   mayPullEverywhere(ctx: Context): boolean;
-  /** The `WWW-Authenticate` challenge sent with 401s. */
-  readonly challenge: string | undefined;
+  /** The `WWW-Authenticate` challenge sent with a 401. */
+  challengeFor(error: RegistryError): string | undefined;
 }
 
 export const OPEN: RequestAuthorizer = {
@@ -31,60 +32,50 @@ export const OPEN: RequestAuthorizer = {
   requireSomeAccess: () => {},
   may: () => true,
   mayPullEverywhere: () => true,
-  challenge: undefined,
+  challengeFor: () => undefined,
 };
 
 /** How long a verified Authorization header is trusted without checking again. */
 const RECENT_MS = 30_000;
 
-const unauthorized = () => new RegistryError("UNAUTHORIZED", "authentication required");
+const unauthorized = (detail?: { scope?: string; error?: string }) =>
+  new RegistryError("UNAUTHORIZED", "authentication required", detail);
 
 function callerOf(ctx: Context): Caller {
   return (ctx.state.caller as Caller | undefined) ?? { kind: "anonymous" };
 }
 
-/** HTTP Basic against an htpasswd file, decided by an access policy. */
-export class BasicAuthorizer implements RequestAuthorizer {
-  readonly challenge: string;
+/** The token scope a client must ask for to do `action` on `repository` (push implies pull). */
+function scopeFor(action: Action, repository: string): string {
+  return `repository:${repository}:${action === "push" ? "pull,push" : action}`;
+}
+
+/**
+ * HTTP Basic credentials checked against htpasswd, with brute-force limits before bcrypt runs and
+ * a short memory of verified headers so the requests of a pull cost nothing.
+ */
+export class BasicCredentials {
+  private readonly recent = new Map<string, { name: string; until: number; generation: number }>();
 
   constructor(
     private readonly users: HtpasswdUsers,
-    private readonly policy: AccessPolicy,
-    realm: string,
     private readonly limiter?: LoginLimiter,
-  ) {
-    this.challenge = `Basic realm="${realm.replace(/["\\]/g, "")}"`;
-  }
+  ) {}
 
-  /**
-   * Authorization headers recently verified, so the requests of a pull skip decoding and hashing
-   * too. Dropped when the users reload; bounded in size and age.
-   */
-  private readonly recent = new Map<string, { name: string; until: number; generation: number }>();
-
-  async identify(ctx: Context): Promise<void> {
-    const header = ctx.get("Authorization");
-    if (header === "") return;
+  /** The user a `Basic …` header proves, or undefined for empty credentials (anonymous clients send them). */
+  async check(header: string, client: string): Promise<string | undefined> {
     const known = this.recent.get(header);
-    if (known !== undefined && known.until > Date.now() && known.generation === this.users.generation) {
-      ctx.state.caller = { kind: "user", name: known.name } satisfies Caller;
-      return;
-    }
+    if (known !== undefined && known.until > Date.now() && known.generation === this.users.generation) return known.name;
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!match) throw unauthorized();
     const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
     // containers/image (skopeo, podman) sends empty Basic credentials when it has none: anonymous.
-    if (decoded === ":") return;
+    if (decoded === ":") return undefined;
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
-    const client = ctx.ip;
     const wait = this.limiter?.retryAfter(client, name) ?? 0;
-    if (wait > 0) {
-      throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", {
-        retryAfter: wait,
-      });
-    }
+    if (wait > 0) throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", { retryAfter: wait });
     const generation = this.users.generation;
     if (!(await this.users.verify(name, decoded.slice(colon + 1)))) {
       this.limiter?.failed(client, name);
@@ -93,14 +84,34 @@ export class BasicAuthorizer implements RequestAuthorizer {
     this.limiter?.succeeded(name);
     if (this.recent.size >= 10_000) this.recent.clear();
     this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
-    ctx.state.caller = { kind: "user", name } satisfies Caller;
+    return name;
+  }
+}
+
+/** HTTP Basic against an htpasswd file, decided by an access policy. */
+export class BasicAuthorizer implements RequestAuthorizer {
+  private readonly challenge: string;
+
+  constructor(
+    private readonly credentials: BasicCredentials,
+    private readonly policy: AccessPolicy,
+    realm: string,
+  ) {
+    this.challenge = `Basic realm="${realm.replace(/["\\]/g, "")}"`;
+  }
+
+  async identify(ctx: Context): Promise<void> {
+    const header = ctx.get("Authorization");
+    if (header === "") return;
+    const name = await this.credentials.check(header, ctx.ip);
+    if (name !== undefined) ctx.state.caller = { kind: "user", name } satisfies Caller;
   }
 
   require(ctx: Context, action: Action, repository: string): void {
     const caller = callerOf(ctx);
     if (this.policy.can(caller, action, repository)) return;
     if (caller.kind === "anonymous") throw unauthorized();
-    throw new RegistryError("DENIED", `requested access to the resource is denied`, { action, repository });
+    throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
   }
 
   requireAuthenticated(ctx: Context): void {
@@ -117,5 +128,91 @@ export class BasicAuthorizer implements RequestAuthorizer {
 
   mayPullEverywhere(ctx: Context): boolean {
     return this.policy.canPullEverywhere(callerOf(ctx));
+  }
+
+  challengeFor(): string {
+    return this.challenge;
+  }
+}
+
+/**
+ * Bearer tokens (Docker token auth): a request is allowed when its token grants the action on the
+ * repository. A token without the scope gets 401 with the scope to ask for; when the subject is
+ * one of our users and the policy would refuse anyway, 403 DENIED. Basic credentials are accepted
+ * too (curl -u), decided by the policy.
+ */
+export class BearerAuthorizer implements RequestAuthorizer {
+  private readonly base: string;
+
+  constructor(
+    private readonly verifier: TokenVerifier,
+    private readonly policy: AccessPolicy,
+    private readonly credentials: BasicCredentials | undefined,
+    realm: string,
+    service: string,
+    /** True when tokens come from our own issuer, so their subjects are users the policy knows. */
+    private readonly subjectsAreOurs: boolean,
+  ) {
+    this.base = `Bearer realm="${realm.replace(/["\\]/g, "")}",service="${service.replace(/["\\]/g, "")}"`;
+  }
+
+  async identify(ctx: Context): Promise<void> {
+    const header = ctx.get("Authorization");
+    if (header === "") return;
+    if (/^Bearer\s/i.test(header)) {
+      let token: VerifiedToken;
+      try {
+        token = await this.verifier.verify(header.replace(/^Bearer\s+/i, "").trim());
+      } catch {
+        throw unauthorized({ error: "invalid_token" });
+      }
+      ctx.state.token = token;
+      if (token.subject !== undefined) ctx.state.caller = { kind: "user", name: token.subject } satisfies Caller;
+      return;
+    }
+    if (this.credentials === undefined) throw unauthorized();
+    const name = await this.credentials.check(header, ctx.ip);
+    if (name !== undefined) ctx.state.caller = { kind: "user", name } satisfies Caller;
+  }
+
+  require(ctx: Context, action: Action, repository: string): void {
+    const caller = callerOf(ctx);
+    const token = ctx.state.token as VerifiedToken | undefined;
+    if (token !== undefined) {
+      if (grantedActions(token, repository).has(action)) return;
+      if (caller.kind === "user" && this.subjectsAreOurs && !this.policy.can(caller, action, repository)) {
+        throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
+      }
+      throw unauthorized({ scope: scopeFor(action, repository), error: "insufficient_scope" });
+    }
+    if (caller.kind === "user" && this.policy.can(caller, action, repository)) return;
+    if (caller.kind === "user") throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
+    throw unauthorized({ scope: scopeFor(action, repository) });
+  }
+
+  requireAuthenticated(ctx: Context): void {
+    if (ctx.state.token === undefined && callerOf(ctx).kind === "anonymous") throw unauthorized();
+  }
+
+  requireSomeAccess(ctx: Context): void {
+    const token = ctx.state.token as VerifiedToken | undefined;
+    if (token?.access.some((a) => a.type === "registry" && a.name === "catalog")) return;
+    if (token === undefined && callerOf(ctx).kind === "user") return;
+    throw unauthorized({ scope: "registry:catalog:*" });
+  }
+
+  may(ctx: Context, action: Action, repository: string): boolean {
+    const token = ctx.state.token as VerifiedToken | undefined;
+    if (token !== undefined && grantedActions(token, repository).has(action)) return true;
+    return this.policy.can(callerOf(ctx), action, repository);
+  }
+
+  mayPullEverywhere(ctx: Context): boolean {
+    return this.policy.canPullEverywhere(callerOf(ctx));
+  }
+
+  challengeFor(error: RegistryError): string {
+    const detail = error.detail as { scope?: string; error?: string } | undefined;
+    return `${this.base}${detail?.scope ? `,scope="${detail.scope}"` : ""}${detail?.error ? `,error="${detail.error}"` : ""}`;
   }
 }
