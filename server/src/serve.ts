@@ -201,7 +201,8 @@ function authorizerFor(
   let credentials: BasicCredentials | undefined;
   if (auth.htpasswd !== undefined) {
     const users = new HtpasswdUsers(auth.htpasswd.path, (event) => {
-      if ("error" in event) logger.error({ error: event.error }, "htpasswd reload failed; keeping the previous users");
+      if ("error" in event)
+        logger.error({ error: event.error }, "htpasswd reload failed; keeping the previous users");
       else logger.info({ users: event.users }, "htpasswd reloaded");
     });
     users.watch();
@@ -211,21 +212,34 @@ function authorizerFor(
       windowMs: parseDuration(auth.limits.window),
     });
     credentials = new BasicCredentials(users, limiter);
-    if (config.http.tls === undefined) logger.warn("basic authentication without http.tls sends passwords in clear text");
+    if (config.http.tls === undefined)
+      logger.warn("basic authentication without http.tls sends passwords in clear text");
   }
   const token = auth.token;
   if (token === undefined) return { authz: new BasicAuthorizer(credentials!, policy, auth.htpasswd!.realm) };
   const issuer =
     token.signingkey === undefined
       ? undefined
-      : new TokenIssuer(token.signingkey, token.issuer, token.service, parseDuration(token.expiration) / 1000);
+      : new TokenIssuer(
+          token.signingkey,
+          token.issuer,
+          token.service,
+          parseDuration(token.expiration) / 1000,
+        );
   const verifier = new TokenVerifier(token.issuer, token.service, {
     issuer,
     rootCertBundle: token.rootcertbundle,
     jwksFile: token.jwks,
   });
   return {
-    authz: new BearerAuthorizer(verifier, policy, credentials, token.realm, token.service, issuer !== undefined),
+    authz: new BearerAuthorizer(
+      verifier,
+      policy,
+      credentials,
+      token.realm,
+      token.service,
+      issuer !== undefined,
+    ),
     tokenEndpoint: issuer === undefined ? undefined : tokenEndpoint(issuer, policy, credentials),
   };
 }

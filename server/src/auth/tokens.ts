@@ -1,6 +1,13 @@
 import { createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { SignJWT, calculateJwkThumbprint, createLocalJWKSet, exportJWK, jwtVerify, type JWTPayload } from "jose";
+import {
+  SignJWT,
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  exportJWK,
+  jwtVerify,
+  type JWTPayload,
+} from "jose";
 import type { Action } from "./policy.js";
 
 /** One entry of a token's `access` claim (Docker token spec). */
@@ -32,7 +39,10 @@ export function parseScopes(values: readonly string[]): Scope[] {
     if (first <= 0 || last === first) continue;
     const type = value.slice(0, first);
     const name = value.slice(first + 1, last);
-    const actions = value.slice(last + 1).split(",").filter(Boolean);
+    const actions = value
+      .slice(last + 1)
+      .split(",")
+      .filter(Boolean);
     if (name !== "" && actions.length > 0) scopes.push({ type, name, actions });
   }
   return scopes;
@@ -59,7 +69,8 @@ export class TokenIssuer {
     this.privateKey = createPrivateKey(readFileSync(keyPath));
     this.publicKey = createPublicKey(this.privateKey);
     const algorithm = ALGORITHM_BY_KEY[this.privateKey.asymmetricKeyType ?? ""];
-    if (algorithm === undefined) throw new Error(`auth.token.signingkey: unsupported key type ${this.privateKey.asymmetricKeyType}`);
+    if (algorithm === undefined)
+      throw new Error(`auth.token.signingkey: unsupported key type ${this.privateKey.asymmetricKeyType}`);
     this.algorithm = algorithm;
   }
 
@@ -96,8 +107,12 @@ export class TokenVerifier {
   ) {
     this.keys = [];
     if (trusted.issuer !== undefined) this.keys.push(trusted.issuer.publicKey);
-    if (trusted.rootCertBundle !== undefined) this.keys.push(...certificateKeys(readFileSync(trusted.rootCertBundle, "utf8")));
-    this.jwks = trusted.jwksFile === undefined ? undefined : createLocalJWKSet(JSON.parse(readFileSync(trusted.jwksFile, "utf8")));
+    if (trusted.rootCertBundle !== undefined)
+      this.keys.push(...certificateKeys(readFileSync(trusted.rootCertBundle, "utf8")));
+    this.jwks =
+      trusted.jwksFile === undefined
+        ? undefined
+        : createLocalJWKSet(JSON.parse(readFileSync(trusted.jwksFile, "utf8")));
     if (this.keys.length === 0 && this.jwks === undefined) {
       throw new Error("auth.token: no key to verify tokens with (signingkey, rootcertbundle or jwks)");
     }
@@ -105,7 +120,12 @@ export class TokenVerifier {
 
   /** The token's subject and access; throws when it is not valid here. */
   async verify(token: string): Promise<VerifiedToken> {
-    const options = { issuer: this.issuer, audience: this.service, algorithms: ALLOWED_ALGORITHMS, clockTolerance: LEEWAY_SECONDS };
+    const options = {
+      issuer: this.issuer,
+      audience: this.service,
+      algorithms: ALLOWED_ALGORITHMS,
+      clockTolerance: LEEWAY_SECONDS,
+    };
     let lastError: unknown = new Error("no trusted key");
     for (const key of this.keys) {
       try {
@@ -129,7 +149,11 @@ function toVerified(payload: JWTPayload): VerifiedToken {
   const raw = Array.isArray(payload.access) ? payload.access : [];
   const access = raw.filter(
     (a): a is AccessEntry =>
-      typeof a === "object" && a !== null && typeof a.type === "string" && typeof a.name === "string" && Array.isArray(a.actions),
+      typeof a === "object" &&
+      a !== null &&
+      typeof a.type === "string" &&
+      typeof a.name === "string" &&
+      Array.isArray(a.actions),
   );
   return { subject: typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : undefined, access };
 }
@@ -144,7 +168,8 @@ function certificateKeys(bundle: string): KeyObject[] {
 export function grantedActions(token: VerifiedToken, repository: string): Set<string> {
   const granted = new Set<string>();
   for (const entry of token.access) {
-    if (entry.type === "repository" && entry.name === repository) for (const a of entry.actions) granted.add(a);
+    if (entry.type === "repository" && entry.name === repository)
+      for (const a of entry.actions) granted.add(a);
   }
   if (granted.has("*")) for (const a of ["pull", "push", "delete"] satisfies Action[]) granted.add(a);
   return granted;

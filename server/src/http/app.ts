@@ -6,6 +6,7 @@ import type { Registry } from "../registry/registry.js";
 import { distributionRoutes } from "./distribution.js";
 import { writeError } from "./errors.js";
 import { OPEN, type RequestAuthorizer } from "./auth.js";
+import { decodeComponent } from "./url.js";
 import type { AuditAction, AuditEvent, AuditLog } from "../audit/audit.js";
 import type { Caller } from "../auth/policy.js";
 import type { HealthCheck } from "./health.js";
@@ -140,15 +141,11 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
     action = "delete";
   else if ((route === "upload" || route === "upload_start") && status === 201) action = "upload";
   if (action === undefined) return undefined;
-  const decode = (value: string | undefined) => {
-    if (value === undefined) return undefined;
-    try {
-      return decodeURIComponent(value);
-    } catch {
-      return value;
-    }
-  };
-  const reference = route === "manifest" || route === "blob" ? decode(params[1]) : undefined;
+
+  const reference =
+    (route === "manifest" || route === "blob") && params[1] !== undefined
+      ? decodeComponent(params[1])
+      : undefined;
   const digest =
     ctx.response.get("Docker-Content-Digest") || (reference?.includes(":") ? reference : undefined);
   const caller = ctx.state.caller as Caller | undefined;
@@ -158,7 +155,7 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
     user: caller?.kind === "user" ? caller.name : null,
     client: ctx.ip,
     method,
-    ...(params[0] !== undefined ? { repository: decode(params[0]) } : {}),
+    ...(params[0] !== undefined ? { repository: decodeComponent(params[0]) } : {}),
     ...(reference !== undefined ? { reference } : {}),
     ...(digest ? { digest } : {}),
     status,

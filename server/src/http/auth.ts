@@ -65,7 +65,8 @@ export class BasicCredentials {
   /** The user a `Basic …` header proves, or undefined for empty credentials (anonymous clients send them). */
   async check(header: string, client: string): Promise<string | undefined> {
     const known = this.recent.get(header);
-    if (known !== undefined && known.until > Date.now() && known.generation === this.users.generation) return known.name;
+    if (known !== undefined && known.until > Date.now() && known.generation === this.users.generation)
+      return known.name;
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!match) throw unauthorized();
     const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
@@ -75,7 +76,10 @@ export class BasicCredentials {
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
     const wait = this.limiter?.retryAfter(client, name) ?? 0;
-    if (wait > 0) throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", { retryAfter: wait });
+    if (wait > 0)
+      throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", {
+        retryAfter: wait,
+      });
     const generation = this.users.generation;
     if (!(await this.users.verify(name, decoded.slice(colon + 1)))) {
       this.limiter?.failed(client, name);
@@ -167,7 +171,8 @@ export class BearerAuthorizer implements RequestAuthorizer {
         throw unauthorized({ error: "invalid_token" });
       }
       ctx.state.token = token;
-      if (token.subject !== undefined) ctx.state.caller = { kind: "user", name: token.subject } satisfies Caller;
+      if (token.subject !== undefined)
+        ctx.state.caller = { kind: "user", name: token.subject } satisfies Caller;
       return;
     }
     if (this.credentials === undefined) throw unauthorized();
@@ -181,12 +186,16 @@ export class BearerAuthorizer implements RequestAuthorizer {
     if (token !== undefined) {
       if (grantedActions(token, repository).has(action)) return;
       if (caller.kind === "user" && this.subjectsAreOurs && !this.policy.can(caller, action, repository)) {
-        throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
+        throw new RegistryError("DENIED", "requested access to the resource is denied", {
+          action,
+          repository,
+        });
       }
       throw unauthorized({ scope: scopeFor(action, repository), error: "insufficient_scope" });
     }
     if (caller.kind === "user" && this.policy.can(caller, action, repository)) return;
-    if (caller.kind === "user") throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
+    if (caller.kind === "user")
+      throw new RegistryError("DENIED", "requested access to the resource is denied", { action, repository });
     throw unauthorized({ scope: scopeFor(action, repository) });
   }
 

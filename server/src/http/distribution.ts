@@ -7,6 +7,7 @@ import type { Page, Registry } from "../registry/registry.js";
 import { MediaType } from "../registry/media-types.js";
 import { badRequest, writeError } from "./errors.js";
 import type { RequestAuthorizer } from "./auth.js";
+import { decodeComponent as decode } from "./url.js";
 import { parseChunkRange, parseRangeHeader } from "./range.js";
 
 type Handler = (ctx: Context, params: string[]) => Promise<void> | void;
@@ -255,14 +256,6 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
 
 function repositoryName(raw: string): string {
   return validateName(decode(raw));
-}
-
-function decode(component: string): string {
-  try {
-    return decodeURIComponent(component);
-  } catch {
-    return component;
-  }
 }
 
 function queryValue(ctx: Context, key: string): string | undefined {

@@ -53,7 +53,10 @@ export function watchCertificates(server: Server, tls: Tls, logger: Logger, inte
       server.setSecureContext(secureContextOptions(tls));
       logger.info({ certificate: tls.certificate }, "TLS certificate reloaded");
     } catch (error) {
-      logger.warn({ err: (error as Error).message }, "TLS certificate not reloaded; keeping the previous one");
+      logger.warn(
+        { err: (error as Error).message },
+        "TLS certificate not reloaded; keeping the previous one",
+      );
     }
   };
   for (const path of paths) watchFile(path, { interval: intervalMs, persistent: false }, reload);

@@ -106,15 +106,9 @@ export class UploadStore {
     let adopted = false;
     try {
       const hash = newHash(digest.algorithm);
-      let size = 0;
-      const tap = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          size += chunk.length;
-          callback(null, chunk);
-        },
-      });
+      const tap = measuringTap(hash);
       await pipeline(body, tap, await this.driver.writer(scratch, false, { durable: true }));
+      const size = tap.bytes;
       const computed = digestFromHash(hash, digest.algorithm);
       if (computed.value !== digest.value) {
         throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
@@ -148,17 +142,11 @@ export class UploadStore {
     let state = this.hashes.get(id);
     if (state !== undefined && state.offset !== size) state = undefined;
     this.hashes.delete(id);
-    let written = 0;
     const hashing = state;
-    const tap = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hashing?.hash.update(chunk);
-        written += chunk.length;
-        callback(null, chunk);
-      },
-    });
+    const tap = measuringTap(hashing?.hash);
     const out = await this.driver.writer(layout.uploadData(name, id), true);
     await pipeline(body, tap, out);
+    const written = tap.bytes;
     if (range !== undefined && written !== range.end - range.start + 1) {
       throw new RegistryError("RANGE_INVALID", "chunk length does not match its Content-Range", {
         range,
@@ -205,4 +193,17 @@ export class UploadStore {
       this.busy.delete(id);
     }
   }
+}
+
+/** A pass-through that feeds every chunk to `hash` (when given) and counts the bytes. */
+function measuringTap(hash: Hash | undefined): Transform & { bytes: number } {
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash?.update(chunk);
+      tap.bytes += chunk.length;
+      callback(null, chunk);
+    },
+  }) as Transform & { bytes: number };
+  tap.bytes = 0;
+  return tap;
 }
