@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Client, errorCode, imageManifest } from "../helpers/oci.js";
+import { Client, basicAuth, errorCode, imageManifest } from "../helpers/oci.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { run } from "../helpers/tools.js";
@@ -17,9 +17,7 @@ let htpasswd: string;
 let layout: string;
 let auditFile: string;
 
-const basic = (user: string, password: string) => ({
-  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
-});
+const basic = basicAuth;
 
 function addUser(user: string, password: string) {
   const result = spawnSync("htpasswd", ["-bB", "-C", "5", htpasswd, user, password], { encoding: "utf8" });

@@ -3,14 +3,15 @@
  * tokens it must refuse. skopeo drives the real client flow.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
-import { Client, errorCode, imageManifest } from "../helpers/oci.js";
+import { Client, basicAuth, errorCode, imageManifest } from "../helpers/oci.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
+import { makeCertificates } from "../helpers/certs.js";
 import { freePort, startRegistry, tempDir, type RegistryProcess } from "../helpers/registry.js";
 import { run } from "../helpers/tools.js";
 
@@ -21,9 +22,7 @@ let signingKey: KeyObject;
 let externalKey: KeyObject;
 let layout: string;
 
-const basic = (user: string, password: string) => ({
-  Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
-});
+const basic = basicAuth;
 const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
 
 async function tokenFor(credentials: Record<string, string>, ...scopes: string[]): Promise<string> {
@@ -78,31 +77,10 @@ before(async () => {
   signingKey = pair.privateKey;
   const keyPath = join(dir, "token.key");
   writeFileSync(keyPath, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
-  // An external issuer trusted through its certificate (rootcertbundle).
-  const externalKeyPath = join(dir, "external.key");
-  const bundle = join(dir, "external.crt");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=external issuer",
-      "-keyout",
-      externalKeyPath,
-      "-out",
-      bundle,
-    ],
-    { stdio: "pipe" },
-  );
-  externalKey = (await import("node:crypto")).createPrivateKey(execFileSync("cat", [externalKeyPath]));
+  // An external issuer trusted through its certificate (rootcertbundle): a self-signed CA will do.
+  const external = makeCertificates("external issuer");
+  const bundle = external.caCert;
+  externalKey = createPrivateKey(readFileSync(external.caKey));
   const port = await freePort();
   registry = await startRegistry({
     port,

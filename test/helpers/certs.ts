@@ -6,6 +6,7 @@ import { tempDir } from "./registry.js";
 export interface TestCertificates {
   readonly dir: string;
   readonly caCert: string;
+  readonly caKey: string;
   readonly cert: string;
   readonly key: string;
 }
@@ -64,5 +65,5 @@ export function makeCertificates(name = "neam"): TestCertificates {
     "-out",
     p("tls.crt"),
   );
-  return { dir, caCert: p("ca.crt"), cert: p("tls.crt"), key: p("tls.key") };
+  return { dir, caCert: p("ca.crt"), caKey: p("ca.key"), cert: p("tls.crt"), key: p("tls.key") };
 }

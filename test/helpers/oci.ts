@@ -141,3 +141,8 @@ export async function errorCode(response: Response): Promise<string | undefined>
   const body = (await response.json()) as { errors?: { code: string }[] };
   return body.errors?.[0]?.code;
 }
+
+/** An `Authorization: Basic` header for `user:password`. */
+export function basicAuth(user: string, password: string): { Authorization: string } {
+  return { Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` };
+}
