@@ -1,5 +1,6 @@
 /** TLS: skopeo with a private CA, TLS 1.2 minimum, and certificate rotation under a running server. */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { request } from "node:https";
@@ -104,5 +105,98 @@ describe("TLS", () => {
     await load;
     assert.ok(requests > 10);
     assert.equal(failures, 0, `${failures} of ${requests} requests failed during rotation`);
+  });
+});
+
+describe("mutual TLS (http.tls.clientcas)", () => {
+  it("refuses clients without a certificate from the CA, serves those with one", async () => {
+    const server = makeCertificates("mtls-server");
+    const clients = makeCertificates("mtls-clients");
+    const dir = tempDir();
+    const clientKey = join(dir, "client.key");
+    const clientCert = join(dir, "client.crt");
+    const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+    openssl(
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      "/CN=node-1",
+      "-keyout",
+      clientKey,
+      "-out",
+      join(dir, "client.csr"),
+    );
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      join(dir, "client.csr"),
+      "-CA",
+      clients.caCert,
+      "-CAkey",
+      clients.caKey,
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-out",
+      clientCert,
+    );
+    const mtls = await startRegistry({
+      config: { http: { tls: { certificate: server.cert, key: server.key, clientcas: [clients.caCert] } } },
+    });
+    const get = (withCertificate: boolean) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: "127.0.0.1",
+            port: Number(mtls.host.split(":")[1]),
+            path: "/v2/",
+            ca: readFileSync(server.caCert),
+            agent: false,
+            ...(withCertificate ? { cert: readFileSync(clientCert), key: readFileSync(clientKey) } : {}),
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+    try {
+      assert.equal(await get(true), 200);
+      await assert.rejects(get(false));
+    } finally {
+      await mtls.stop();
+    }
+  });
+});
+
+describe("oversized requests", () => {
+  it("headers past Node's limit get 431 and the server carries on", async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: port(),
+          path: "/v2/",
+          ca: [readFileSync(first.caCert), readFileSync(second.caCert)],
+          agent: false,
+          headers: { "X-Padding": "x".repeat(64 * 1024) },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+    assert.equal(status, 431);
+    assert.equal(await ping(), 200);
   });
 });

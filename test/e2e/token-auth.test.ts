@@ -261,3 +261,55 @@ describe("token authentication", () => {
     assert.notEqual(closed.status, 0, "apps/ is not");
   });
 });
+
+describe("tokens from an issuer published as a JWKS file", () => {
+  it("are accepted when signed by a key of the set, refused otherwise", async () => {
+    const { exportJWK } = await import("jose");
+    const dir = tempDir();
+    const trusted = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const jwk = { ...(await exportJWK(trusted.publicKey)), kid: "k1", alg: "ES256", use: "sig" };
+    const jwks = join(dir, "jwks.json");
+    writeFileSync(jwks, JSON.stringify({ keys: [jwk] }));
+    const port = await freePort();
+    const server = await startRegistry({
+      port,
+      config: {
+        auth: { token: { realm: `http://127.0.0.1:${port}/token`, service: SERVICE, issuer: ISSUER, jwks } },
+      },
+    });
+    try {
+      const client = new Client(server.url);
+      const access = [{ type: "repository", name: "any/repo", actions: ["pull"] }];
+      const now = Math.floor(Date.now() / 1000);
+      const sign = (key: KeyObject) =>
+        new SignJWT({ access })
+          .setProtectedHeader({ alg: "ES256", kid: "k1" })
+          .setIssuer(ISSUER)
+          .setAudience(SERVICE)
+          .setSubject("ci")
+          .setIssuedAt(now)
+          .setExpirationTime(now + 60)
+          .sign(key);
+      assert.equal(
+        (
+          await client.request("GET", "/v2/any/repo/tags/list", {
+            headers: bearer(await sign(trusted.privateKey)),
+          })
+        ).status,
+        404,
+      );
+      const foreign = await sign(generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey);
+      assert.equal(
+        (await client.request("GET", "/v2/any/repo/tags/list", { headers: bearer(foreign) })).status,
+        401,
+      );
+      assert.equal(
+        (await client.request("GET", "/token")).status,
+        404,
+        "no issuer configured: no token endpoint",
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+});
