@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,8 +42,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const created: string[] = [];
+let cleanupRegistered = false;
+
+/** A fresh temporary directory, removed when the test process exits. */
 export function tempDir(prefix = "neam-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  created.push(dir);
+  if (!cleanupRegistered) {
+    cleanupRegistered = true;
+    process.on("exit", () => {
+      for (const path of created) rmSync(path, { recursive: true, force: true });
+    });
+  }
+  return dir;
 }
 
 /** Starts our registry as a real process (`neam-registry serve`) on loopback and waits until it answers. */
