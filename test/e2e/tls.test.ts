@@ -177,8 +177,8 @@ describe("mutual TLS (http.tls.clientcas)", () => {
 });
 
 describe("oversized requests", () => {
-  it("headers past Node's limit get 431 and the server carries on", async () => {
-    const status = await new Promise<number>((resolve, reject) => {
+  it("headers past Node's limit are refused (431, or a reset while still sending) and the server carries on", async () => {
+    const outcome = await new Promise<string>((resolve) => {
       const req = request(
         {
           host: "127.0.0.1",
@@ -190,13 +190,14 @@ describe("oversized requests", () => {
         },
         (res) => {
           res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
+          res.on("end", () => resolve(String(res.statusCode)));
         },
       );
-      req.on("error", reject);
+      // The server answers 431 and closes; a client still writing its headers may see the reset first.
+      req.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
       req.end();
     });
-    assert.equal(status, 431);
+    assert.ok(["431", "ECONNRESET", "EPIPE"].includes(outcome), outcome);
     assert.equal(await ping(), 200);
   });
 });
