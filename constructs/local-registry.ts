@@ -1,0 +1,342 @@
+import { createHash } from "node:crypto";
+import { Construct } from "constructs";
+import {
+  IntOrString,
+  KubeConfigMap,
+  KubeDeployment,
+  KubeNamespace,
+  KubePersistentVolumeClaim,
+  KubeSecret,
+  KubeService,
+  Quantity,
+  type Volume,
+  type VolumeMount,
+} from "cdk8s-plus-27/lib/imports/k8s.js";
+import type { ConfigInput } from "../server/src/index.js";
+import { checkQuantity } from "./quantities.js";
+import { renderRegistryConfig } from "./registry-config.js";
+
+/** Container image of the registry. */
+export interface ImageProps {
+  /** @default "neam-registry" */
+  readonly repository?: string;
+  /** @default "0.1.0" */
+  readonly tag?: string;
+  /** @default "IfNotPresent" */
+  readonly pullPolicy?: "Always" | "IfNotPresent" | "Never";
+}
+
+/** Where blobs live: a PersistentVolumeClaim (filesystem storage, one replica). */
+export interface PersistenceProps {
+  /** When false, an emptyDir: data is lost with the pod (development only). @default true */
+  readonly enabled?: boolean;
+  /** @default the cluster's default StorageClass */
+  readonly storageClass?: string;
+  /** A Kubernetes quantity. @default "50Gi" (the guide's minimum) */
+  readonly size?: string;
+}
+
+export interface ServiceProps {
+  /** @default "ClusterIP" */
+  readonly type?: "ClusterIP" | "NodePort" | "LoadBalancer";
+  /** @default 5000 */
+  readonly port?: number;
+  /** @default {} */
+  readonly annotations?: Record<string, string>;
+}
+
+export interface ResourcesProps {
+  /** @default { cpu: "200m", memory: "512Mi" } (the guide's production values) */
+  readonly requests?: { readonly cpu?: string; readonly memory?: string };
+  /** @default { cpu: "1000m", memory: "2Gi" } */
+  readonly limits?: { readonly cpu?: string; readonly memory?: string };
+}
+
+export interface AuthProps {
+  /** @default false */
+  readonly enabled?: boolean;
+  /** Contents of the htpasswd file (bcrypt entries, `htpasswd -Bbn`); this or `existingSecret` when enabled. */
+  readonly htpasswd?: string;
+  /**
+   * A Secret made outside the stack (the guide's `kubectl create secret generic registry-htpasswd
+   * --from-file=htpasswd=htpasswd`) with an `htpasswd` key; keeps passwords out of the code.
+   */
+  readonly existingSecret?: string;
+  /** @default "neam-registry" */
+  readonly realm?: string;
+}
+
+export interface TlsProps {
+  /** A kubernetes.io/tls Secret (cert-manager's) holding tls.crt and tls.key. */
+  readonly secretName: string;
+}
+
+/**
+ * Props of `LocalRegistry`; the first group mirrors the operations guide's
+ * `values-production.yaml`.
+ */
+export interface LocalRegistryProps {
+  /** @default "registry" */
+  readonly namespace?: string;
+  /** Create the namespace (with the guide's labels). @default true */
+  readonly createNamespace?: boolean;
+  /** Base name of every object. @default "local-registry" */
+  readonly name?: string;
+  /** Filesystem storage serves one replica; more need shared storage. @default 1 */
+  readonly replicaCount?: number;
+  /** @default see ImageProps */
+  readonly image?: ImageProps;
+  /** @default see PersistenceProps */
+  readonly persistence?: PersistenceProps;
+  /** @default see ServiceProps */
+  readonly service?: ServiceProps;
+  /** @default see ResourcesProps */
+  readonly resources?: ResourcesProps;
+  /** @default no authentication */
+  readonly auth?: AuthProps;
+  /** Serve TLS with this certificate Secret. @default plain HTTP */
+  readonly tls?: TlsProps;
+  /** Allow deletes of tags, manifests and blobs. @default true */
+  readonly deleteEnabled?: boolean;
+  /** @default "info" */
+  readonly logLevel?: "error" | "warn" | "info" | "debug";
+}
+
+const CONFIG_DIR = "/etc/neam-registry";
+const DATA_DIR = "/var/lib/registry";
+const AUTH_DIR = "/auth";
+const TLS_DIR = "/certs";
+const REGISTRY_PORT = 5000;
+const METRICS_PORT = 5001;
+/** The image's non-root user (see server/Dockerfile). */
+const RUN_AS = 65532;
+
+/** The registry and everything it needs in one namespace: the composition other NEAM stacks import. */
+export class LocalRegistry extends Construct {
+  readonly namespace: string;
+  readonly name: string;
+  readonly configMap: KubeConfigMap;
+  readonly deployment: KubeDeployment;
+  readonly service: KubeService;
+  readonly persistentVolumeClaim?: KubePersistentVolumeClaim;
+  readonly htpasswdSecret?: KubeSecret;
+  /** Labels that select the registry's pods. */
+  readonly selectorLabels: Record<string, string>;
+
+  constructor(scope: Construct, id: string, props: LocalRegistryProps = {}) {
+    super(scope, id);
+    this.namespace = props.namespace ?? "registry";
+    this.name = props.name ?? "local-registry";
+    const replicas = props.replicaCount ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1)
+      throw new Error(`LocalRegistry: replicaCount must be a positive integer, not ${replicas}`);
+    if (replicas > 1) {
+      throw new Error(
+        `LocalRegistry: replicaCount ${replicas} needs shared storage; filesystem storage on a ReadWriteOnce volume serves exactly 1 replica`,
+      );
+    }
+    const persistence = { enabled: true, size: "50Gi", ...props.persistence };
+    checkQuantity("persistence.size", persistence.size);
+    const auth = props.auth ?? {};
+    if (auth.enabled && !auth.htpasswd === !auth.existingSecret) {
+      throw new Error(
+        "LocalRegistry: auth.enabled needs exactly one of auth.htpasswd and auth.existingSecret",
+      );
+    }
+    const resources = {
+      requests: { cpu: "200m", memory: "512Mi", ...props.resources?.requests },
+      limits: { cpu: "1000m", memory: "2Gi", ...props.resources?.limits },
+    };
+    for (const [kind, values] of Object.entries(resources)) {
+      for (const [resource, value] of Object.entries(values))
+        checkQuantity(`resources.${kind}.${resource}`, value);
+    }
+    const image = {
+      repository: "neam-registry",
+      tag: "0.1.0",
+      pullPolicy: "IfNotPresent" as const,
+      ...props.image,
+    };
+
+    this.selectorLabels = {
+      app: this.name,
+      "app.kubernetes.io/name": "neam-registry",
+      "app.kubernetes.io/instance": this.name,
+    };
+    const labels = {
+      ...this.selectorLabels,
+      tier: "infrastructure",
+      "app.kubernetes.io/part-of": "neam-platform",
+    };
+    const metadata = (name: string) => ({ name, namespace: this.namespace, labels });
+
+    if (props.createNamespace ?? true) {
+      new KubeNamespace(this, "namespace", {
+        metadata: {
+          name: this.namespace,
+          labels: { "kubernetes.io/metadata.name": this.namespace, app: this.name, tier: "infrastructure" },
+        },
+      });
+    }
+
+    const config: ConfigInput = {
+      version: "0.1",
+      log: { level: props.logLevel ?? "info" },
+      storage: { filesystem: { rootdirectory: DATA_DIR }, delete: { enabled: props.deleteEnabled ?? true } },
+      http: {
+        addr: `:${REGISTRY_PORT}`,
+        debug: { addr: `:${METRICS_PORT}` },
+        ...(props.tls ? { tls: { certificate: `${TLS_DIR}/tls.crt`, key: `${TLS_DIR}/tls.key` } } : {}),
+      },
+      ...(auth.enabled
+        ? { auth: { htpasswd: { realm: auth.realm ?? "neam-registry", path: `${AUTH_DIR}/htpasswd` } } }
+        : {}),
+    };
+    const rendered = renderRegistryConfig(config);
+    this.configMap = new KubeConfigMap(this, "config", {
+      metadata: metadata(`${this.name}-config`),
+      data: { "config.yml": rendered.yaml },
+    });
+
+    if (auth.enabled && auth.htpasswd) {
+      this.htpasswdSecret = new KubeSecret(this, "htpasswd", {
+        metadata: metadata(`${this.name}-htpasswd`),
+        type: "Opaque",
+        stringData: { htpasswd: auth.htpasswd! },
+      });
+    }
+
+    if (persistence.enabled) {
+      this.persistentVolumeClaim = new KubePersistentVolumeClaim(this, "data", {
+        metadata: metadata(`${this.name}-data`),
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          ...(persistence.storageClass ? { storageClassName: persistence.storageClass } : {}),
+          resources: { requests: { storage: Quantity.fromString(persistence.size) } },
+        },
+      });
+    }
+
+    const volumes: Volume[] = [
+      { name: "config", configMap: { name: this.configMap.name } },
+      persistence.enabled
+        ? { name: "data", persistentVolumeClaim: { claimName: this.persistentVolumeClaim!.name } }
+        : { name: "data", emptyDir: {} },
+      { name: "tmp", emptyDir: {} },
+    ];
+    const mounts: VolumeMount[] = [
+      { name: "config", mountPath: CONFIG_DIR, readOnly: true },
+      { name: "data", mountPath: DATA_DIR },
+      { name: "tmp", mountPath: "/tmp" },
+    ];
+    if (auth.enabled) {
+      volumes.push({
+        name: "htpasswd",
+        secret: { secretName: this.htpasswdSecret?.name ?? auth.existingSecret! },
+      });
+      mounts.push({ name: "htpasswd", mountPath: AUTH_DIR, readOnly: true });
+    }
+    if (props.tls) {
+      volumes.push({ name: "tls", secret: { secretName: props.tls.secretName } });
+      mounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
+    }
+
+    // A change of config or users rolls the pods (the registry also reloads htpasswd itself).
+    const checksum = createHash("sha256")
+      .update(rendered.yaml)
+      .update("\0")
+      .update(auth.htpasswd ?? "")
+      .digest("hex");
+    const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({
+      httpGet: { path, port: IntOrString.fromString("metrics") },
+      periodSeconds,
+      failureThreshold,
+      timeoutSeconds: 2,
+    });
+
+    this.deployment = new KubeDeployment(this, "deployment", {
+      metadata: metadata(this.name),
+      spec: {
+        replicas,
+        // One writer on a ReadWriteOnce volume: the old pod must go before the new one mounts it.
+        strategy: { type: "Recreate" },
+        selector: { matchLabels: this.selectorLabels },
+        template: {
+          metadata: {
+            labels,
+            annotations: {
+              "checksum/config": checksum,
+              "prometheus.io/scrape": "true",
+              "prometheus.io/port": String(METRICS_PORT),
+              "prometheus.io/path": "/metrics",
+            },
+          },
+          spec: {
+            automountServiceAccountToken: false,
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: RUN_AS,
+              runAsGroup: RUN_AS,
+              fsGroup: RUN_AS,
+              seccompProfile: { type: "RuntimeDefault" },
+            },
+            containers: [
+              {
+                name: "registry",
+                image: `${image.repository}:${image.tag}`,
+                imagePullPolicy: image.pullPolicy,
+                args: ["serve", `${CONFIG_DIR}/config.yml`],
+                ports: [
+                  { name: "registry", containerPort: REGISTRY_PORT, protocol: "TCP" },
+                  { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
+                ],
+                securityContext: {
+                  readOnlyRootFilesystem: true,
+                  allowPrivilegeEscalation: false,
+                  runAsNonRoot: true,
+                  capabilities: { drop: ["ALL"] },
+                },
+                resources: {
+                  requests: mapQuantities(resources.requests),
+                  limits: mapQuantities(resources.limits),
+                },
+                startupProbe: probe("/debug/health", 2, 30),
+                livenessProbe: probe("/debug/health", 10, 3),
+                readinessProbe: probe("/debug/health", 5, 2),
+                volumeMounts: mounts,
+              },
+            ],
+            volumes,
+          },
+        },
+      },
+    });
+
+    const service = props.service ?? {};
+    this.service = new KubeService(this, "service", {
+      metadata: { ...metadata(this.name), annotations: { ...service.annotations } },
+      spec: {
+        type: service.type ?? "ClusterIP",
+        selector: this.selectorLabels,
+        ports: [
+          {
+            name: "registry",
+            port: service.port ?? REGISTRY_PORT,
+            targetPort: IntOrString.fromString("registry"),
+            protocol: "TCP",
+          },
+          {
+            name: "metrics",
+            port: METRICS_PORT,
+            targetPort: IntOrString.fromString("metrics"),
+            protocol: "TCP",
+          },
+        ],
+      },
+    });
+  }
+}
+
+function mapQuantities(values: Record<string, string>): Record<string, Quantity> {
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Quantity.fromString(v)]));
+}

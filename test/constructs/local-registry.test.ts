@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { Chart, Testing } from "cdk8s";
+import { stringify } from "yaml";
+import { LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
+import { loadConfig } from "../../server/src/config/load.js";
+import { ENVIRONMENTS } from "../../stacks/environments.js";
+import { tempDir } from "../helpers/registry.js";
+
+/** Synthesized objects are plain JSON; the assertions below read into them freely. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
+type Manifest = {
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  [key: string]: unknown;
+};
+
+function synth(props: LocalRegistryProps): Manifest[] {
+  const chart = new Chart(Testing.app(), "test", { disableResourceNameHashes: true });
+  new LocalRegistry(chart, "registry", props);
+  return Testing.synth(chart) as Manifest[];
+}
+
+const byKind = (objects: Manifest[], kind: string) => objects.filter((o) => o.kind === kind);
+const deploymentOf = (objects: Manifest[]) => byKind(objects, "Deployment")[0] as Loose;
+
+const SNAPSHOTS = new URL("../../../test/constructs/snapshots/", import.meta.url).pathname;
+
+describe("LocalRegistry", () => {
+  for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
+    it(`${environment}: matches its snapshot (UPDATE_SNAPSHOTS=1 to accept a change)`, () => {
+      const yaml = synth(props)
+        .map((o) => stringify(o))
+        .join("---\n");
+      const file = join(SNAPSHOTS, `${environment}.yaml`);
+      if (process.env.UPDATE_SNAPSHOTS === "1" || !existsSync(file)) writeFileSync(file, yaml);
+      assert.equal(yaml, readFileSync(file, "utf8"));
+    });
+
+    it(`${environment}: the rendered config.yml is accepted by the registry's own loader and matches the mounts`, () => {
+      const objects = synth(props);
+      const configMap = byKind(objects, "ConfigMap")[0] as unknown as { data: Record<string, string> };
+      const path = join(tempDir(), "config.yml");
+      writeFileSync(path, configMap.data["config.yml"]!);
+      const config = loadConfig(path, {});
+      const container = deploymentOf(objects).spec.template.spec.containers[0];
+      const mountPaths = (container.volumeMounts as { mountPath: string }[]).map((m) => m.mountPath);
+      assert.ok(mountPaths.includes(config.storage.filesystem.rootdirectory));
+      assert.deepEqual(container.args, ["serve", "/etc/neam-registry/config.yml"]);
+      if (config.http.tls)
+        assert.ok(mountPaths.includes("/certs") && config.http.tls.certificate.startsWith("/certs/"));
+      if (config.auth?.htpasswd)
+        assert.ok(mountPaths.includes("/auth") && config.auth.htpasswd.path === "/auth/htpasswd");
+    });
+  }
+
+  it("production: the guide's objects — labelled namespace, 100Gi PVC on fast-regional, ClusterIP service on 5000", () => {
+    const objects = synth(ENVIRONMENTS.production!);
+    const [namespace, pvc, service] = ["Namespace", "PersistentVolumeClaim", "Service"].map(
+      (k) => byKind(objects, k)[0] as Loose,
+    );
+    assert.equal(namespace.metadata.name, "registry");
+    assert.equal(namespace.metadata.labels["kubernetes.io/metadata.name"], "registry");
+    assert.equal(namespace.metadata.labels.tier, "infrastructure");
+    assert.equal(pvc.spec.storageClassName, "fast-regional");
+    assert.equal(pvc.spec.resources.requests.storage, "100Gi");
+    assert.equal(service.spec.type, "ClusterIP");
+    assert.deepEqual(
+      service.spec.ports.map((p: { name: string; port: number }) => [p.name, p.port]),
+      [
+        ["registry", 5000],
+        ["metrics", 5001],
+      ],
+    );
+    assert.equal(service.metadata.annotations["prometheus.io/scrape"], "true");
+  });
+
+  it("the pod is locked down: non-root, read-only root, no escalation, no capabilities, RuntimeDefault seccomp", () => {
+    const spec = deploymentOf(synth(ENVIRONMENTS.production!)).spec;
+    assert.equal(spec.strategy.type, "Recreate");
+    assert.equal(spec.template.spec.securityContext.runAsNonRoot, true);
+    assert.equal(spec.template.spec.securityContext.seccompProfile.type, "RuntimeDefault");
+    const container = spec.template.spec.containers[0];
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
+    for (const probe of ["startupProbe", "livenessProbe", "readinessProbe"]) {
+      assert.equal(container[probe].httpGet.path, "/debug/health", probe);
+      assert.equal(container[probe].httpGet.port, "metrics", probe);
+    }
+    assert.deepEqual(container.resources.requests, { cpu: "200m", memory: "512Mi" });
+    assert.equal(spec.template.metadata.annotations["prometheus.io/port"], "5001");
+  });
+
+  it("a change of users or config changes the checksum annotation, so the pods roll", () => {
+    const checksum = (props: LocalRegistryProps) =>
+      deploymentOf(synth(props)).spec.template.metadata.annotations["checksum/config"];
+    const a = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$abc" } });
+    const b = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$xyz" } });
+    const c = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$abc" }, logLevel: "debug" });
+    assert.notEqual(a, b);
+    assert.notEqual(a, c);
+  });
+
+  it("bad props fail at synth time naming the prop", () => {
+    const cases: [LocalRegistryProps, RegExp][] = [
+      [{ replicaCount: 2 }, /replicaCount 2 needs shared storage/],
+      [{ replicaCount: 0 }, /replicaCount must be a positive integer/],
+      [{ persistence: { size: "100GB" } }, /persistence\.size "100GB" is not a Kubernetes quantity/],
+      [{ resources: { limits: { memory: "2 gigs" } } }, /resources\.limits\.memory/],
+      [
+        { auth: { enabled: true } },
+        /auth\.enabled needs exactly one of auth\.htpasswd and auth\.existingSecret/,
+      ],
+    ];
+    for (const [props, message] of cases) assert.throws(() => synth(props), message);
+  });
+});
