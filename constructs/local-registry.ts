@@ -14,6 +14,8 @@ import {
 } from "cdk8s-plus-27/lib/imports/k8s.js";
 import type { ConfigInput } from "../server/src/index.js";
 import { checkQuantity } from "./quantities.js";
+import { RegistryMonitoring } from "./monitoring.js";
+import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 
 /** Container image of the registry. */
@@ -100,6 +102,30 @@ export interface LocalRegistryProps {
   readonly deleteEnabled?: boolean;
   /** @default "info" */
   readonly logLevel?: "error" | "warn" | "info" | "debug";
+  /** Deny-by-default NetworkPolicy. @default enabled, clients from "default", Prometheus from "monitoring" */
+  readonly networkPolicy?: NetworkPolicyProps;
+  /** ServiceMonitor and alerts (needs the prometheus-operator CRDs). @default disabled */
+  readonly monitoring?: MonitoringProps;
+}
+
+export interface NetworkPolicyProps {
+  /** @default true */
+  readonly enabled?: boolean;
+  /** @default ["default"] */
+  readonly clientNamespaces?: readonly string[];
+  /** @default "monitoring" */
+  readonly monitoringNamespace?: string;
+  /** @default none */
+  readonly upstreamCidrs?: readonly string[];
+}
+
+export interface MonitoringProps {
+  /** @default false */
+  readonly enabled?: boolean;
+  /** @default { enabled: true, interval: "15s" } when monitoring is enabled */
+  readonly serviceMonitor?: { readonly enabled?: boolean; readonly interval?: string };
+  /** @default { release: "kube-prometheus-stack" } */
+  readonly prometheusLabels?: Record<string, string>;
 }
 
 const CONFIG_DIR = "/etc/neam-registry";
@@ -120,6 +146,7 @@ export class LocalRegistry extends Construct {
   readonly service: KubeService;
   readonly persistentVolumeClaim?: KubePersistentVolumeClaim;
   readonly htpasswdSecret?: KubeSecret;
+  readonly monitoring?: RegistryMonitoring;
   /** Labels that select the registry's pods. */
   readonly selectorLabels: Record<string, string>;
 
@@ -311,6 +338,27 @@ export class LocalRegistry extends Construct {
         },
       },
     });
+
+    const networkPolicy = props.networkPolicy ?? {};
+    if (networkPolicy.enabled ?? true) {
+      new RegistryNetworkPolicy(this, "network-policy", {
+        namespace: this.namespace,
+        name: this.name,
+        selectorLabels: this.selectorLabels,
+        clientNamespaces: networkPolicy.clientNamespaces,
+        monitoringNamespace: networkPolicy.monitoringNamespace,
+        upstreamCidrs: networkPolicy.upstreamCidrs,
+      });
+    }
+    if (props.monitoring?.enabled && (props.monitoring.serviceMonitor?.enabled ?? true)) {
+      this.monitoring = new RegistryMonitoring(this, "monitoring", {
+        namespace: this.namespace,
+        serviceName: this.name,
+        selectorLabels: this.selectorLabels,
+        interval: props.monitoring.serviceMonitor?.interval,
+        prometheusLabels: props.monitoring.prometheusLabels,
+      });
+    }
 
     const service = props.service ?? {};
     this.service = new KubeService(this, "service", {

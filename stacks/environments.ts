@@ -20,5 +20,7 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
     resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { cpu: "1000m", memory: "2Gi" } },
     auth: { enabled: true, existingSecret: "registry-htpasswd" },
     tls: { secretName: "registry-tls-secret" },
+    networkPolicy: { enabled: true, clientNamespaces: ["default"], monitoringNamespace: "monitoring" },
+    monitoring: { enabled: true, serviceMonitor: { enabled: true, interval: "15s" } },
   },
 };

@@ -1,0 +1,203 @@
+/**
+ * The alert rules: valid for promtool, firing and staying quiet on synthetic series as intended,
+ * and written only with metric names the registry really exports (checked on a running server).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { stringify } from "yaml";
+import { registryAlerts } from "../../constructs/index.js";
+import { METRICS } from "../../server/src/index.js";
+import { startRegistry, tempDir } from "../helpers/registry.js";
+
+const JOB = "local-registry";
+const rules = registryAlerts({ job: JOB });
+
+function promtool(...args: string[]) {
+  const result = spawnSync("promtool", args, { encoding: "utf8" });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+function writeRules(): string {
+  const dir = tempDir();
+  writeFileSync(join(dir, "rules.yml"), stringify({ groups: [{ name: "local-registry", rules }] }));
+  return dir;
+}
+
+describe("registry alerts", () => {
+  it("pass promtool check rules", () => {
+    const dir = writeRules();
+    const result = promtool("check", "rules", join(dir, "rules.yml"));
+    assert.equal(result.status, 0, result.output);
+  });
+
+  it("fire on the series they are about and stay quiet otherwise (promtool test rules)", () => {
+    const dir = writeRules();
+    const s = (series: string) => `${series.replace("{", `{job="${JOB}",instance="r:5001",`)}`;
+    const tests = [
+      {
+        interval: "1m",
+        input_series: [{ series: s("up{}"), values: "1 1 0 0 0 0 0" }],
+        alert_rule_test: [
+          { eval_time: "1m", alertname: "RegistryDown", exp_alerts: [] },
+          {
+            eval_time: "5m",
+            alertname: "RegistryDown",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "critical", job: JOB, instance: "r:5001" },
+                exp_annotations: {
+                  summary: "Registry is down",
+                  description: "Prometheus cannot scrape r:5001.",
+                },
+              },
+            ],
+          },
+        ],
+      },
+      {
+        interval: "1m",
+        input_series: [
+          { series: s(`${METRICS.httpRequestsTotal}{status="200"}`), values: "0+80x20" },
+          { series: s(`${METRICS.httpRequestsTotal}{status="500"}`), values: "0+20x20" },
+          { series: s(`${METRICS.httpRequestsTotal}{status="404"}`), values: "0+0x20" },
+        ],
+        alert_rule_test: [
+          {
+            eval_time: "15m",
+            alertname: "RegistryHighErrorRate",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "warning", job: JOB },
+                exp_annotations: {
+                  summary: "High error rate on registry",
+                  description: "20% of requests fail with 5xx.",
+                },
+              },
+            ],
+          },
+        ],
+      },
+      {
+        interval: "1m",
+        input_series: [
+          { series: s(`${METRICS.httpRequestsTotal}{status="200"}`), values: "0+99x20" },
+          { series: s(`${METRICS.httpRequestsTotal}{status="503"}`), values: "0+1x20" },
+        ],
+        alert_rule_test: [{ eval_time: "15m", alertname: "RegistryHighErrorRate", exp_alerts: [] }],
+      },
+      {
+        interval: "1m",
+        input_series: [
+          { series: s(`${METRICS.storageCapacityBytes}{}`), values: "1000x30" },
+          { series: s(`${METRICS.storageFreeBytes}{}`), values: "500x5 50x25" },
+        ],
+        alert_rule_test: [
+          { eval_time: "5m", alertname: "RegistryStorageFull", exp_alerts: [] },
+          {
+            eval_time: "20m",
+            alertname: "RegistryStorageFull",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "warning", job: JOB, instance: "r:5001" },
+                exp_annotations: {
+                  summary: "Registry storage is low",
+                  description: "5% of the registry volume is free.",
+                },
+              },
+            ],
+          },
+        ],
+      },
+      {
+        interval: "1m",
+        input_series: [
+          {
+            series: s(`${METRICS.httpRequestDurationSeconds}_bucket{route="manifest",method="GET",le="1"}`),
+            values: "0x30",
+          },
+          {
+            series: s(`${METRICS.httpRequestDurationSeconds}_bucket{route="manifest",method="GET",le="2.5"}`),
+            values: "0+10x30",
+          },
+          {
+            series: s(
+              `${METRICS.httpRequestDurationSeconds}_bucket{route="manifest",method="GET",le="+Inf"}`,
+            ),
+            values: "0+10x30",
+          },
+          {
+            series: s(`${METRICS.httpRequestDurationSeconds}_bucket{route="blob",method="GET",le="+Inf"}`),
+            values: "0+10x30",
+          },
+        ],
+        alert_rule_test: [
+          {
+            eval_time: "20m",
+            alertname: "RegistryHighLatency",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "warning" },
+                exp_annotations: {
+                  summary: "Registry is slow",
+                  description: "p99 of manifest requests is 2.485s.",
+                },
+              },
+            ],
+          },
+        ],
+      },
+      {
+        interval: "1m",
+        input_series: [
+          {
+            series: s(
+              `${METRICS.httpRequestDurationSeconds}_bucket{route="manifest",method="GET",le="0.005"}`,
+            ),
+            values: "0+100x30",
+          },
+          {
+            series: s(
+              `${METRICS.httpRequestDurationSeconds}_bucket{route="manifest",method="GET",le="+Inf"}`,
+            ),
+            values: "0+100x30",
+          },
+        ],
+        alert_rule_test: [{ eval_time: "20m", alertname: "RegistryHighLatency", exp_alerts: [] }],
+      },
+    ];
+    writeFileSync(
+      join(dir, "tests.yml"),
+      stringify({ rule_files: ["rules.yml"], evaluation_interval: "1m", tests }),
+    );
+    const result = promtool("test", "rules", join(dir, "tests.yml"));
+    assert.equal(result.status, 0, result.output);
+  });
+
+  it("use only metric names the server exports (read from a running registry's /metrics)", async () => {
+    const used = new Set<string>();
+    for (const rule of rules) {
+      for (const match of rule.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g))
+        used.add(match[1]!.replace(/_(bucket|sum|count)$/, ""));
+    }
+    used.delete("up"); // Prometheus's own
+    const registry = await startRegistry();
+    try {
+      await fetch(`${registry.url}/v2/`);
+      const text = await (await fetch(`${registry.debugUrl}/metrics`)).text();
+      const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+      for (const name of used) {
+        assert.ok(
+          Object.values(METRICS).includes(name as never),
+          `${name} is not in server/src/metrics/names.ts`,
+        );
+        assert.ok(exported.has(name), `${name} is not on the running registry's /metrics`);
+      }
+      assert.ok(used.size >= 4);
+    } finally {
+      await registry.stop();
+    }
+  });
+});

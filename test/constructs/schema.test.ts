@@ -1,0 +1,56 @@
+/** Every synthesized object of every environment validates against its schema (kubernetes-models). */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Chart, Testing } from "cdk8s";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClaim";
+import { Secret } from "kubernetes-models/v1/Secret";
+import { Service } from "kubernetes-models/v1/Service";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+import { LocalRegistry } from "../../constructs/index.js";
+import { ENVIRONMENTS } from "../../stacks/environments.js";
+
+type Validating = new (data: never) => { validate(): void };
+const MODELS: Record<string, Validating> = {
+  "v1/Namespace": Namespace as unknown as Validating,
+  "v1/ConfigMap": ConfigMap as unknown as Validating,
+  "v1/Secret": Secret as unknown as Validating,
+  "v1/PersistentVolumeClaim": PersistentVolumeClaim as unknown as Validating,
+  "v1/Service": Service as unknown as Validating,
+  "apps/v1/Deployment": Deployment as unknown as Validating,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
+  "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule as unknown as Validating,
+  "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor as unknown as Validating,
+};
+
+describe("synthesized objects validate against their schemas", () => {
+  for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
+    it(environment, () => {
+      const chart = new Chart(Testing.app(), environment, { disableResourceNameHashes: true });
+      new LocalRegistry(chart, "registry", {
+        ...props,
+        auth: props.auth ?? { enabled: true, htpasswd: "admin:$2y$05$x" },
+      });
+      const objects = Testing.synth(chart) as { apiVersion: string; kind: string }[];
+      assert.ok(objects.length >= 5);
+      for (const object of objects) {
+        const Model = MODELS[`${object.apiVersion}/${object.kind}`];
+        assert.ok(Model, `no schema for ${object.apiVersion} ${object.kind}`);
+        new Model(object as never).validate();
+      }
+    });
+  }
+
+  it("a schema violation is caught (the check can fail)", () => {
+    assert.throws(() =>
+      new Deployment({
+        metadata: { name: "x" },
+        spec: { selector: {}, template: { spec: { containers: [{ image: "x" }] } } },
+      } as never).validate(),
+    );
+  });
+});
