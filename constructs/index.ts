@@ -4,3 +4,4 @@ export { renderRegistryConfig } from "./registry-config.js";
 export * from "./network-policy.js";
 export * from "./monitoring.js";
 export { registryAlerts, type AlertRule, type AlertOptions } from "./alerts.js";
+export * from "./certificate.js";

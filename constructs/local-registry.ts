@@ -15,6 +15,7 @@ import {
 import type { ConfigInput } from "../server/src/index.js";
 import { checkQuantity } from "./quantities.js";
 import { RegistryMonitoring } from "./monitoring.js";
+import { RegistryCertificate } from "./certificate.js";
 import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 
@@ -71,6 +72,12 @@ export interface AuthProps {
 export interface TlsProps {
   /** A kubernetes.io/tls Secret (cert-manager's) holding tls.crt and tls.key. */
   readonly secretName: string;
+  /** Have cert-manager issue it: a Certificate for these names from this issuer. @default the Secret exists already */
+  readonly certificate?: {
+    readonly issuer: { readonly name: string; readonly kind?: "Issuer" | "ClusterIssuer" };
+    /** @default ["local-registry.neam.internal"] */
+    readonly dnsNames?: readonly string[];
+  };
 }
 
 /**
@@ -339,6 +346,14 @@ export class LocalRegistry extends Construct {
       },
     });
 
+    if (props.tls?.certificate) {
+      new RegistryCertificate(this, "certificate", {
+        namespace: this.namespace,
+        secretName: props.tls.secretName,
+        issuer: props.tls.certificate.issuer,
+        dnsNames: props.tls.certificate.dnsNames,
+      });
+    }
     const networkPolicy = props.networkPolicy ?? {};
     if (networkPolicy.enabled ?? true) {
       new RegistryNetworkPolicy(this, "network-policy", {

@@ -19,7 +19,13 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
     service: { type: "ClusterIP", port: 5000, annotations: { "prometheus.io/scrape": "true" } },
     resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { cpu: "1000m", memory: "2Gi" } },
     auth: { enabled: true, existingSecret: "registry-htpasswd" },
-    tls: { secretName: "registry-tls-secret" },
+    tls: {
+      secretName: "registry-tls-secret",
+      certificate: {
+        issuer: { name: "neam-internal-ca", kind: "ClusterIssuer" },
+        dnsNames: ["local-registry.neam.internal"],
+      },
+    },
     networkPolicy: { enabled: true, clientNamespaces: ["default"], monitoringNamespace: "monitoring" },
     monitoring: { enabled: true, serviceMonitor: { enabled: true, interval: "15s" } },
   },

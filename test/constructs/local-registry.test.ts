@@ -116,6 +116,18 @@ describe("LocalRegistry", () => {
         { auth: { enabled: true } },
         /auth\.enabled needs exactly one of auth\.htpasswd and auth\.existingSecret/,
       ],
+      [
+        { tls: { secretName: "s", certificate: { issuer: { name: "ca" }, dnsNames: [] } } },
+        /tls\.dnsNames needs at least one name/,
+      ],
+      [
+        { networkPolicy: { upstreamCidrs: ["10.0.0.0"] } },
+        /networkPolicy\.upstreamCidrs "10\.0\.0\.0" is not an IPv4 CIDR/,
+      ],
+      [
+        { monitoring: { enabled: true, serviceMonitor: { interval: "often" } } },
+        /monitoring\.serviceMonitor\.interval "often" is not a duration/,
+      ],
     ];
     for (const [props, message] of cases) assert.throws(() => synth(props), message);
   });

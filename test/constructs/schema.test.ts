@@ -11,6 +11,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
 import { LocalRegistry } from "../../constructs/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
 
@@ -25,6 +26,7 @@ const MODELS: Record<string, Validating> = {
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
   "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule as unknown as Validating,
   "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor as unknown as Validating,
+  "cert-manager.io/v1/Certificate": Certificate as unknown as Validating,
 };
 
 describe("synthesized objects validate against their schemas", () => {

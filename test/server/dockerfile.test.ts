@@ -1,0 +1,25 @@
+/**
+ * No Docker engine runs here, so the image is checked statically: what it runs exists in the
+ * build output, its default config starts the registry, and it is non-root with both ports exposed.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { it } from "node:test";
+import { loadConfig } from "../../server/src/config/load.js";
+
+const ROOT = new URL("../../../", import.meta.url).pathname;
+
+it("server/Dockerfile runs what the build produces, with a valid default config, as non-root", () => {
+  const dockerfile = readFileSync(`${ROOT}server/Dockerfile`, "utf8");
+  const entrypoint = JSON.parse(/^ENTRYPOINT (.+)$/m.exec(dockerfile)![1]!) as string[];
+  assert.equal(entrypoint[0], "node");
+  assert.ok(existsSync(`${ROOT}${entrypoint[1]!.replace("/app/", "")}`), `${entrypoint[1]} is built`);
+  const cmd = JSON.parse(/^CMD (\[.+\])$/m.exec(dockerfile)![1]!) as string[];
+  const copied = /^COPY (server\/config\.default\.yml) (\S+)$/m.exec(dockerfile)!;
+  assert.equal(cmd[1], copied[2], "the CMD serves the config the image ships");
+  const config = loadConfig(`${ROOT}${copied[1]}`, {});
+  assert.equal(config.storage.filesystem.rootdirectory, "/var/lib/registry");
+  assert.match(dockerfile, /^USER 65532:65532$/m);
+  assert.match(dockerfile, /^EXPOSE 5000 5001$/m);
+  assert.match(dockerfile, /^HEALTHCHECK /m);
+});
