@@ -1,14 +1,11 @@
-import { App, Chart } from "cdk8s";
-import { LocalRegistry } from "../constructs/index.js";
+import { App } from "cdk8s";
 import { ENVIRONMENTS } from "./environments.js";
+import { registryChart } from "./manifests.js";
 
 /** `npm run synth`: one plain-manifest file per environment under dist/manifests/. */
 export function synthesize(outdir = "dist/manifests"): App {
   const app = new App({ outdir });
-  for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
-    const chart = new Chart(app, `local-registry-${environment}`, { disableResourceNameHashes: true });
-    new LocalRegistry(chart, "registry", props);
-  }
+  for (const environment of Object.keys(ENVIRONMENTS)) registryChart(app, environment);
   return app;
 }
 
