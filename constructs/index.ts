@@ -5,3 +5,4 @@ export * from "./network-policy.js";
 export * from "./monitoring.js";
 export { registryAlerts, type AlertRule, type AlertOptions } from "./alerts.js";
 export * from "./certificate.js";
+export * from "./dashboard.js";

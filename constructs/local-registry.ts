@@ -16,6 +16,7 @@ import type { ConfigInput } from "../server/src/index.js";
 import { checkQuantity } from "./quantities.js";
 import { RegistryMonitoring } from "./monitoring.js";
 import { RegistryCertificate } from "./certificate.js";
+import { RegistryDashboard } from "./dashboard.js";
 import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 
@@ -133,6 +134,8 @@ export interface MonitoringProps {
   readonly serviceMonitor?: { readonly enabled?: boolean; readonly interval?: string };
   /** @default { release: "kube-prometheus-stack" } */
   readonly prometheusLabels?: Record<string, string>;
+  /** The "Local Registry Overview" Grafana dashboard ConfigMap. @default true when monitoring is enabled */
+  readonly dashboard?: boolean;
 }
 
 const CONFIG_DIR = "/etc/neam-registry";
@@ -373,6 +376,10 @@ export class LocalRegistry extends Construct {
         interval: props.monitoring.serviceMonitor?.interval,
         prometheusLabels: props.monitoring.prometheusLabels,
       });
+    }
+
+    if (props.monitoring?.enabled && (props.monitoring.dashboard ?? true)) {
+      new RegistryDashboard(this, "dashboard", { namespace: this.namespace, job: this.name });
     }
 
     const service = props.service ?? {};

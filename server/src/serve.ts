@@ -154,14 +154,15 @@ async function startPublicServer(
   logger: Logger,
   bus: InvalidationBus,
 ) {
+  const metrics = new HttpMetrics();
   const registry = new Registry(driver, {
+    onUploadBytes: (bytes) => metrics.uploadBytes.inc(bytes),
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
     bus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   });
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
-  const metrics = new HttpMetrics();
   const app = createApp({
     registry,
     logger,

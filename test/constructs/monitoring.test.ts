@@ -8,12 +8,23 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { stringify } from "yaml";
-import { registryAlerts } from "../../constructs/index.js";
+import { registryAlerts, registryDashboard } from "../../constructs/index.js";
 import { METRICS } from "../../server/src/index.js";
 import { startRegistry, tempDir } from "../helpers/registry.js";
 
 const JOB = "local-registry";
+const KNOWN: readonly string[] = Object.values(METRICS);
+/** `x_bucket`, `x_sum`, `x_count` of a histogram `x` name the histogram; `repository_count` stays itself. */
+const histogramBase = (name: string) => {
+  const base = name.replace(/_(bucket|sum|count)$/, "");
+  return !KNOWN.includes(name) && KNOWN.includes(base) ? base : name;
+};
 const rules = registryAlerts({ job: JOB });
+const dashboard = registryDashboard(JOB);
+/** Grafana's variables, replaced by what they stand for at query time. */
+const dashboardExprs = dashboard.panels.flatMap((p) =>
+  p.targets.map((t) => t.expr.replace(/\$__(rate_interval|range)/g, "5m")),
+);
 
 function promtool(...args: string[]) {
   const result = spawnSync("promtool", args, { encoding: "utf8" });
@@ -178,9 +189,8 @@ describe("registry alerts", () => {
 
   it("use only metric names the server exports (read from a running registry's /metrics)", async () => {
     const used = new Set<string>();
-    for (const rule of rules) {
-      for (const match of rule.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g))
-        used.add(match[1]!.replace(/_(bucket|sum|count)$/, ""));
+    for (const expr of [...rules.map((r) => r.expr), ...dashboardExprs]) {
+      for (const match of expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) used.add(histogramBase(match[1]!));
     }
     used.delete("up"); // Prometheus's own
     const registry = await startRegistry();
@@ -195,9 +205,29 @@ describe("registry alerts", () => {
         );
         assert.ok(exported.has(name), `${name} is not on the running registry's /metrics`);
       }
-      assert.ok(used.size >= 4);
+      assert.ok(used.size >= 8);
     } finally {
       await registry.stop();
     }
+  });
+
+  it("dashboard: every query parses (promtool), and it is the guide's 'Local Registry Overview'", () => {
+    const dir = tempDir();
+    const recording = dashboardExprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr }));
+    writeFileSync(
+      join(dir, "dashboard.yml"),
+      stringify({ groups: [{ name: "dashboard", rules: recording }] }),
+    );
+    const result = promtool("check", "rules", join(dir, "dashboard.yml"));
+    assert.equal(result.status, 0, result.output);
+    assert.equal(dashboard.title, "Local Registry Overview");
+    const titles = dashboard.panels.map((p) => p.title).join(" | ");
+    for (const topic of ["Availability", "Requests", "Latency", "Error", "Storage", "Repositories"])
+      assert.match(titles, new RegExp(topic));
+    assert.equal(
+      new Set(dashboard.panels.map((p) => p.id)).size,
+      dashboard.panels.length,
+      "panel ids are unique",
+    );
   });
 });

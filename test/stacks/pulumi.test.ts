@@ -45,6 +45,7 @@ it("pulumi up --stack production deploys the same objects as cdk8s synth product
   assert.deepEqual(kinds, [
     "Certificate",
     "ConfigMap",
+    "ConfigMap",
     "Deployment",
     "Namespace",
     "NetworkPolicy",

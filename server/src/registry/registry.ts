@@ -17,6 +17,8 @@ export interface RegistryOptions {
   readonly bus?: InvalidationBus;
   /** `storage.maintenance.readonly.enabled`: pulls only; pushes and deletes are refused. */
   readonly readOnly?: boolean;
+  /** Told how many blob bytes each upload request brought. */
+  readonly onUploadBytes?: (bytes: number) => void;
 }
 
 export interface Page {
@@ -40,7 +42,7 @@ export class Registry {
   ) {
     const metadata = new MetadataCache(options.bus);
     this.blobs = new BlobStore(driver, metadata);
-    this.uploads = new UploadStore(driver, this.blobs);
+    this.uploads = new UploadStore(driver, this.blobs, options.onUploadBytes);
     this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes, metadata);
     this.catalog = new Catalog(driver);
   }

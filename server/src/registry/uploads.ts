@@ -38,6 +38,8 @@ export class UploadStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
+    /** Told how many blob bytes each upload request brought (for the upload throughput metric). */
+    private readonly onBytes: (bytes: number) => void = () => {},
   ) {}
 
   async create(name: string): Promise<UploadStatus> {
@@ -109,6 +111,7 @@ export class UploadStore {
       const tap = measuringTap(hash);
       await pipeline(body, tap, await this.driver.writer(scratch, false, { durable: true }));
       const size = tap.bytes;
+      this.onBytes(size);
       const computed = digestFromHash(hash, digest.algorithm);
       if (computed.value !== digest.value) {
         throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
@@ -147,6 +150,7 @@ export class UploadStore {
     const out = await this.driver.writer(layout.uploadData(name, id), true);
     await pipeline(body, tap, out);
     const written = tap.bytes;
+    this.onBytes(written);
     if (range !== undefined && written !== range.end - range.start + 1) {
       throw new RegistryError("RANGE_INVALID", "chunk length does not match its Content-Range", {
         range,
