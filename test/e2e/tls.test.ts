@@ -1,13 +1,12 @@
 /** TLS: skopeo with a private CA, TLS 1.2 minimum, and certificate rotation under a running server. */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { after, before, describe, it } from "node:test";
-import { makeCertificates, type TestCertificates } from "../helpers/certs.js";
+import { issueCertificate, makeCertificates, type TestCertificates } from "../helpers/certs.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { run } from "../helpers/tools.js";
@@ -112,39 +111,9 @@ describe("mutual TLS (http.tls.clientcas)", () => {
   it("refuses clients without a certificate from the CA, serves those with one", async () => {
     const server = makeCertificates("mtls-server");
     const clients = makeCertificates("mtls-clients");
-    const dir = tempDir();
-    const clientKey = join(dir, "client.key");
-    const clientCert = join(dir, "client.crt");
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-    openssl(
-      "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-subj",
-      "/CN=node-1",
-      "-keyout",
-      clientKey,
-      "-out",
-      join(dir, "client.csr"),
-    );
-    openssl(
-      "x509",
-      "-req",
-      "-in",
-      join(dir, "client.csr"),
-      "-CA",
-      clients.caCert,
-      "-CAkey",
-      clients.caKey,
-      "-CAcreateserial",
-      "-days",
-      "1",
-      "-out",
-      clientCert,
-    );
+    const { cert: clientCert, key: clientKey } = issueCertificate(clients, tempDir(), "client", "node-1", [
+      "extendedKeyUsage=clientAuth",
+    ]);
     const mtls = await startRegistry({
       config: { http: { tls: { certificate: server.cert, key: server.key, clientcas: [clients.caCert] } } },
     });

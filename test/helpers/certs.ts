@@ -11,59 +11,63 @@ export interface TestCertificates {
   readonly key: string;
 }
 
+const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+const P256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
+/**
+ * A certificate for `commonName` signed by the CA, written to `dir` as `<file>.crt` and `<file>.key`;
+ * `extensions` are openssl x509v3 lines (subjectAltName, extendedKeyUsage).
+ */
+export function issueCertificate(
+  ca: { caCert: string; caKey: string },
+  dir: string,
+  file: string,
+  commonName: string,
+  extensions: string[] = [],
+): { cert: string; key: string } {
+  const p = (suffix: string) => join(dir, `${file}.${suffix}`);
+  openssl("req", ...P256, "-subj", `/CN=${commonName}`, "-keyout", p("key"), "-out", p("csr"));
+  writeFileSync(p("ext"), `${extensions.join("\n")}\n`);
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    p("csr"),
+    "-CA",
+    ca.caCert,
+    "-CAkey",
+    ca.caKey,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    p("ext"),
+    "-out",
+    p("crt"),
+  );
+  return { cert: p("crt"), key: p("key") };
+}
+
 /** A private CA and a server certificate for 127.0.0.1 and localhost it signed, made with openssl. */
 export function makeCertificates(name = "neam"): TestCertificates {
   const dir = tempDir("neam-certs-");
-  const p = (file: string) => join(dir, file);
-  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+  const ca = { caCert: join(dir, "ca.crt"), caKey: join(dir, "ca.key") };
   openssl(
     "req",
     "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
+    ...P256,
     "-days",
     "2",
     "-subj",
     `/CN=${name} test CA`,
     "-keyout",
-    p("ca.key"),
+    ca.caKey,
     "-out",
-    p("ca.crt"),
+    ca.caCert,
   );
-  openssl(
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-keyout",
-    p("tls.key"),
-    "-out",
-    p("tls.csr"),
-  );
-  writeFileSync(p("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  openssl(
-    "x509",
-    "-req",
-    "-in",
-    p("tls.csr"),
-    "-CA",
-    p("ca.crt"),
-    "-CAkey",
-    p("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    p("ext.cnf"),
-    "-out",
-    p("tls.crt"),
-  );
-  return { dir, caCert: p("ca.crt"), caKey: p("ca.key"), cert: p("tls.crt"), key: p("tls.key") };
+  const server = issueCertificate(ca, dir, "tls", "127.0.0.1", [
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "extendedKeyUsage=serverAuth",
+  ]);
+  return { dir, ...ca, ...server };
 }
