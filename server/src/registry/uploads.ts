@@ -20,6 +20,9 @@ export interface UploadStatus {
   readonly size: number;
 }
 
+/** Running hashes kept at most (a few hundred bytes each). */
+const MAX_RUNNING_HASHES = 10_000;
+
 /** A running sha256 of an upload's bytes, valid while `offset` equals the data file's size. */
 interface HashState {
   hash: Hash;
@@ -49,7 +52,7 @@ export class UploadStore {
       durable: false,
     });
     await this.driver.putContent(layout.uploadData(name, id), "", { durable: false });
-    this.hashes.set(id, { hash: newHash("sha256"), offset: 0 });
+    this.rememberHash(id, { hash: newHash("sha256"), offset: 0 });
     return { id, size: 0 };
   }
 
@@ -159,7 +162,7 @@ export class UploadStore {
     }
     if (hashing !== undefined) {
       hashing.offset = size + written;
-      this.hashes.set(id, hashing);
+      this.rememberHash(id, hashing);
     }
     return { id, size: size + written };
   }
@@ -176,6 +179,16 @@ export class UploadStore {
       for await (const chunk of await this.driver.reader(dataPath)) hash.update(chunk as Buffer);
     }
     return digestFromHash(hash, wanted.algorithm);
+  }
+
+  /**
+   * Keeps a running hash, dropping the oldest past a bound: abandoned sessions must not grow
+   * memory forever, and a dropped hash only costs a re-read at commit.
+   */
+  private rememberHash(id: string, state: HashState): void {
+    this.hashes.delete(id);
+    if (this.hashes.size >= MAX_RUNNING_HASHES) this.hashes.delete(this.hashes.keys().next().value!);
+    this.hashes.set(id, state);
   }
 
   private async forget(name: string, id: string): Promise<void> {
