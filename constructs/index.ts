@@ -6,3 +6,4 @@ export * from "./monitoring.js";
 export { registryAlerts, type AlertRule, type AlertOptions } from "./alerts.js";
 export * from "./certificate.js";
 export * from "./dashboard.js";
+export * from "./sync-manifest.js";

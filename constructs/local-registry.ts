@@ -12,11 +12,12 @@ import {
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
-import type { ConfigInput } from "../server/src/index.js";
+import type { ConfigInput, SyncManifestInput } from "../server/src/index.js";
 import { checkQuantity } from "./quantities.js";
 import { RegistryMonitoring } from "./monitoring.js";
 import { RegistryCertificate } from "./certificate.js";
 import { RegistryDashboard } from "./dashboard.js";
+import { RegistrySyncManifest } from "./sync-manifest.js";
 import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 
@@ -114,6 +115,8 @@ export interface LocalRegistryProps {
   readonly networkPolicy?: NetworkPolicyProps;
   /** ServiceMonitor and alerts (needs the prometheus-operator CRDs). @default disabled */
   readonly monitoring?: MonitoringProps;
+  /** The images to mirror (the guide's sync manifest), rendered as the `registry-sync-manifest` ConfigMap. @default none */
+  readonly sync?: SyncManifestInput["sync"];
 }
 
 export interface NetworkPolicyProps {
@@ -357,6 +360,8 @@ export class LocalRegistry extends Construct {
         dnsNames: props.tls.certificate.dnsNames,
       });
     }
+    if (props.sync !== undefined)
+      new RegistrySyncManifest(this, "sync-manifest", { namespace: this.namespace, sync: props.sync });
     const networkPolicy = props.networkPolicy ?? {};
     if (networkPolicy.enabled ?? true) {
       new RegistryNetworkPolicy(this, "network-policy", {

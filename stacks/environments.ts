@@ -28,5 +28,23 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
     },
     networkPolicy: { enabled: true, clientNamespaces: ["default"], monitoringNamespace: "monitoring" },
     monitoring: { enabled: true, serviceMonitor: { enabled: true, interval: "15s" } },
+    sync: {
+      frequency: "daily",
+      images: [
+        {
+          source: "docker.io/library/nginx:1.25-alpine",
+          target: "local-registry:5000/nginx:1.25-alpine",
+          platform: "linux/amd64",
+          schedule: "0 2 * * *",
+        },
+        {
+          source: "gcr.io/spiffe-io/spire-server:1.8.0",
+          target: "local-registry:5000/spiffe-io/spire-server:1.8.0",
+          platform: "linux/amd64",
+          schedule: "0 3 * * *",
+        },
+      ],
+      policies: { keep_last_versions: 3, max_image_age_days: 30, cleanup_unused: true },
+    },
   },
 };

@@ -7,3 +7,11 @@ export { Registry, type RegistryOptions } from "./registry/registry.js";
 export { RegistryError, ERROR_CODES, type ErrorCode } from "./registry/errors.js";
 export type { StorageDriver, FileInfo } from "./storage/driver.js";
 export { FilesystemDriver } from "./storage/filesystem.js";
+export {
+  parseSyncManifest,
+  validateSyncManifest,
+  isCronExpression,
+  SyncManifestError,
+  type SyncManifest,
+  type SyncManifestInput,
+} from "./sync/manifest.js";

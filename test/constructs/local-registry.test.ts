@@ -6,6 +6,7 @@ import { Chart, Testing } from "cdk8s";
 import { stringify } from "yaml";
 import { LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
 import { loadConfig } from "../../server/src/config/load.js";
+import { parseSyncManifest } from "../../server/src/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
 import { tempDir } from "../helpers/registry.js";
 
@@ -55,6 +56,14 @@ describe("LocalRegistry", () => {
         assert.ok(mountPaths.includes("/certs") && config.http.tls.certificate.startsWith("/certs/"));
       if (config.auth?.htpasswd)
         assert.ok(mountPaths.includes("/auth") && config.auth.htpasswd.path === "/auth/htpasswd");
+      const sync = objects.find(
+        (o) => o.kind === "ConfigMap" && o.metadata.name === "registry-sync-manifest",
+      ) as Loose;
+      if (sync)
+        assert.ok(
+          parseSyncManifest(sync.data["sync-manifest.yaml"]).sync.images.length > 0,
+          "the sync manifest parses",
+        );
     });
   }
 
@@ -119,6 +128,20 @@ describe("LocalRegistry", () => {
       [
         { tls: { secretName: "s", certificate: { issuer: { name: "ca" }, dnsNames: [] } } },
         /tls\.dnsNames needs at least one name/,
+      ],
+      [
+        {
+          sync: {
+            images: [
+              {
+                source: "docker.io/library/nginx:1",
+                target: "local-registry:5000/nginx:1",
+                schedule: "nightly",
+              },
+            ],
+          },
+        },
+        /sync: sync manifest: sync\.images\.0\.schedule/,
       ],
       [
         { networkPolicy: { upstreamCidrs: ["10.0.0.0"] } },

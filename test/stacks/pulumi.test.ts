@@ -46,6 +46,7 @@ it("pulumi up --stack production deploys the same objects as cdk8s synth product
     "Certificate",
     "ConfigMap",
     "ConfigMap",
+    "ConfigMap",
     "Deployment",
     "Namespace",
     "NetworkPolicy",
