@@ -90,8 +90,9 @@ export function createApp(options: AppOptions): Koa {
         if (error.code === "TOOMANYREQUESTS" && retryAfter !== undefined)
           ctx.set("Retry-After", String(retryAfter));
       } else if (isClientAbort(error)) {
+        // Nobody reads this answer; the status is for metrics and logs (a null body would make it 204).
         ctx.status = 400;
-        ctx.body = null;
+        ctx.body = "";
         logger.debug({ path: ctx.path, err: (error as Error).message }, "client went away");
       } else {
         logger.error({ err: error, method: ctx.method, path: ctx.path }, "request failed");
