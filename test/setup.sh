@@ -3,7 +3,7 @@
 # Runs before `npm test`; as root it installs what is missing, otherwise it says what to install.
 set -euo pipefail
 
-declare -A wanted=([skopeo]=skopeo [docker-registry]=docker-registry [containerd]=containerd [ctr]=containerd [tar]=tar [gzip]=gzip [htpasswd]=apache2-utils [openssl]=openssl [promtool]=prometheus)
+declare -A wanted=([skopeo]=skopeo [docker-registry]=docker-registry [containerd]=containerd [ctr]=containerd [tar]=tar [gzip]=gzip [htpasswd]=apache2-utils [openssl]=openssl [promtool]=prometheus [curl]=curl [wget]=wget [jq]=jq)
 missing=()
 for command in "${!wanted[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")

@@ -22,4 +22,8 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   assert.match(dockerfile, /^USER 65532:65532$/m);
   assert.match(dockerfile, /^EXPOSE 5000 5001$/m);
   assert.match(dockerfile, /^HEALTHCHECK /m);
+  // The guide's diagnostics run inside the container: wget, nc, nslookup, netstat (tar and df are in the base).
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
+  for (const pkg of ["wget", "netcat-openbsd", "bind9-dnsutils", "net-tools"])
+    assert.match(runtime, new RegExp(`\\b${pkg}\\b`), pkg);
 });
