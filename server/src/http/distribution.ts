@@ -4,7 +4,7 @@ import { RegistryError } from "../registry/errors.js";
 import { parseReference } from "../registry/manifests.js";
 import { validateName } from "../registry/names.js";
 import type { Page, Registry } from "../registry/registry.js";
-import { MediaType } from "../registry/media-types.js";
+import { MANIFEST_MEDIA_TYPES, MediaType } from "../registry/media-types.js";
 import { badRequest, writeError } from "./errors.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { decodeComponent as decode } from "./url.js";
@@ -96,7 +96,11 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
   async function getManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
     authz.require(ctx, "pull", name);
-    const manifest = await registry.getManifest(name, parseReference(decode(rawReference!)));
+    const manifest = await registry.getManifest(
+      name,
+      parseReference(decode(rawReference!)),
+      acceptedTypes(ctx),
+    );
     ctx.set("Docker-Content-Digest", manifest.digest.value);
     ctx.set("ETag", `"${manifest.digest.value}"`);
     ctx.type = manifest.parsed.mediaType;
@@ -252,6 +256,22 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     }
     return undefined;
   };
+}
+
+/**
+ * The manifest media types an Accept header allows; undefined when it allows anything (no header,
+ * a wildcard, or no manifest type named at all, as with `application/json`).
+ */
+function acceptedTypes(ctx: Context): ReadonlySet<string> | undefined {
+  const header = ctx.get("Accept");
+  if (header === "") return undefined;
+  const types = header
+    .split(",")
+    .map((part) => part.split(";")[0]!.trim().toLowerCase())
+    .filter((type) => type !== "");
+  if (types.some((type) => type === "*/*" || type === "application/*")) return undefined;
+  const manifestTypes = types.filter((type) => MANIFEST_MEDIA_TYPES.includes(type));
+  return manifestTypes.length === 0 ? undefined : new Set(manifestTypes);
 }
 
 function repositoryName(raw: string): string {

@@ -7,6 +7,12 @@ import {
   NON_DISTRIBUTABLE_LAYER_TYPES,
 } from "./media-types.js";
 
+export interface IndexEntry {
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly platform?: { readonly os?: string; readonly architecture?: string; readonly variant?: string };
+}
+
 export interface Descriptor {
   readonly mediaType: string;
   readonly digest: string;
@@ -24,6 +30,8 @@ export interface ParsedManifest {
   readonly blobs: readonly Digest[];
   /** Manifests an index references; they must exist in the repository. */
   readonly children: readonly Digest[];
+  /** An index's entries with their platforms (for serving a client that cannot read indexes). */
+  readonly entries?: readonly IndexEntry[];
   readonly subject?: Digest;
   readonly artifactType?: string;
   readonly configMediaType?: string;
@@ -83,12 +91,24 @@ export function parseManifest(bytes: Buffer, contentType?: string): ParsedManife
 
   if (INDEX_MEDIA_TYPES.includes(mediaType)) {
     if (!Array.isArray(body.manifests)) throw invalid("an index must have a manifests array");
-    const children = body.manifests.map((m, i) => parseDigest(parseDescriptor(m, `manifests[${i}]`).digest));
+    const entries: IndexEntry[] = body.manifests.map((m, i) => {
+      const descriptor = parseDescriptor(m, `manifests[${i}]`);
+      const platform = isObject((m as Record<string, unknown>).platform)
+        ? ((m as Record<string, unknown>).platform as IndexEntry["platform"])
+        : undefined;
+      return {
+        digest: parseDigest(descriptor.digest),
+        mediaType: descriptor.mediaType,
+        ...(platform ? { platform } : {}),
+      };
+    });
+    const children = entries.map((e) => e.digest);
     return {
       mediaType,
       isIndex: true,
       blobs: [],
       children,
+      entries,
       subject: subject && parseDigest(subject.digest),
       artifactType,
       annotations,

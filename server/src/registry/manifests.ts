@@ -32,6 +32,8 @@ export function parseReference(reference: string): ManifestReference {
 }
 
 const CACHE_BYTES = 64 * 1024 * 1024;
+/** The platform served to clients that cannot read an index (the reference registry's choice). */
+const DEFAULT_PLATFORM = { os: "linux", architecture: "amd64" };
 
 /**
  * Manifests, tags and the referrers index of each repository. A manifest is a blob linked under
@@ -87,9 +89,34 @@ export class ManifestStore {
     return { digest, subject: parsed.subject };
   }
 
-  async get(name: string, reference: ManifestReference): Promise<StoredManifest> {
+  /**
+   * The manifest a reference names, as a client that reads `acceptable` media types can take it
+   * (undefined: any). An index such a client cannot read is answered with its linux/amd64 entry
+   * when the client can read that, as the reference registry does; otherwise MANIFEST_UNKNOWN.
+   */
+  async get(
+    name: string,
+    reference: ManifestReference,
+    acceptable?: ReadonlySet<string>,
+  ): Promise<StoredManifest> {
     const digest = await this.resolve(name, reference);
-    return this.load(digest);
+    const manifest = await this.load(digest);
+    if (acceptable === undefined || acceptable.has(manifest.parsed.mediaType)) return manifest;
+    const entry = manifest.parsed.entries?.find(
+      (e) =>
+        acceptable.has(e.mediaType) &&
+        e.platform?.os === DEFAULT_PLATFORM.os &&
+        e.platform?.architecture === DEFAULT_PLATFORM.architecture,
+    );
+    if (entry !== undefined && (await exists(this.driver, layout.revisionLink(name, entry.digest))))
+      return this.load(entry.digest);
+    throw new RegistryError(
+      "MANIFEST_UNKNOWN",
+      `manifest is ${manifest.parsed.mediaType}, which the Accept header does not allow`,
+      {
+        mediaType: manifest.parsed.mediaType,
+      },
+    );
   }
 
   /** The digest a reference names in `name`; MANIFEST_UNKNOWN when it names nothing there. */

@@ -128,8 +128,13 @@ export class Registry {
 
   // --- manifests and tags
 
-  getManifest(name: string, reference: ManifestReference): Promise<StoredManifest> {
-    return this.manifests.get(name, reference);
+  /** See ManifestStore.get: `acceptable` are the media types the client reads (undefined: any). */
+  getManifest(
+    name: string,
+    reference: ManifestReference,
+    acceptable?: ReadonlySet<string>,
+  ): Promise<StoredManifest> {
+    return this.manifests.get(name, reference, acceptable);
   }
 
   async putManifest(name: string, reference: ManifestReference, bytes: Buffer, contentType?: string) {

@@ -87,6 +87,54 @@ describe("pull: manifests (end-3)", () => {
   });
 });
 
+describe("pull: content negotiation (Accept)", () => {
+  const repo = "pull/negotiation";
+  const amd64 = imageManifest();
+  const arm64 = imageManifest();
+  const index = indexManifest([amd64, arm64]); // platforms: amd64 first, then arm64
+  const DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json";
+  before(async () => {
+    for (const child of [amd64, arm64]) await client.pushManifest(repo, child.digest, child);
+    assert.equal((await client.pushManifest(repo, "multi", index)).status, 201);
+    assert.equal((await client.pushManifest(repo, "single", amd64, false)).status, 201);
+  });
+
+  const get = (reference: string, accept?: string) =>
+    client.request(
+      "GET",
+      `/v2/${repo}/manifests/${reference}`,
+      accept === undefined ? {} : { headers: { Accept: accept } },
+    );
+
+  it("serves what was stored to clients that accept it, any type, or say nothing", async () => {
+    for (const accept of [
+      undefined,
+      "*/*",
+      `${DOCKER_V2}, ${OCI_INDEX};q=0.9, ${OCI_MANIFEST}`,
+      "application/json",
+    ]) {
+      const response = await get("multi", accept);
+      assert.equal(response.status, 200, String(accept));
+      assert.equal(response.headers.get("Docker-Content-Digest"), index.digest, String(accept));
+    }
+  });
+
+  it("answers a client that cannot read an index with the index's linux/amd64 manifest", async () => {
+    const response = await get("multi", OCI_MANIFEST);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("Content-Type"), OCI_MANIFEST);
+    assert.equal(response.headers.get("Docker-Content-Digest"), amd64.digest);
+  });
+
+  it("is 404 MANIFEST_UNKNOWN when nothing stored is acceptable", async () => {
+    for (const reference of ["multi", "single"]) {
+      const response = await get(reference, DOCKER_V2);
+      assert.equal(response.status, 404, reference);
+      assert.equal(await errorCode(response), "MANIFEST_UNKNOWN");
+    }
+  });
+});
+
 describe("pull: blobs (end-2)", () => {
   const repo = "pull/blobs";
   const content = blob(Buffer.alloc(100_000, 7));
