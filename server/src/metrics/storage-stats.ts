@@ -3,6 +3,7 @@ import { Gauge, type Registry as PromRegistry } from "prom-client";
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
 import { BLOBS, REPOSITORIES } from "../storage/layout.js";
 import { listOrEmpty } from "../registry/links.js";
+import { walkRepositoryTree } from "../registry/catalog.js";
 import { METRICS } from "./names.js";
 
 /**
@@ -65,18 +66,14 @@ export class StorageStats {
     }
     let repositories = 0;
     let manifests = 0;
-    const walk = async (dir: string): Promise<void> => {
-      const children = await listOrEmpty(this.driver, dir);
-      if (children.includes("_manifests")) {
-        repositories++;
-        for (const algorithm of await listOrEmpty(this.driver, `${dir}/_manifests/revisions`)) {
-          manifests += (await listOrEmpty(this.driver, `${dir}/_manifests/revisions/${algorithm}`)).length;
-        }
+    await walkRepositoryTree(this.driver, async (name, children) => {
+      if (!children.includes("_manifests")) return;
+      repositories++;
+      const revisions = `${REPOSITORIES}/${name}/_manifests/revisions`;
+      for (const algorithm of await listOrEmpty(this.driver, revisions)) {
+        manifests += (await listOrEmpty(this.driver, `${revisions}/${algorithm}`)).length;
       }
-      for (const child of children)
-        if (!child.startsWith("_") && !child.startsWith(".")) await walk(`${dir}/${child}`);
-    };
-    await walk(REPOSITORIES);
+    });
     this.gauges.bytes.set(bytes);
     this.gauges.blobs.set(blobs);
     this.gauges.repositories.set(repositories);

@@ -4,25 +4,39 @@ import { listOrEmpty } from "./links.js";
 import { compareStrings } from "./manifests.js";
 
 /**
+ * Visits every directory under `repositories/` with the names it holds: `name` is the path below
+ * `repositories/` ("" for the top). `_`- and `.`-prefixed directories are repository data, never
+ * names, so the walk does not descend into them. The one walker of the tree; callers decide what
+ * a directory holding `_manifests` or `_uploads` means to them.
+ */
+export async function walkRepositoryTree(
+  driver: StorageDriver,
+  visit: (name: string, children: readonly string[]) => Promise<void> | void,
+): Promise<void> {
+  const walk = async (name: string): Promise<void> => {
+    const children = await listOrEmpty(driver, name === "" ? REPOSITORIES : `${REPOSITORIES}/${name}`);
+    await visit(name, children);
+    await Promise.all(
+      children
+        .filter((c) => !c.startsWith("_") && !c.startsWith("."))
+        .map((c) => walk(name === "" ? c : `${name}/${c}`)),
+    );
+  };
+  await walk("");
+}
+
+/**
  * The list of repositories: every directory under `repositories/` that holds `_manifests`, as the
- * reference registry decides it. Walked on demand; `_`-prefixed directories are never names.
+ * reference registry decides it. Walked on demand.
  */
 export class Catalog {
   constructor(private readonly driver: StorageDriver) {}
 
   async repositories(): Promise<string[]> {
     const found: string[] = [];
-    const walk = async (prefix: string): Promise<void> => {
-      const dir = prefix === "" ? REPOSITORIES : `${REPOSITORIES}/${prefix}`;
-      const children = await listOrEmpty(this.driver, dir);
-      if (children.includes("_manifests")) found.push(prefix);
-      await Promise.all(
-        children
-          .filter((c) => !c.startsWith("_") && !c.startsWith("."))
-          .map((c) => walk(prefix === "" ? c : `${prefix}/${c}`)),
-      );
-    };
-    await walk("");
+    await walkRepositoryTree(this.driver, (name, children) => {
+      if (children.includes("_manifests")) found.push(name);
+    });
     return found.sort(compareStrings);
   }
 }
