@@ -6,6 +6,7 @@ import cluster from "node:cluster";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { serve } from "./serve.js";
 import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
+import { GC_USAGE, gcCommand } from "./cli/gc.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
@@ -16,7 +17,7 @@ commands:
                                  add a user or change a password (bcrypt; PASSWORD from stdin if absent)
   user remove --file HTPASSWD USER
   user list --file HTPASSWD
-`;
+${GC_USAGE}`;
 
 function option(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -48,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case "user":
       return userCommand(rest);
+    case "gc":
+      return gcCommand(rest, false);
+    case "garbage-collect":
+      return gcCommand(rest, true);
     case "help":
     case "--help":
     case "-h":

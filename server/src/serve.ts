@@ -29,6 +29,9 @@ import { tokenEndpoint } from "./http/token-endpoint.js";
 import { TokenIssuer, TokenVerifier } from "./auth/tokens.js";
 import type { Context } from "koa";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
+import { Maintenance } from "./maintenance/maintenance.js";
+import { TaskStatusStore } from "./maintenance/status.js";
+import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -163,6 +166,12 @@ async function startPublicServer(
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   });
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
+  const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
+    gcUnavailable:
+      config.http.workers === 1
+        ? undefined
+        : "online garbage collection needs http.workers: 1 (with several workers, run `neam-registry gc --offline` while the registry is stopped or read-only)",
+  });
   const app = createApp({
     registry,
     logger,
@@ -175,6 +184,7 @@ async function startPublicServer(
     authz,
     tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
+    maintenance,
   });
   const server = createServer(config, app.callback());
   if (config.http.tls !== undefined) watchCertificates(server as https.Server, config.http.tls, logger);
@@ -307,6 +317,7 @@ async function startDebugServer(
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
+  registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {

@@ -9,7 +9,8 @@ export type AuditAction =
   | "pull" // a manifest read (one per image pulled)
   | "delete" // a manifest, tag or blob deleted
   | "login-failure" // wrong credentials
-  | "denied"; // an authenticated caller without the right
+  | "denied" // an authenticated caller without the right
+  | "maintenance"; // an admin ran garbage collection or a sync
 
 export interface AuditEvent {
   readonly time: string;

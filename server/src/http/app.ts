@@ -10,6 +10,8 @@ import { decodeComponent } from "./url.js";
 import type { AuditAction, AuditEvent, AuditLog } from "../audit/audit.js";
 import type { Caller } from "../auth/policy.js";
 import type { HealthCheck } from "./health.js";
+import type { Maintenance } from "../maintenance/maintenance.js";
+import { adminRoutes } from "./admin.js";
 
 export interface AppOptions {
   readonly registry: Registry;
@@ -28,6 +30,8 @@ export interface AppOptions {
   readonly tokenEndpoint?: (ctx: Context) => Promise<void>;
   /** Where audit events go; none when absent. */
   readonly audit?: AuditLog;
+  /** The maintenance API (garbage collection, sync); absent, its paths are unknown. */
+  readonly maintenance?: Maintenance;
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -41,6 +45,7 @@ export function createApp(options: AppOptions): Koa {
     locationBase: options.locationBase ?? (() => ""),
     authz,
   });
+  const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz);
   const extraHeaders = Object.entries(options.headers ?? {});
 
   app.use(async (ctx: Context) => {
@@ -59,7 +64,7 @@ export function createApp(options: AppOptions): Koa {
         routeName = "token";
         await options.tokenEndpoint(ctx);
       } else if (path === "/v2" || path.startsWith("/v2/")) {
-        const found = match(path, ctx.method);
+        const found = admin?.(path, ctx.method) ?? match(path, ctx.method);
         if (found === undefined) {
           writeError(ctx, new RegistryError("NAME_UNKNOWN", "unknown endpoint"), 404);
         } else {
@@ -141,6 +146,7 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
   else if ((route === "manifest" || route === "blob") && method === "DELETE" && status === 202)
     action = "delete";
   else if ((route === "upload" || route === "upload_start") && status === 201) action = "upload";
+  else if (route.startsWith("admin_") && method === "POST") action = "maintenance";
   if (action === undefined) return undefined;
 
   const reference =

@@ -18,6 +18,8 @@ export interface RequestAuthorizer {
   requireAuthenticated(ctx: Context): void;
   /** UNAUTHORIZED for a caller the catalog is closed to. */
   requireSomeAccess(ctx: Context): void;
+  /** UNAUTHORIZED without credentials, DENIED unless the caller is an admin (maintenance APIs). */
+  requireAdmin(ctx: Context): void;
   may(ctx: Context, action: Action, repository: string): boolean;
   /** Whether the caller may read every repository (mount without `from`). */
   mayPullEverywhere(ctx: Context): boolean;
@@ -30,6 +32,7 @@ export const OPEN: RequestAuthorizer = {
   require: () => {},
   requireAuthenticated: () => {},
   requireSomeAccess: () => {},
+  requireAdmin: () => {},
   may: () => true,
   mayPullEverywhere: () => true,
   challengeFor: () => undefined,
@@ -40,6 +43,7 @@ const RECENT_MS = 30_000;
 
 const unauthorized = (detail?: { scope?: string; error?: string }) =>
   new RegistryError("UNAUTHORIZED", "authentication required", detail);
+const notAdmin = () => new RegistryError("DENIED", "this operation is for registry admins");
 
 function callerOf(ctx: Context): Caller {
   return (ctx.state.caller as Caller | undefined) ?? { kind: "anonymous" };
@@ -126,6 +130,12 @@ export class BasicAuthorizer implements RequestAuthorizer {
     if (callerOf(ctx).kind === "anonymous" && !this.policy.allowsAnonymous) throw unauthorized();
   }
 
+  requireAdmin(ctx: Context): void {
+    const caller = callerOf(ctx);
+    if (caller.kind === "anonymous") throw unauthorized();
+    if (!this.policy.isAdmin(caller)) throw notAdmin();
+  }
+
   may(ctx: Context, action: Action, repository: string): boolean {
     return this.policy.can(callerOf(ctx), action, repository);
   }
@@ -208,6 +218,14 @@ export class BearerAuthorizer implements RequestAuthorizer {
     if (token?.access.some((a) => a.type === "registry" && a.name === "catalog")) return;
     if (token === undefined && callerOf(ctx).kind === "user") return;
     throw unauthorized({ scope: "registry:catalog:*" });
+  }
+
+  requireAdmin(ctx: Context): void {
+    const caller = callerOf(ctx);
+    if (caller.kind === "anonymous") throw unauthorized();
+    // A foreign issuer's subjects are not our users: only Basic or our own tokens name an admin.
+    const ours = ctx.state.token === undefined || this.subjectsAreOurs;
+    if (!ours || !this.policy.isAdmin(caller)) throw notAdmin();
   }
 
   may(ctx: Context, action: Action, repository: string): boolean {

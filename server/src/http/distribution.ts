@@ -9,15 +9,7 @@ import { badRequest, writeError } from "./errors.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { decodeComponent as decode } from "./url.js";
 import { parseChunkRange, parseRangeHeader } from "./range.js";
-
-type Handler = (ctx: Context, params: string[]) => Promise<void> | void;
-
-interface Route {
-  /** Metric label: the route's shape, never the raw path. */
-  readonly name: string;
-  readonly pattern: RegExp;
-  readonly methods: Partial<Record<string, Handler>>;
-}
+import { matcher, queryValue, type Matcher, type Route } from "./routes.js";
 
 /** What distribution handlers need besides the domain. */
 export interface DistributionOptions {
@@ -37,7 +29,7 @@ const NAME = "(.+?)";
  * The OCI Distribution API (`/v2/...`): parse, call the domain, answer. Routes are matched on the
  * raw path; each handler validates its parameters so malformed input is a 4xx, never a 500.
  */
-export function distributionRoutes(registry: Registry, options: DistributionOptions) {
+export function distributionRoutes(registry: Registry, options: DistributionOptions): Matcher {
   const { authz } = options;
   const routes: Route[] = [
     { name: "base", pattern: /^\/v2\/?$/, methods: { GET: base } },
@@ -244,18 +236,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests });
   }
 
-  /** Resolves the request to a route; `undefined` when no route matches the path. */
-  return function match(
-    path: string,
-    method: string,
-  ): { route: Route; handler?: Handler; params: string[] } | undefined {
-    for (const route of routes) {
-      const found = route.pattern.exec(path);
-      if (found === null) continue;
-      return { route, handler: route.methods[method], params: found.slice(1) };
-    }
-    return undefined;
-  };
+  return matcher(routes);
 }
 
 /**
@@ -276,12 +257,6 @@ function acceptedTypes(ctx: Context): ReadonlySet<string> | undefined {
 
 function repositoryName(raw: string): string {
   return validateName(decode(raw));
-}
-
-function queryValue(ctx: Context, key: string): string | undefined {
-  const value = ctx.query[key];
-  if (Array.isArray(value)) return value[0];
-  return value === undefined || value === "" ? undefined : value;
 }
 
 function pagination(ctx: Context): { n: number | undefined; last: string | undefined } {

@@ -20,6 +20,7 @@ const STATUS: Record<ErrorCode, { status: number; wire?: string }> = {
   RANGE_INVALID: { status: 416, wire: "BLOB_UPLOAD_INVALID" },
   MANIFEST_TOO_LARGE: { status: 413, wire: "MANIFEST_INVALID" },
   PAGINATION_INVALID: { status: 400, wire: "UNSUPPORTED" },
+  PARAMETER_INVALID: { status: 400, wire: "UNSUPPORTED" },
 };
 
 /** Writes the spec's error body `{"errors":[{code,message,detail}]}` with the code's status. */

@@ -16,6 +16,11 @@ export const METRICS = {
   storageScanTimestampSeconds: "storage_scan_timestamp_seconds",
   uploadBytesTotal: "registry_upload_bytes_total",
   buildInfo: "registry_build_info",
+  taskLastRunTimestampSeconds: "registry_task_last_run_timestamp_seconds",
+  taskLastSuccessTimestampSeconds: "registry_task_last_success_timestamp_seconds",
+  taskLastRunSuccess: "registry_task_last_run_success",
+  taskLastRunDurationSeconds: "registry_task_last_run_duration_seconds",
+  taskLastRunItems: "registry_task_last_run_items",
 } as const;
 
 export type MetricName = (typeof METRICS)[keyof typeof METRICS];

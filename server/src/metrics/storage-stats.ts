@@ -1,8 +1,8 @@
 import { promises as fs } from "node:fs";
 import { Gauge, type Registry as PromRegistry } from "prom-client";
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
-import { BLOBS, REPOSITORIES } from "../storage/layout.js";
-import { listOrEmpty } from "../registry/links.js";
+import { layout } from "../storage/layout.js";
+import { revisionsOf, storedBlobs } from "../registry/inventory.js";
 import { walkRepositoryTree } from "../registry/catalog.js";
 import { METRICS } from "./names.js";
 
@@ -52,16 +52,12 @@ export class StorageStats {
   private async scan(): Promise<void> {
     let bytes = 0;
     let blobs = 0;
-    for (const algorithm of await listOrEmpty(this.driver, BLOBS)) {
-      for (const prefix of await listOrEmpty(this.driver, `${BLOBS}/${algorithm}`)) {
-        for (const hex of await listOrEmpty(this.driver, `${BLOBS}/${algorithm}/${prefix}`)) {
-          try {
-            bytes += (await this.driver.stat(`${BLOBS}/${algorithm}/${prefix}/${hex}/data`)).size;
-            blobs++;
-          } catch (error) {
-            if (!isNotFound(error)) throw error;
-          }
-        }
+    for (const digest of await storedBlobs(this.driver)) {
+      try {
+        bytes += (await this.driver.stat(layout.blobData(digest))).size;
+        blobs++;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
       }
     }
     let repositories = 0;
@@ -69,10 +65,7 @@ export class StorageStats {
     await walkRepositoryTree(this.driver, async (name, children) => {
       if (!children.includes("_manifests")) return;
       repositories++;
-      const revisions = `${REPOSITORIES}/${name}/_manifests/revisions`;
-      for (const algorithm of await listOrEmpty(this.driver, revisions)) {
-        manifests += (await listOrEmpty(this.driver, `${revisions}/${algorithm}`)).length;
-      }
+      manifests += (await revisionsOf(this.driver, name)).length;
     });
     this.gauges.bytes.set(bytes);
     this.gauges.blobs.set(blobs);

@@ -6,6 +6,7 @@ import { blobUnknown } from "./errors.js";
 import { exists, readLink, writeLink } from "./links.js";
 import { cacheKeys, MetadataCache } from "./metadata-cache.js";
 import { LruCache } from "./lru.js";
+import { CollectionGuard } from "./collection-guard.js";
 
 /** Blobs up to this size are served from memory once read (configs, small layers, signatures). */
 export const SMALL_BLOB_BYTES = 64 * 1024;
@@ -21,6 +22,7 @@ export class BlobStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly cache: MetadataCache = new MetadataCache(),
+    readonly guard: CollectionGuard = new CollectionGuard(),
   ) {}
 
   /** The whole content of a small blob already checked with `stat`, from memory when it can. */
@@ -50,6 +52,9 @@ export class BlobStore {
 
   /** Size of a blob readable from `name`; BLOB_UNKNOWN otherwise. */
   async stat(name: string, digest: Digest): Promise<number> {
+    // A client that finds the blob will reference it without uploading: a collection must keep it.
+    const deletion = this.guard.touch(digest);
+    if (deletion !== undefined) await deletion;
     const key = cacheKeys.blob(name, digest.value);
     const cached = this.cache.get<number>(key);
     if (cached !== undefined) return cached;
@@ -94,12 +99,45 @@ export class BlobStore {
     return true;
   }
 
+  /**
+   * Makes a verified upload file the blob's data (unless already stored) and links it into
+   * `name`, safe against a running collection. Says whether the file was moved (else the caller
+   * drops it).
+   */
+  async store(sourcePath: string, name: string, digest: Digest, size: number): Promise<boolean> {
+    return this.guard.write([digest], async () => {
+      const moved = await this.adopt(sourcePath, digest, size);
+      await this.link(name, digest, size);
+      return moved;
+    });
+  }
+
+  /** Links a blob stored anywhere in the registry into `name`; its size, or undefined when absent. */
+  async linkExisting(name: string, digest: Digest): Promise<number | undefined> {
+    return this.guard.write([digest], async () => {
+      const size = await this.globalSize(digest);
+      if (size !== undefined) await this.link(name, digest, size);
+      return size;
+    });
+  }
+
   /** Links a stored blob of `size` bytes into `name` (and remembers it, for the manifest push that follows). */
   async link(name: string, digest: Digest, size: number): Promise<void> {
     const path = layout.layerLink(name, digest);
     if ((await readLink(this.driver, path))?.value !== digest.value)
       await writeLink(this.driver, path, digest);
     this.cache.set(cacheKeys.blob(name, digest.value), size);
+  }
+
+  /**
+   * Deletes a blob for good: its links from `linkedFrom` first (so no link outlives its data in a
+   * crash), then the data. Only garbage collection calls this, under its guard.
+   */
+  async remove(digest: Digest, linkedFrom: readonly string[]): Promise<void> {
+    for (const name of linkedFrom) await this.driver.delete(layout.layerDir(name, digest));
+    await this.cache.invalidate(linkedFrom.map((name) => cacheKeys.blob(name, digest.value)));
+    this.small.delete(digest.value);
+    await this.driver.delete(layout.blobDir(digest));
   }
 
   /** Removes the repository's link; the data stays until garbage collection. */

@@ -23,6 +23,8 @@ export const ERROR_CODES = [
   "PAGINATION_INVALID",
   /** Not an OCI code: a manifest above the configured size limit (answered 413). */
   "MANIFEST_TOO_LARGE",
+  /** Not an OCI code: a malformed query parameter or body of an admin request (answered 400). */
+  "PARAMETER_INVALID",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -68,6 +68,20 @@ export class ManifestStore {
         actual: digest.value,
       });
     }
+    const reliedOn = [digest, ...parsed.blobs, ...parsed.children];
+    if (parsed.subject !== undefined) reliedOn.push(parsed.subject);
+    await this.blobs.guard.write(reliedOn, () => this.write(name, reference, digest, bytes, parsed));
+    this.cache.set(digest.value, { digest, bytes, parsed });
+    return { digest, subject: parsed.subject };
+  }
+
+  private async write(
+    name: string,
+    reference: ManifestReference,
+    digest: Digest,
+    bytes: Buffer,
+    parsed: ParsedManifest,
+  ): Promise<void> {
     await this.checkReferences(name, parsed);
 
     // Order matters for crash safety: content, then revision, then index entries, then the tag.
@@ -85,8 +99,6 @@ export class ManifestStore {
       });
       await this.metadata.invalidate([cacheKeys.tag(name, reference.tag), cacheKeys.tagList(name)]);
     }
-    this.cache.set(digest.value, { digest, bytes, parsed });
-    return { digest, subject: parsed.subject };
   }
 
   /**

@@ -9,6 +9,7 @@ import { ManifestStore, type ManifestReference, type StoredManifest } from "./ma
 import type { Descriptor } from "./manifest.js";
 import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
 import { UploadStore, type ChunkRange } from "./uploads.js";
+import { GarbageCollector, type CollectionOptions, type CollectionReport } from "../gc/collector.js";
 
 export interface RegistryOptions {
   readonly deleteEnabled: boolean;
@@ -35,6 +36,7 @@ export class Registry {
   readonly uploads: UploadStore;
   readonly manifests: ManifestStore;
   private readonly catalog: Catalog;
+  private readonly collector: GarbageCollector;
 
   constructor(
     readonly driver: StorageDriver,
@@ -45,6 +47,12 @@ export class Registry {
     this.uploads = new UploadStore(driver, this.blobs, options.onUploadBytes);
     this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes, metadata);
     this.catalog = new Catalog(driver);
+    this.collector = new GarbageCollector(driver, this.blobs, this.manifests);
+  }
+
+  /** Mark and sweep, safe while this process serves requests (not while other processes write). */
+  collectGarbage(options: CollectionOptions): Promise<CollectionReport> {
+    return this.collector.collect(options);
   }
 
   async repositoryExists(name: string): Promise<boolean> {
@@ -83,11 +91,8 @@ export class Registry {
    */
   async mountBlob(name: string, digest: Digest, from: string | undefined): Promise<number | undefined> {
     this.requireWritable();
-    const size = await this.blobs.globalSize(digest);
-    if (size === undefined) return undefined;
     if (from !== undefined && !(await this.blobs.isLinked(from, digest))) return undefined;
-    await this.blobs.link(name, digest, size);
-    return size;
+    return this.blobs.linkExisting(name, digest);
   }
 
   // --- uploads

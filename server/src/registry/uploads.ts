@@ -95,8 +95,7 @@ export class UploadStore {
           actual: computed.value,
         });
       }
-      await this.blobs.adopt(dataPath, digest, size);
-      await this.blobs.link(name, digest, size);
+      await this.blobs.store(dataPath, name, digest, size);
       await this.forget(name, id);
       return { digest, size };
     });
@@ -122,8 +121,7 @@ export class UploadStore {
           actual: computed.value,
         });
       }
-      adopted = await this.blobs.adopt(scratch, digest, size);
-      await this.blobs.link(name, digest, size);
+      adopted = await this.blobs.store(scratch, name, digest, size);
       return { digest, size };
     } finally {
       if (!adopted) await this.driver.delete(scratch);

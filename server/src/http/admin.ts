@@ -1,0 +1,55 @@
+import type { Context } from "koa";
+import { parseDuration } from "../config/duration.js";
+import { RegistryError } from "../registry/errors.js";
+import type { Maintenance } from "../maintenance/maintenance.js";
+import type { RequestAuthorizer } from "./auth.js";
+import { matcher, queryValue, type Matcher } from "./routes.js";
+
+/** Unreferenced content younger than this survives a collection unless the request says otherwise. */
+export const DEFAULT_GC_GRACE = "1h";
+
+/**
+ * The maintenance API, for admins: garbage collection (`POST /v2/_oci/artifacts/delete`, the path
+ * the operations guide uses) and the status of the last runs. Names starting with `_` are never
+ * repository names, so these paths cannot shadow a repository.
+ */
+export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer): Matcher {
+  return matcher([
+    { name: "admin_gc", pattern: /^\/v2\/_oci\/artifacts\/delete$/, methods: { POST: collectGarbage } },
+    { name: "admin_status", pattern: /^\/v2\/_neam\/status$/, methods: { GET: status } },
+  ]);
+
+  async function collectGarbage(ctx: Context) {
+    authz.requireAdmin(ctx);
+    const report = await maintenance.collectGarbage({
+      deleteUntagged: booleanParameter(ctx, "untagged"),
+      dryRun: booleanParameter(ctx, "dryrun"),
+      gracePeriodMs: durationParameter(ctx, "grace", DEFAULT_GC_GRACE),
+    });
+    ctx.body = report;
+  }
+
+  async function status(ctx: Context) {
+    authz.requireAdmin(ctx);
+    const [gc, sync] = await Promise.all([maintenance.lastStatus("gc"), maintenance.lastStatus("sync")]);
+    ctx.body = { gc: gc ?? null, sync: sync ?? null };
+  }
+}
+
+function booleanParameter(ctx: Context, key: string): boolean {
+  const value = queryValue(ctx, key);
+  if (value === undefined || value === "false" || value === "0") return false;
+  if (value === "true" || value === "1") return true;
+  throw new RegistryError("PARAMETER_INVALID", `${key} must be true or false`, { [key]: value.slice(0, 50) });
+}
+
+function durationParameter(ctx: Context, key: string, fallback: string): number {
+  const value = queryValue(ctx, key) ?? fallback;
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new RegistryError("PARAMETER_INVALID", `${key} must be a duration such as 30m or 1h`, {
+      [key]: value.slice(0, 50),
+    });
+  }
+}

@@ -1,0 +1,95 @@
+import type { Logger } from "../log.js";
+import type { CollectionOptions, CollectionReport } from "../gc/collector.js";
+import { unsupported } from "../registry/errors.js";
+import type { Registry } from "../registry/registry.js";
+import type { TaskName, TaskStatusStore } from "./status.js";
+
+export interface MaintenanceOptions {
+  /** Why garbage collection cannot run online in this process (several workers); runs when absent. */
+  readonly gcUnavailable?: string;
+}
+
+/**
+ * The registry's maintenance tasks as the admin API and the CronJobs ask for them: one task at a
+ * time (a second request waits its turn), each run's outcome recorded for the metrics and logs.
+ */
+export class Maintenance {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly status: TaskStatusStore,
+    private readonly logger: Logger,
+    private readonly options: MaintenanceOptions = {},
+  ) {}
+
+  async collectGarbage(options: CollectionOptions): Promise<CollectionReport> {
+    if (this.options.gcUnavailable !== undefined) throw unsupported(this.options.gcUnavailable);
+    return this.run(
+      "gc",
+      !options.dryRun,
+      () => this.registry.collectGarbage(options),
+      (report) => ({
+        repositories: report.repositories,
+        manifests_deleted: report.manifestsDeleted.length,
+        blobs_deleted: report.blobsDeleted.length,
+        blobs_kept: report.blobsKept,
+        blobs_spared: report.blobsSpared,
+        bytes_freed: report.bytesFreed,
+      }),
+    );
+  }
+
+  lastStatus(task: TaskName) {
+    return this.status.read(task);
+  }
+
+  /** Runs `work` after the tasks before it; records its outcome unless it is a dry run. */
+  private run<R>(
+    task: TaskName,
+    record: boolean,
+    work: () => Promise<R>,
+    counts: (result: R) => Record<string, number>,
+    failed: (result: R) => string | undefined = () => undefined,
+  ): Promise<R> {
+    const turn = this.tail.then(async () => {
+      const startedAt = new Date().toISOString();
+      this.logger.info({ task }, "maintenance task started");
+      try {
+        const result = await work();
+        const error = failed(result);
+        const summary = counts(result);
+        if (record) {
+          await this.status.record({
+            task,
+            startedAt,
+            finishedAt: new Date().toISOString(),
+            success: error === undefined,
+            counts: summary,
+            ...(error !== undefined ? { error } : {}),
+          });
+        }
+        this.logger.info({ task, ...summary, ...(error ? { error } : {}) }, "maintenance task finished");
+        return result;
+      } catch (error) {
+        const message = (error as Error).message;
+        this.logger.error({ task, err: error }, "maintenance task failed");
+        if (record) {
+          await this.status
+            .record({
+              task,
+              startedAt,
+              finishedAt: new Date().toISOString(),
+              success: false,
+              counts: {},
+              error: message,
+            })
+            .catch(() => {});
+        }
+        throw error;
+      }
+    });
+    this.tail = turn.catch(() => {});
+    return turn;
+  }
+}

@@ -1,0 +1,389 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import {
+  basicAuth,
+  blob,
+  Client,
+  errorCode,
+  imageManifest,
+  indexManifest,
+  sha256,
+  type Blob,
+  type Manifest,
+} from "../../helpers/oci.js";
+import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+
+const run = promisify(execFile);
+const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
+
+interface Report {
+  manifestsDeleted: string[];
+  blobsDeleted: string[];
+  bytesFreed: number;
+  blobsSpared: number;
+  blobsKept: number;
+  dryRun: boolean;
+}
+
+function blobPath(root: string, digest: string): string {
+  const hex = digest.slice("sha256:".length);
+  return join(root, "docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex, "data");
+}
+
+/** Makes stored content look `hours` old, as if pushed before the grace period. */
+function age(root: string, repo: string, digests: string[], hours = 2): void {
+  const when = new Date(Date.now() - hours * 3600_000);
+  for (const digest of digests) {
+    const hex = digest.slice("sha256:".length);
+    for (const path of [
+      blobPath(root, digest),
+      join(root, "docker/registry/v2/repositories", repo, "_layers/sha256", hex, "link"),
+      join(root, "docker/registry/v2/repositories", repo, "_manifests/revisions/sha256", hex, "link"),
+    ]) {
+      if (existsSync(path)) utimesSync(path, when, when);
+    }
+  }
+}
+
+async function collect(client: Client, query = "grace=0s", headers: Record<string, string> = {}) {
+  const response = await client.request("POST", `/v2/_oci/artifacts/delete?${query}`, { headers });
+  assert.equal(response.status, 200, await response.clone().text());
+  return (await response.json()) as Report;
+}
+
+/** Pulls every blob of `m` from `repo` and checks its digest. */
+async function assertIntact(client: Client, repo: string, reference: string, m: Manifest) {
+  const response = await client.request("GET", `/v2/${repo}/manifests/${reference}`, {
+    headers: { Accept: m.mediaType },
+  });
+  assert.equal(response.status, 200, `${repo}:${reference}`);
+  assert.equal(sha256(Buffer.from(await response.arrayBuffer())), m.digest);
+  for (const b of m.blobs) {
+    const got = await client.request("GET", `/v2/${repo}/blobs/${b.digest}`);
+    assert.equal(got.status, 200, `${repo} blob ${b.digest}`);
+    assert.equal(sha256(Buffer.from(await got.arrayBuffer())), b.digest);
+  }
+}
+
+describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations guide's trigger)", () => {
+  let registry: RegistryProcess;
+  let client: Client;
+  before(async () => {
+    registry = await startRegistry();
+    client = new Client(registry.url);
+  });
+  after(() => registry.stop());
+
+  it("deletes blobs no manifest references, keeps every blob of every manifest, and frees their bytes", async () => {
+    const kept = imageManifest({ layers: 2 });
+    assert.equal((await client.pushManifest("gc/kept", "v1", kept)).status, 201);
+    const dropped = imageManifest({ layers: 2 });
+    assert.equal((await client.pushManifest("gc/dropped", "v1", dropped)).status, 201);
+    assert.equal((await client.request("DELETE", `/v2/gc/dropped/manifests/${dropped.digest}`)).status, 202);
+    const orphan = blob();
+    await client.pushBlob("gc/kept", orphan);
+
+    const report = await collect(client);
+    const expected = [dropped.digest, ...dropped.blobs.map((b) => b.digest), orphan.digest].sort();
+    assert.deepEqual([...report.blobsDeleted].sort(), expected);
+    assert.equal(
+      report.bytesFreed,
+      dropped.bytes.length + dropped.blobs.reduce((n, b) => n + b.size, 0) + orphan.size,
+    );
+    for (const digest of expected) assert.equal(existsSync(blobPath(registry.root, digest)), false);
+    const gone = await client.request("GET", `/v2/gc/kept/blobs/${orphan.digest}`);
+    assert.equal(gone.status, 404);
+    assert.equal(await errorCode(gone), "BLOB_UNKNOWN");
+    await assertIntact(client, "gc/kept", "v1", kept);
+
+    // A second run finds nothing more to do.
+    const again = await collect(client);
+    assert.deepEqual(again.blobsDeleted, []);
+  });
+
+  it("keeps a blob uploaded to one repository and used by a manifest of another", async () => {
+    const m = imageManifest();
+    for (const b of m.blobs) await client.pushBlob("gc/uploader", b);
+    for (const b of m.blobs) {
+      const mount = await client.request(
+        "POST",
+        `/v2/gc/user/blobs/uploads/?mount=${b.digest}&from=gc/uploader`,
+      );
+      assert.equal(mount.status, 201);
+    }
+    assert.equal((await client.pushManifest("gc/user", "v1", m, false)).status, 201);
+    const report = await collect(client);
+    for (const b of m.blobs) assert.ok(!report.blobsDeleted.includes(b.digest));
+    await assertIntact(client, "gc/user", "v1", m);
+  });
+
+  it("keeps untagged manifests by default; with untagged=true deletes them unless a tag reaches them", async () => {
+    const repo = "gc/untagged";
+    const old = imageManifest();
+    const current = imageManifest();
+    const platforms = [imageManifest(), imageManifest()];
+    const index = indexManifest(platforms);
+    const signature = imageManifest({
+      artifactType: "application/vnd.example.signature",
+      subject: { digest: current.digest, size: current.bytes.length, mediaType: current.mediaType },
+    });
+    const oldSignature = imageManifest({
+      artifactType: "application/vnd.example.signature",
+      subject: { digest: old.digest, size: old.bytes.length, mediaType: old.mediaType },
+    });
+    assert.equal((await client.pushManifest(repo, "latest", old)).status, 201);
+    assert.equal((await client.pushManifest(repo, oldSignature.digest, oldSignature)).status, 201);
+    assert.equal((await client.pushManifest(repo, "latest", current)).status, 201);
+    assert.equal((await client.pushManifest(repo, signature.digest, signature)).status, 201);
+    for (const p of platforms) assert.equal((await client.pushManifest(repo, p.digest, p)).status, 201);
+    assert.equal((await client.pushManifest(repo, "multi", index)).status, 201);
+
+    const keepAll = await collect(client);
+    assert.deepEqual(keepAll.manifestsDeleted, []);
+    await assertIntact(client, repo, old.digest, old);
+
+    const report = await collect(client, "grace=0s&untagged=true");
+    assert.deepEqual(
+      [...report.manifestsDeleted].sort(),
+      [`${repo}@${old.digest}`, `${repo}@${oldSignature.digest}`].sort(),
+    );
+    for (const b of [...old.blobs, ...oldSignature.blobs]) assert.ok(report.blobsDeleted.includes(b.digest));
+    assert.equal((await client.request("GET", `/v2/${repo}/manifests/${old.digest}`)).status, 404);
+    await assertIntact(client, repo, "latest", current);
+    await assertIntact(client, repo, signature.digest, signature);
+    await assertIntact(client, repo, "multi", index);
+    for (const p of platforms) await assertIntact(client, repo, p.digest, p);
+    const referrers = (await (
+      await client.request("GET", `/v2/${repo}/referrers/${current.digest}`)
+    ).json()) as {
+      manifests: { digest: string }[];
+    };
+    assert.deepEqual(
+      referrers.manifests.map((m) => m.digest),
+      [signature.digest],
+    );
+    const tags = (await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as { tags: string[] };
+    assert.deepEqual(tags.tags, ["latest", "multi"]);
+  });
+
+  it("spares unreferenced content younger than the grace period (a push in progress), and collects it once old", async () => {
+    const pending = imageManifest();
+    for (const b of pending.blobs) await client.pushBlob("gc/pending", b);
+    const report = await collect(client, "grace=1h");
+    for (const b of pending.blobs) assert.ok(!report.blobsDeleted.includes(b.digest));
+    assert.ok(report.blobsSpared >= pending.blobs.length);
+    // The push completes after the collection: nothing it relied on is gone.
+    assert.equal((await client.pushManifest("gc/pending", "v1", pending, false)).status, 201);
+    await assertIntact(client, "gc/pending", "v1", pending);
+
+    const abandoned = blob();
+    await client.pushBlob("gc/pending", abandoned);
+    age(registry.root, "gc/pending", [abandoned.digest]);
+    const later = await collect(client, "grace=1h");
+    assert.deepEqual(later.blobsDeleted, [abandoned.digest]);
+  });
+
+  it("a dry run reports what it would delete and deletes nothing", async () => {
+    const orphan = blob();
+    await client.pushBlob("gc/dry", orphan);
+    const report = await collect(client, "grace=0s&dryrun=true");
+    assert.equal(report.dryRun, true);
+    assert.deepEqual(report.blobsDeleted, [orphan.digest]);
+    assert.equal((await client.request("HEAD", `/v2/gc/dry/blobs/${orphan.digest}`)).status, 200);
+    await collect(client);
+  });
+
+  it("bad parameters are 400 with a message naming the parameter", async () => {
+    for (const query of ["grace=soon", "untagged=maybe", "dryrun=2"]) {
+      const response = await client.request("POST", `/v2/_oci/artifacts/delete?${query}`);
+      assert.equal(response.status, 400, query);
+      const body = (await response.json()) as { errors: { code: string; message: string }[] };
+      assert.equal(body.errors[0]!.code, "UNSUPPORTED");
+      assert.match(body.errors[0]!.message, new RegExp(query.split("=")[0]!));
+    }
+    assert.equal((await client.request("GET", "/v2/_oci/artifacts/delete")).status, 405);
+  });
+
+  it("records the last run in the metrics on :5001 and in /v2/_neam/status", async () => {
+    await collect(client);
+    const metrics = await (await fetch(`${registry.debugUrl}/metrics`)).text();
+    assert.match(metrics, /registry_task_last_run_success\{task="gc"\} 1/);
+    assert.match(metrics, /registry_task_last_success_timestamp_seconds\{task="gc"\} \d/);
+    assert.match(metrics, /registry_task_last_run_items\{task="gc",kind="blobs_deleted"\} \d/);
+    const status = (await (await client.request("GET", "/v2/_neam/status")).json()) as {
+      gc: { success: boolean; counts: Record<string, number> };
+    };
+    assert.equal(status.gc.success, true);
+    assert.equal(typeof status.gc.counts.bytes_freed, "number");
+  });
+});
+
+describe("garbage collection while pushes go on", () => {
+  let registry: RegistryProcess;
+  let client: Client;
+  before(async () => {
+    registry = await startRegistry();
+    client = new Client(registry.url);
+  });
+  after(() => registry.stop());
+
+  it("loses nothing pushed during collections, including pushes that reuse old unreferenced blobs", async () => {
+    // Old orphans: some are reused by the pushes below (a client finds them with HEAD and does
+    // not upload them again), the others must be collected.
+    const reused: Blob[] = Array.from({ length: 20 }, () => blob());
+    const abandoned: Blob[] = Array.from({ length: 20 }, () => blob());
+    for (const b of [...reused, ...abandoned]) await client.pushBlob("race/base", b);
+    age(
+      registry.root,
+      "race/base",
+      [...reused, ...abandoned].map((b) => b.digest),
+    );
+
+    const pushed: { repo: string; tag: string; manifest: Manifest }[] = [];
+    const failures: string[] = [];
+    let collecting = true;
+    const collections = (async () => {
+      let runs = 0;
+      while (collecting || runs < 3) {
+        await collect(client, "grace=1h&untagged=true");
+        runs++;
+      }
+      return runs;
+    })();
+    const pusher = async (worker: number) => {
+      for (let i = 0; i < 15; i++) {
+        // Half the pushes go where the old orphans are linked (HEAD finds them), half elsewhere (mount finds them).
+        const repo = worker % 2 === 0 ? "race/base" : `race/w${worker}`;
+        const m = imageManifest({ layers: 2 });
+        // Layer 0 is an old orphan when one is left: HEAD first, upload only if missing.
+        const old = reused[worker * 5 + (i % 5)];
+        const layers = old === undefined ? m.blobs : [m.blobs[0]!, old, ...m.blobs.slice(2)];
+        const body = JSON.parse(m.bytes.toString()) as { layers: { digest: string; size: number }[] };
+        if (old !== undefined) body.layers[0] = { ...body.layers[0]!, digest: old.digest, size: old.size };
+        const bytes = Buffer.from(JSON.stringify(body));
+        const manifest: Manifest = { bytes, digest: sha256(bytes), mediaType: m.mediaType, blobs: layers };
+        for (const b of layers) {
+          const head = await client.request("HEAD", `/v2/${repo}/blobs/${b.digest}`);
+          if (head.status === 200) continue;
+          const mount = await client.request("POST", `/v2/${repo}/blobs/uploads/?mount=${b.digest}`);
+          if (mount.status === 201) continue;
+          await client.request("DELETE", mount.headers.get("Location")!).catch(() => undefined);
+          await client.pushBlob(repo, b);
+        }
+        const tag = `w${worker}-t${i}`;
+        const response = await client.pushManifest(repo, tag, manifest, false);
+        if (response.status === 201) pushed.push({ repo, tag, manifest });
+        else failures.push(`${repo}:${tag} ${response.status} ${await response.text()}`);
+      }
+    };
+    await Promise.all([0, 1, 2, 3].map(pusher));
+    collecting = false;
+    const runs = await collections;
+    assert.ok(runs >= 3);
+    assert.deepEqual(failures, []);
+    assert.equal(pushed.length, 60);
+    for (const { repo, tag, manifest } of pushed) await assertIntact(client, repo, tag, manifest);
+    const final = await collect(client, "grace=1h&untagged=true");
+    assert.deepEqual(final.manifestsDeleted, []);
+    for (const b of abandoned) assert.equal(existsSync(blobPath(registry.root, b.digest)), false, b.digest);
+  });
+});
+
+describe("garbage collection access and the CLI", () => {
+  it("needs an admin when auth is on: 401 without credentials, 403 DENIED for others", async () => {
+    const dir = tempDir();
+    const htpasswd = join(dir, "htpasswd");
+    writeFileSync(htpasswd, "");
+    await run(process.execPath, [MAIN, "user", "add", "--file", htpasswd, "--cost", "4", "admin", "adminpw"]);
+    await run(process.execPath, [MAIN, "user", "add", "--file", htpasswd, "--cost", "4", "dev", "devpw"]);
+    const registry = await startRegistry({
+      config: {
+        auth: {
+          htpasswd: { realm: "test", path: htpasswd },
+          access: {
+            admins: ["admin"],
+            rules: [{ subjects: ["user:dev"], repositories: ["**"], actions: ["pull", "push", "delete"] }],
+          },
+        },
+      },
+    });
+    try {
+      const client = new Client(registry.url);
+      const anonymous = await client.request("POST", "/v2/_oci/artifacts/delete");
+      assert.equal(anonymous.status, 401);
+      const dev = await client.request("POST", "/v2/_oci/artifacts/delete", {
+        headers: basicAuth("dev", "devpw"),
+      });
+      assert.equal(dev.status, 403);
+      assert.equal(await errorCode(dev), "DENIED");
+      await collect(client, "grace=0s", basicAuth("admin", "adminpw"));
+
+      // The CronJob's command: credentials from the environment, never the command line.
+      const env = { ...process.env, NEAM_REGISTRY_USERNAME: "admin", NEAM_REGISTRY_PASSWORD: "adminpw" };
+      const { stdout } = await run(process.execPath, [MAIN, "gc", "--url", registry.url, "--untagged"], {
+        env,
+      });
+      assert.match(stdout, /^gc: \d+ repositories, 0 manifests and 0 blobs deleted/m);
+      const refused = await run(process.execPath, [MAIN, "gc", "--url", registry.url], {
+        env: { ...process.env, NEAM_REGISTRY_USERNAME: "dev", NEAM_REGISTRY_PASSWORD: "devpw" },
+      }).catch((error: { code: number; stderr: string }) => error);
+      assert.equal((refused as { code: number }).code, 1);
+      assert.match(
+        (refused as { stderr: string }).stderr,
+        /^neam-registry: POST \/v2\/_oci\/artifacts\/delete: 403 DENIED/,
+      );
+    } finally {
+      await registry.stop();
+    }
+  });
+
+  it("offline, as the reference registry's `garbage-collect --delete-untagged config.yml`", async () => {
+    const registry = await startRegistry();
+    const client = new Client(registry.url);
+    const old = imageManifest();
+    const current = imageManifest();
+    await client.pushManifest("offline", "latest", old);
+    await client.pushManifest("offline", "latest", current);
+    await registry.stop();
+    const config = join(registry.dir, "config.yml");
+    const dry = await run(process.execPath, [
+      MAIN,
+      "garbage-collect",
+      "--dry-run",
+      "--delete-untagged",
+      config,
+    ]);
+    assert.match(dry.stdout, new RegExp(`manifest eligible for deletion: offline@${old.digest}`));
+    assert.ok(existsSync(blobPath(registry.root, old.blobs[0]!.digest)));
+    const real = await run(process.execPath, [MAIN, "garbage-collect", "-m", config]);
+    assert.match(real.stdout, /1 manifests and 3 blobs deleted/);
+    assert.equal(existsSync(blobPath(registry.root, old.blobs[0]!.digest)), false);
+    const restarted = await startRegistry({ root: registry.root });
+    try {
+      await assertIntact(new Client(restarted.url), "offline", "latest", current);
+    } finally {
+      await restarted.stop();
+    }
+    const bad = await run(process.execPath, [MAIN, "gc", "--bogus"]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal((bad as { code: number }).code, 1);
+    assert.match((bad as { stderr: string }).stderr, /^neam-registry: Unknown option '--bogus'/);
+  });
+
+  it("is refused with several workers, naming the offline way", async () => {
+    const registry = await startRegistry({ workers: 2 });
+    try {
+      const response = await new Client(registry.url).request("POST", "/v2/_oci/artifacts/delete");
+      assert.equal(response.status, 405);
+      const body = (await response.json()) as { errors: { message: string }[] };
+      assert.match(body.errors[0]!.message, /http\.workers: 1/);
+    } finally {
+      await registry.stop();
+    }
+  });
+});
