@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from "./config/load.js";
 import { serve } from "./serve.js";
 import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
 import { GC_USAGE, gcCommand } from "./cli/gc.js";
+import { SYNC_USAGE, syncCommand } from "./cli/sync.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
@@ -17,7 +18,7 @@ commands:
                                  add a user or change a password (bcrypt; PASSWORD from stdin if absent)
   user remove --file HTPASSWD USER
   user list --file HTPASSWD
-${GC_USAGE}`;
+${GC_USAGE}${SYNC_USAGE}`;
 
 function option(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -53,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
       return gcCommand(rest, false);
     case "garbage-collect":
       return gcCommand(rest, true);
+    case "sync":
+      return syncCommand(rest);
     case "help":
     case "--help":
     case "-h":

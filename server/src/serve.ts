@@ -31,6 +31,7 @@ import type { Context } from "koa";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 import { Maintenance } from "./maintenance/maintenance.js";
 import { TaskStatusStore } from "./maintenance/status.js";
+import { upstreamClients } from "./sync/upstreams.js";
 import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
@@ -171,6 +172,7 @@ async function startPublicServer(
       config.http.workers === 1
         ? undefined
         : "online garbage collection needs http.workers: 1 (with several workers, run `neam-registry gc --offline` while the registry is stopped or read-only)",
+    upstreams: () => upstreamClients(config.sync.upstreams, config.http.maxmanifestbytes),
   });
   const app = createApp({
     registry,

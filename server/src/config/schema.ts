@@ -179,6 +179,28 @@ const Audit = z
   .strictObject({ file: z.string().min(1).optional(), stdout: z.boolean().default(false) })
   .refine((a) => a.file !== undefined || a.stdout, { message: "set file, stdout: true, or both" });
 
+/**
+ * Ours: how the registry reaches the upstream registries that sync copies from (the hosts in the
+ * sync manifest's `source` references). A host not listed is reached over HTTPS, anonymously.
+ */
+const Sync = z.strictObject({
+  upstreams: z
+    .array(
+      z.strictObject({
+        /** The host as sources name it: `docker.io`, `gcr.io`, `mirror.example:5000`. */
+        registry: z.string().regex(/^[a-zA-Z0-9.-]+(:\d+)?$/, "must be a host or host:port"),
+        /** Where to reach it instead (an air-gapped site's mirror); default https://<registry>. */
+        url: z.url().optional(),
+        username: z.string().min(1).optional(),
+        /** A file holding the password (a mounted Secret), so it never sits in the config. */
+        passwordfile: z.string().min(1).optional(),
+        /** PEM bundle of the CAs that sign the upstream's certificate. */
+        ca: z.string().min(1).optional(),
+      }),
+    )
+    .default([]),
+});
+
 export const ConfigSchema = z.strictObject({
   version: z
     .union([z.string(), z.number()], { error: "is required and must be 0.1" })
@@ -191,6 +213,7 @@ export const ConfigSchema = z.strictObject({
   proxy: Proxy.optional(),
   health: Health.optional(),
   audit: Audit.optional(),
+  sync: Sync.prefault({}),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

@@ -1,11 +1,11 @@
-import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import type { StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "../registry/blobs.js";
 import { walkRepositoryTree } from "../registry/catalog.js";
 import type { Digest } from "../registry/digest.js";
-import { layersOf, revisionsOf, storedBlobs } from "../registry/inventory.js";
-import { listOrEmpty, readLink } from "../registry/links.js";
-import type { ManifestStore, StoredManifest } from "../registry/manifests.js";
+import { layersOf, storedBlobs } from "../registry/inventory.js";
+import type { ManifestStore } from "../registry/manifests.js";
+import { inspectRepository, modifiedAfter } from "../registry/reachability.js";
 
 export interface CollectionOptions {
   /**
@@ -69,28 +69,16 @@ export class GarbageCollector {
       });
 
       for (const name of repositories) {
-        const revisions = await revisionsOf(this.driver, name);
-        const loaded = new Map<string, StoredManifest>();
-        for (const digest of revisions) {
-          try {
-            loaded.set(digest.value, await this.manifests.load(digest));
-          } catch (error) {
-            warnings.push(`${name}@${digest.value}: manifest unreadable, kept: ${(error as Error).message}`);
-          }
-        }
-        let kept = revisions;
+        const inspected = await inspectRepository(this.driver, this.manifests, name, cutoff);
+        warnings.push(...inspected.warnings);
+        const { loaded } = inspected;
+        let kept: Digest[] = [...inspected.revisions];
         if (options.deleteUntagged) {
-          // Young or unreadable revisions are kept like tagged ones, and so is all they reach.
-          const roots: Digest[] = [];
-          for (const digest of revisions) {
-            if (!loaded.has(digest.value) || (await this.isYoung(layout.revisionLink(name, digest), cutoff)))
-              roots.push(digest);
-          }
-          const reachable = await this.reachable(name, loaded, roots);
+          const unreachable = new Set(inspected.unreachable.map((d) => d.value));
           kept = [];
-          for (const digest of revisions) {
+          for (const digest of inspected.revisions) {
             const deleted =
-              !reachable.has(digest.value) &&
+              unreachable.has(digest.value) &&
               (options.dryRun
                 ? !guard.isProtected(digest)
                 : await guard.condemn(digest, () => this.manifests.delete(name, { kind: "digest", digest })));
@@ -156,53 +144,8 @@ export class GarbageCollector {
     }
   }
 
-  /**
-   * Revisions of `name` reached from its tags and `roots`: those, the manifests their indexes
-   * list, and the referrers of anything reached, to a fixed point.
-   */
-  private async reachable(
-    name: string,
-    loaded: ReadonlyMap<string, StoredManifest>,
-    roots: readonly Digest[],
-  ): Promise<Set<string>> {
-    const reached = new Set<string>();
-    const pending: string[] = [];
-    const reach = (digest: string) => {
-      if (reached.has(digest)) return;
-      reached.add(digest);
-      pending.push(digest);
-    };
-    for (const root of roots) reach(root.value);
-    // From storage, not the tag cache: a collection must see every tag.
-    for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
-      const digest = await readLink(this.driver, layout.tagCurrentLink(name, tag));
-      if (digest !== undefined) reach(digest.value);
-    }
-    const referrersOf = new Map<string, string[]>();
-    for (const manifest of loaded.values()) {
-      const subject = manifest.parsed.subject?.value;
-      if (subject === undefined) continue;
-      referrersOf.set(subject, [...(referrersOf.get(subject) ?? []), manifest.digest.value]);
-    }
-    while (pending.length > 0) {
-      const digest = pending.pop()!;
-      for (const child of loaded.get(digest)?.parsed.children ?? []) reach(child.value);
-      for (const referrer of referrersOf.get(digest) ?? []) reach(referrer);
-    }
-    return reached;
-  }
-
-  private async isYoung(path: string, cutoff: number): Promise<boolean> {
-    try {
-      return (await this.driver.stat(path)).modTime.getTime() > cutoff;
-    } catch (error) {
-      if (isNotFound(error)) return false;
-      throw error;
-    }
-  }
-
   private async anyYoung(paths: string[], cutoff: number): Promise<boolean> {
-    for (const path of paths) if (await this.isYoung(path, cutoff)) return true;
+    for (const path of paths) if (await modifiedAfter(this.driver, path, cutoff)) return true;
     return false;
   }
 

@@ -4,6 +4,14 @@ import { RegistryError } from "../registry/errors.js";
 import type { Maintenance } from "../maintenance/maintenance.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
+import {
+  isCronExpression,
+  parseSyncManifest,
+  SyncManifestError,
+  type SyncManifest,
+} from "../sync/manifest.js";
+
+const MAX_SYNC_MANIFEST_BYTES = 1024 * 1024;
 
 /** Unreferenced content younger than this survives a collection unless the request says otherwise. */
 export const DEFAULT_GC_GRACE = "1h";
@@ -16,6 +24,7 @@ export const DEFAULT_GC_GRACE = "1h";
 export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer): Matcher {
   return matcher([
     { name: "admin_gc", pattern: /^\/v2\/_oci\/artifacts\/delete$/, methods: { POST: collectGarbage } },
+    { name: "admin_sync", pattern: /^\/v2\/_neam\/sync$/, methods: { POST: sync } },
     { name: "admin_status", pattern: /^\/v2\/_neam\/status$/, methods: { GET: status } },
   ]);
 
@@ -27,6 +36,25 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
       gracePeriodMs: durationParameter(ctx, "grace", DEFAULT_GC_GRACE),
     });
     ctx.body = report;
+  }
+
+  /** Body: the sync manifest (YAML or JSON). `schedule`: only the images synced on that cron schedule. */
+  async function sync(ctx: Context) {
+    authz.requireAdmin(ctx);
+    const schedule = queryValue(ctx, "schedule");
+    if (schedule !== undefined && !isCronExpression(schedule)) {
+      throw new RegistryError("PARAMETER_INVALID", "schedule must be a five-field cron expression", {
+        schedule: schedule.slice(0, 100),
+      });
+    }
+    let manifest: SyncManifest;
+    try {
+      manifest = parseSyncManifest(await readText(ctx, MAX_SYNC_MANIFEST_BYTES));
+    } catch (error) {
+      if (error instanceof SyncManifestError) throw new RegistryError("PARAMETER_INVALID", error.message);
+      throw error;
+    }
+    ctx.body = await maintenance.sync(manifest, schedule === undefined ? {} : { schedule });
   }
 
   async function status(ctx: Context) {
@@ -52,4 +80,16 @@ function durationParameter(ctx: Context, key: string, fallback: string): number 
       [key]: value.slice(0, 50),
     });
   }
+}
+
+async function readText(ctx: Context, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit)
+      throw new RegistryError("PARAMETER_INVALID", `the sync manifest is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total).toString("utf8");
 }

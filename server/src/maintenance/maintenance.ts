@@ -3,10 +3,16 @@ import type { CollectionOptions, CollectionReport } from "../gc/collector.js";
 import { unsupported } from "../registry/errors.js";
 import type { Registry } from "../registry/registry.js";
 import type { TaskName, TaskStatusStore } from "./status.js";
+import type { SyncManifest } from "../sync/manifest.js";
+import { Syncer, type SyncOptions, type SyncReport } from "../sync/syncer.js";
+import type { UpstreamClient } from "../sync/upstream.js";
+import { upstreamClients } from "../sync/upstreams.js";
 
 export interface MaintenanceOptions {
   /** Why garbage collection cannot run online in this process (several workers); runs when absent. */
   readonly gcUnavailable?: string;
+  /** Clients of the upstream registries, fresh for each sync run (see sync/upstreams.ts). */
+  readonly upstreams?: () => (registry: string) => UpstreamClient;
 }
 
 /**
@@ -37,6 +43,31 @@ export class Maintenance {
         blobs_spared: report.blobsSpared,
         bytes_freed: report.bytesFreed,
       }),
+    );
+  }
+
+  /** Mirrors the manifest's images (those of `options.schedule`) and applies its retention policies. */
+  async sync(manifest: SyncManifest, options: SyncOptions = {}): Promise<SyncReport> {
+    const upstreams = this.options.upstreams ?? (() => upstreamClients([], 4 * 1024 * 1024));
+    return this.run(
+      "sync",
+      true,
+      () => new Syncer(this.registry, upstreams()).run(manifest, options),
+      (report) => ({
+        images_synced: report.images.filter((i) => i.outcome === "synced").length,
+        images_unchanged: report.images.filter((i) => i.outcome === "unchanged").length,
+        images_failed: report.failed,
+        bytes_fetched: report.images.reduce((n, i) => n + i.bytes, 0),
+        tags_deleted: report.tagsDeleted.length,
+        manifests_deleted: report.manifestsDeleted.length,
+      }),
+      (report) => {
+        const problems = [
+          ...report.images.filter((i) => i.outcome === "failed").map((i) => `${i.source}: ${i.error}`),
+          ...report.retentionErrors,
+        ];
+        return problems.length === 0 ? undefined : problems.join("; ").slice(0, 2000);
+      },
     );
   }
 

@@ -1,4 +1,4 @@
-import type { StorageDriver } from "../storage/driver.js";
+import { isNotFound, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
 import { digestOf, isDigest, parseDigest, type Digest } from "./digest.js";
@@ -195,6 +195,23 @@ export class ManifestStore {
       .sort(compareStrings);
     this.metadata.set(key, tags);
     return tags;
+  }
+
+  /** Tags of a repository with when each was last pushed (ms since the epoch), from storage. */
+  async tagTimes(name: string): Promise<{ tag: string; pushedAt: number }[]> {
+    const found: { tag: string; pushedAt: number }[] = [];
+    for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
+      if (!isValidTag(tag)) continue;
+      try {
+        found.push({
+          tag,
+          pushedAt: (await this.driver.stat(layout.tagCurrentLink(name, tag))).modTime.getTime(),
+        });
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    return found;
   }
 
   /** Manifests in `name` whose subject is `subject`. */

@@ -47,10 +47,19 @@ const Platform = z
   .string()
   .regex(/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/, "must be os/arch[/variant], such as linux/amd64");
 
+/** The operations guide's sync CronJob runs every 4 hours. */
+export const DEFAULT_SYNC_SCHEDULE = "0 */4 * * *";
+
+const FREQUENCIES: Record<string, string> = {
+  hourly: "0 * * * *",
+  daily: "0 0 * * *",
+  weekly: "0 0 * * 0",
+};
+
 export const SyncManifestSchema = z.strictObject({
   sync: z.strictObject({
     /** How often the whole list is synced when an image has no schedule of its own. */
-    frequency: z.union([z.enum(["hourly", "daily", "weekly"]), Cron]).default("daily"),
+    frequency: z.union([z.enum(["hourly", "daily", "weekly"]), Cron]).default(DEFAULT_SYNC_SCHEDULE),
     images: z
       .array(
         z.strictObject({
@@ -102,4 +111,22 @@ export function parseSyncManifest(text: string): SyncManifest {
     );
   }
   return validateSyncManifest(raw);
+}
+
+export type SyncImage = SyncManifest["sync"]["images"][number];
+
+/** The cron schedule an image is synced on: its own, or the manifest's frequency. */
+export function scheduleOf(image: SyncImage, manifest: SyncManifest): string {
+  const schedule = image.schedule ?? manifest.sync.frequency;
+  return normaliseCron(FREQUENCIES[schedule] ?? schedule);
+}
+
+/** One space between fields, so equal schedules compare equal. */
+export function normaliseCron(expression: string): string {
+  return expression.trim().split(/\s+/).join(" ");
+}
+
+/** The distinct schedules of a manifest's images, in order of first appearance (one CronJob each). */
+export function schedulesOf(manifest: SyncManifest): string[] {
+  return [...new Set(manifest.sync.images.map((image) => scheduleOf(image, manifest)))];
 }

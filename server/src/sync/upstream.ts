@@ -1,0 +1,183 @@
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import type { Readable } from "node:stream";
+import { digestOf, type Digest } from "../registry/digest.js";
+import { MANIFEST_MEDIA_TYPES } from "../registry/media-types.js";
+
+/** Where and how to reach one upstream registry. */
+export interface UpstreamEndpoint {
+  /** Base URL, `https://registry-1.docker.io`. */
+  readonly url: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** PEM bundle of trusted CAs, replacing the system's. */
+  readonly ca?: Buffer;
+}
+
+export interface FetchedManifest {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly digest: Digest;
+}
+
+/** An upstream answered something we cannot use; the message is one line with the URL and status. */
+export class UpstreamError extends Error {
+  override name = "UpstreamError";
+}
+
+const MAX_REDIRECTS = 5;
+
+/**
+ * A pull-only client of one upstream registry (the OCI distribution API): manifests and blob
+ * streams, with the auth flows registries use — anonymous, Basic, and Docker token auth (a 401
+ * with `WWW-Authenticate: Bearer realm=…` answered by fetching a token for the scope, with or
+ * without credentials). Follows redirects (Docker Hub serves blobs from a CDN), dropping the
+ * credentials when the redirect leaves the upstream's origin.
+ */
+export class UpstreamClient {
+  /** Authorization headers by scope, with when they stop being valid. */
+  private readonly authorizations = new Map<string, { header: string; until: number }>();
+
+  constructor(
+    readonly endpoint: UpstreamEndpoint,
+    private readonly maxManifestBytes = 4 * 1024 * 1024,
+  ) {}
+
+  async manifest(repository: string, reference: string): Promise<FetchedManifest> {
+    const response = await this.get(repository, `/v2/${repository}/manifests/${reference}`, {
+      Accept: MANIFEST_MEDIA_TYPES.join(", "),
+    });
+    const bytes = await readLimited(response, this.maxManifestBytes);
+    const mediaType = (response.headers["content-type"] ?? "").split(";")[0]!.trim();
+    return { bytes, mediaType, digest: digestOf(bytes, "sha256") };
+  }
+
+  /** The blob's bytes as a stream; the caller verifies them against the digest. */
+  async blob(repository: string, digest: Digest): Promise<Readable> {
+    return this.get(repository, `/v2/${repository}/blobs/${digest.value}`, {});
+  }
+
+  private async get(
+    repository: string,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<IncomingMessage> {
+    const scope = `repository:${repository}:pull`;
+    const url = new URL(path, this.endpoint.url);
+    let response = await this.send(url, { ...headers, ...this.cachedAuthorization(scope) });
+    if (response.statusCode === 401) {
+      const challenge = String(response.headers["www-authenticate"] ?? "");
+      response.resume();
+      const header = await this.authorize(challenge, scope, url);
+      response = await this.send(url, { ...headers, Authorization: header });
+    }
+    const status = response.statusCode ?? 0;
+    if (status >= 200 && status < 300) return response;
+    const body = (await readLimited(response, 64 * 1024).catch(() => Buffer.alloc(0))).toString("utf8");
+    let detail = "";
+    try {
+      const error = (JSON.parse(body) as { errors?: { code?: string; message?: string }[] }).errors?.[0];
+      if (error) detail = ` ${error.code ?? ""}: ${error.message ?? ""}`;
+    } catch {
+      /* not the spec's error body */
+    }
+    throw new UpstreamError(`GET ${url.href}: ${status}${detail}`);
+  }
+
+  private cachedAuthorization(scope: string): Record<string, string> {
+    const cached = this.authorizations.get(scope);
+    if (cached !== undefined && cached.until > Date.now()) return { Authorization: cached.header };
+    if (cached === undefined && this.endpoint.username !== undefined && this.basicFirst)
+      return { Authorization: this.basic() };
+    return {};
+  }
+
+  /** Set once the upstream has asked for Basic: then every request sends it without a round trip. */
+  private basicFirst = false;
+
+  private basic(): string {
+    const { username = "", password = "" } = this.endpoint;
+    return `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+  }
+
+  /** Answers a 401's challenge: Basic credentials, or a token from the realm it names. */
+  private async authorize(challenge: string, scope: string, url: URL): Promise<string> {
+    const scheme = challenge.split(/\s+/, 1)[0]!.toLowerCase();
+    if (scheme === "basic") {
+      if (this.endpoint.username === undefined)
+        throw new UpstreamError(`GET ${url.href}: 401: the upstream asks for credentials (sync.upstreams)`);
+      this.basicFirst = true;
+      return this.basic();
+    }
+    if (scheme !== "bearer")
+      throw new UpstreamError(`GET ${url.href}: 401 with an unknown challenge: ${challenge}`);
+    const params = Object.fromEntries(
+      [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
+    );
+    if (params.realm === undefined)
+      throw new UpstreamError(`GET ${url.href}: 401: bearer challenge without realm`);
+    const tokenUrl = new URL(params.realm);
+    if (params.service !== undefined) tokenUrl.searchParams.set("service", params.service);
+    tokenUrl.searchParams.set("scope", params.scope ?? scope);
+    const response = await this.send(
+      tokenUrl,
+      this.endpoint.username !== undefined ? { Authorization: this.basic() } : {},
+    );
+    const body = await readLimited(response, 1024 * 1024);
+    if (response.statusCode !== 200)
+      throw new UpstreamError(
+        `GET ${tokenUrl.origin}${tokenUrl.pathname}: ${response.statusCode} (token request)`,
+      );
+    const parsed = JSON.parse(body.toString("utf8")) as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
+    const token = parsed.token ?? parsed.access_token;
+    if (token === undefined)
+      throw new UpstreamError(`${tokenUrl.origin}${tokenUrl.pathname}: no token in the answer`);
+    const header = `Bearer ${token}`;
+    // Renew a little early; the spec's default lifetime is 60 s.
+    const seconds = Math.max(10, (parsed.expires_in ?? 60) - 10);
+    this.authorizations.set(scope, { header, until: Date.now() + seconds * 1000 });
+    return header;
+  }
+
+  private async send(url: URL, headers: Record<string, string>, redirects = 0): Promise<IncomingMessage> {
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const client = url.protocol === "https:" ? https : http;
+      const request = client.get(
+        url,
+        { headers, ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}) },
+        resolve,
+      );
+      request.on("error", (error) =>
+        reject(new UpstreamError(`GET ${url.origin}${url.pathname}: ${error.message}`)),
+      );
+    });
+    const status = response.statusCode ?? 0;
+    const location = response.headers.location;
+    if ([301, 302, 303, 307, 308].includes(status) && location !== undefined) {
+      response.resume();
+      if (redirects >= MAX_REDIRECTS) throw new UpstreamError(`GET ${url.href}: too many redirects`);
+      const next = new URL(location, url);
+      const { Authorization: _dropped, ...rest } = headers;
+      return this.send(next, next.origin === url.origin ? headers : rest, redirects + 1);
+    }
+    return response;
+  }
+}
+
+async function readLimited(stream: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      stream.destroy();
+      throw new UpstreamError(`answer larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
