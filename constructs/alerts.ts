@@ -18,11 +18,18 @@ export interface AlertOptions {
   readonly freeRatio?: number;
   /** p99 of manifest requests, in seconds, above which the registry is slow. @default 1 */
   readonly manifestP99Seconds?: number;
+  /** Hours without a successful sync after which sync is stale. @default 26 (a daily schedule, with slack) */
+  readonly syncStaleAfterHours?: number;
+  /** Hours without a successful garbage collection after which GC is stale. @default 194 (weekly, with slack) */
+  readonly gcStaleAfterHours?: number;
+  /** Days before the served certificate expires at which to warn. @default 14 */
+  readonly certificateExpiryDays?: number;
 }
 
 /**
  * The registry's alerts, written against the metric names the server exports (server/src/metrics/names.ts):
- * the guide's three (down, high error rate, storage full) plus slow manifest serving.
+ * the guide's three (down, high error rate, storage full), slow manifest serving, sync and garbage
+ * collection failing or stale, and a certificate near its expiry.
  */
 export function registryAlerts(options: AlertOptions): AlertRule[] {
   const job = `job="${options.job}"`;
@@ -70,6 +77,59 @@ export function registryAlerts(options: AlertOptions): AlertRule[] {
       annotations: {
         summary: "Registry is slow",
         description: "p99 of manifest requests is {{ $value | humanizeDuration }}.",
+      },
+    },
+    ...taskAlerts("sync", "RegistrySync", "Image sync", options.syncStaleAfterHours ?? 26, job),
+    ...taskAlerts(
+      "gc",
+      "RegistryGarbageCollection",
+      "Garbage collection",
+      options.gcStaleAfterHours ?? 194,
+      job,
+    ),
+    {
+      alert: "RegistryCertificateExpiringSoon",
+      expr: `${m.tlsCertificateExpiryTimestampSeconds}{${job}} - time() < ${(options.certificateExpiryDays ?? 14) * 86400}`,
+      for: "1h",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: "Registry certificate expires soon",
+        description:
+          "The certificate served by {{ $labels.instance }} expires in {{ $value | humanizeDuration }}; cert-manager has not renewed it, or the registry cannot read the renewal.",
+      },
+    },
+  ];
+}
+
+/** A maintenance task's last run failed, or it has not succeeded for too long (registry_task_* gauges). */
+function taskAlerts(
+  task: string,
+  prefix: string,
+  title: string,
+  staleAfterHours: number,
+  job: string,
+): AlertRule[] {
+  const m = METRICS;
+  const selector = `{${job},task="${task}"}`;
+  return [
+    {
+      alert: `${prefix}Failing`,
+      expr: `${m.taskLastRunSuccess}${selector} == 0`,
+      for: "5m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: `${title} failed`,
+        description: `The last ${task} run failed; \`curl /v2/_neam/status\` or the CronJob's logs say why.`,
+      },
+    },
+    {
+      alert: `${prefix}Stale`,
+      expr: `time() - ${m.taskLastSuccessTimestampSeconds}${selector} > ${staleAfterHours * 3600}`,
+      for: "15m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: `${title} has not succeeded for ${staleAfterHours} hours`,
+        description: `The last successful ${task} run was {{ $value | humanizeDuration }} ago; check the CronJob.`,
       },
     },
   ];

@@ -42,7 +42,8 @@ interface PanelSpec {
 
 /**
  * "Local Registry Overview", built from typed panels over the metric names the server exports:
- * availability, request rate and latency, error rate, storage used and free, image counts.
+ * availability, request rate and latency, error rate, storage used and free, image counts, sync
+ * and garbage collection status, certificate expiry.
  */
 export function registryDashboard(job: string): Dashboard {
   const sel = `job="${job}"`;
@@ -145,11 +146,42 @@ export function registryDashboard(job: string): Dashboard {
         queries: [`sum(rate(${m.uploadBytesTotal}{${sel}}[$__rate_interval]))`],
       },
     ],
+    [
+      {
+        title: "Since the last successful sync",
+        type: "stat",
+        unit: "s",
+        queries: [`time() - ${m.taskLastSuccessTimestampSeconds}{${sel},task="sync"}`],
+      },
+      {
+        title: "Images failed in the last sync",
+        type: "stat",
+        queries: [`${m.taskLastRunItems}{${sel},task="sync",kind="images_failed"}`],
+      },
+      {
+        title: "Since the last successful garbage collection",
+        type: "stat",
+        unit: "s",
+        queries: [`time() - ${m.taskLastSuccessTimestampSeconds}{${sel},task="gc"}`],
+      },
+      {
+        title: "Freed by the last garbage collection",
+        type: "stat",
+        unit: "bytes",
+        queries: [`${m.taskLastRunItems}{${sel},task="gc",kind="bytes_freed"}`],
+      },
+      {
+        title: "Certificate expires in",
+        type: "stat",
+        unit: "s",
+        queries: [`${m.tlsCertificateExpiryTimestampSeconds}{${sel}} - time()`],
+      },
+    ],
   ];
   let id = 0;
   const panels: Panel[] = [];
   rows.forEach((row, r) => {
-    const width = 24 / row.length;
+    const width = Math.floor(24 / row.length);
     row.forEach((spec, c) => {
       panels.push({
         id: ++id,

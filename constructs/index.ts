@@ -7,3 +7,4 @@ export { registryAlerts, type AlertRule, type AlertOptions } from "./alerts.js";
 export * from "./certificate.js";
 export * from "./dashboard.js";
 export * from "./sync-manifest.js";
+export * from "./maintenance-jobs.js";

@@ -6,6 +6,7 @@ import {
   KubeDeployment,
   KubeNamespace,
   KubePersistentVolumeClaim,
+  KubePodDisruptionBudget,
   KubeSecret,
   KubeService,
   Quantity,
@@ -20,6 +21,7 @@ import { RegistryDashboard } from "./dashboard.js";
 import { RegistrySyncManifest } from "./sync-manifest.js";
 import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
+import { RegistryMaintenanceJobs, type GcProps, type MaintenanceCredentials } from "./maintenance-jobs.js";
 
 /** Container image of the registry. */
 export interface ImageProps {
@@ -115,8 +117,54 @@ export interface LocalRegistryProps {
   readonly networkPolicy?: NetworkPolicyProps;
   /** ServiceMonitor and alerts (needs the prometheus-operator CRDs). @default disabled */
   readonly monitoring?: MonitoringProps;
-  /** The images to mirror (the guide's sync manifest), rendered as the `registry-sync-manifest` ConfigMap. @default none */
+  /**
+   * The images to mirror (the guide's sync manifest), rendered as the `registry-sync-manifest`
+   * ConfigMap and synced by the `registry-image-sync` CronJobs. @default none
+   */
   readonly sync?: SyncManifestInput["sync"];
+  /** What sync keeps of earlier versions (the sync manifest's `policies`, typed here). @default keep everything */
+  readonly retention?: RetentionProps;
+  /** The upstream registries sync reaches, and how. @default each source host over HTTPS, anonymously */
+  readonly upstreams?: readonly UpstreamProps[];
+  /** Scheduled garbage collection (the `registry-gc` CronJob). @default see GcProps */
+  readonly gc?: GcProps;
+  /**
+   * The admin credentials the sync and GC CronJobs use; required when `auth.enabled` and a
+   * CronJob is synthesized. @default none
+   */
+  readonly maintenanceCredentials?: MaintenanceCredentials;
+  /** A PodDisruptionBudget for the registry pods. @default none */
+  readonly podDisruptionBudget?: PodDisruptionBudgetProps;
+}
+
+/** The sync manifest's `policies`, in the constructs' spelling. */
+export interface RetentionProps {
+  /** Keep the N most recently pushed tags of each synced repository (listed tags count and are always kept). @default all */
+  readonly keepLastVersions?: number;
+  /** Delete unlisted tags pushed more than this many days ago. @default never */
+  readonly maxImageAgeDays?: number;
+  /** Delete manifests no tag reaches any more, so GC frees their blobs. @default false */
+  readonly cleanupUnused?: boolean;
+}
+
+/** One upstream registry sync copies from. */
+export interface UpstreamProps {
+  /** The host as the sync manifest's sources name it (`docker.io`, `gcr.io`). */
+  readonly registry: string;
+  /** Where to reach it instead (the site's mirror). @default https://<registry> */
+  readonly url?: string;
+  /** @default anonymous */
+  readonly username?: string;
+  /** The Secret (and key) holding the password. @default none */
+  readonly passwordSecret?: { readonly name: string; readonly key?: string };
+  /** The Secret (and key) holding the CA bundle that signs the upstream's certificate. @default the system's CAs */
+  readonly caSecret?: { readonly name: string; readonly key?: string };
+}
+
+export interface PodDisruptionBudgetProps {
+  /** Pods that must stay up during voluntary disruptions (node drains). Exactly one of the two. */
+  readonly minAvailable?: number;
+  readonly maxUnavailable?: number;
 }
 
 export interface NetworkPolicyProps {
@@ -126,8 +174,10 @@ export interface NetworkPolicyProps {
   readonly clientNamespaces?: readonly string[];
   /** @default "monitoring" */
   readonly monitoringNamespace?: string;
-  /** @default none */
+  /** CIDRs of the upstream registries sync reaches (the registry pods' only egress besides DNS). @default none */
   readonly upstreamCidrs?: readonly string[];
+  /** Ports of those upstreams. @default [443] */
+  readonly upstreamPorts?: readonly number[];
 }
 
 export interface MonitoringProps {
@@ -145,6 +195,7 @@ const CONFIG_DIR = "/etc/neam-registry";
 const DATA_DIR = "/var/lib/registry";
 const AUTH_DIR = "/auth";
 const TLS_DIR = "/certs";
+const UPSTREAMS_DIR = "/etc/neam-registry/upstreams";
 const REGISTRY_PORT = 5000;
 const METRICS_PORT = 5001;
 /** The image's non-root user (see server/Dockerfile). */
@@ -160,6 +211,7 @@ export class LocalRegistry extends Construct {
   readonly persistentVolumeClaim?: KubePersistentVolumeClaim;
   readonly htpasswdSecret?: KubeSecret;
   readonly monitoring?: RegistryMonitoring;
+  readonly maintenance?: RegistryMaintenanceJobs;
   /** Labels that select the registry's pods. */
   readonly selectorLabels: Record<string, string>;
 
@@ -219,6 +271,13 @@ export class LocalRegistry extends Construct {
       });
     }
 
+    if (props.retention !== undefined && props.sync?.policies !== undefined)
+      throw new Error("LocalRegistry: set retention or sync.policies, not both");
+    const syncInput: SyncManifestInput["sync"] | undefined =
+      props.sync === undefined
+        ? undefined
+        : { ...props.sync, policies: props.sync.policies ?? retentionPolicies(props.retention) };
+    const upstreams = props.upstreams ?? [];
     const config: ConfigInput = {
       version: "0.1",
       log: { level: props.logLevel ?? "info" },
@@ -230,6 +289,19 @@ export class LocalRegistry extends Construct {
       },
       ...(auth.enabled
         ? { auth: { htpasswd: { realm: auth.realm ?? "neam-registry", path: `${AUTH_DIR}/htpasswd` } } }
+        : {}),
+      ...(upstreams.length > 0
+        ? {
+            sync: {
+              upstreams: upstreams.map((u, i) => ({
+                registry: u.registry,
+                ...(u.url !== undefined ? { url: u.url } : {}),
+                ...(u.username !== undefined ? { username: u.username } : {}),
+                ...(u.passwordSecret ? { passwordfile: `${UPSTREAMS_DIR}/${i}/password` } : {}),
+                ...(u.caSecret ? { ca: `${UPSTREAMS_DIR}/${i}/ca.crt` } : {}),
+              })),
+            },
+          }
         : {}),
     };
     const rendered = renderRegistryConfig(config);
@@ -280,6 +352,24 @@ export class LocalRegistry extends Construct {
       volumes.push({ name: "tls", secret: { secretName: props.tls.secretName } });
       mounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
     }
+    upstreams.forEach((u, i) => {
+      const files = [
+        ...(u.passwordSecret
+          ? [{ secret: u.passwordSecret, key: u.passwordSecret.key ?? "password", path: "password" }]
+          : []),
+        ...(u.caSecret ? [{ secret: u.caSecret, key: u.caSecret.key ?? "ca.crt", path: "ca.crt" }] : []),
+      ];
+      if (files.length === 0) return;
+      volumes.push({
+        name: `upstream-${i}`,
+        projected: {
+          sources: files.map((f) => ({
+            secret: { name: f.secret.name, items: [{ key: f.key, path: f.path }] },
+          })),
+        },
+      });
+      mounts.push({ name: `upstream-${i}`, mountPath: `${UPSTREAMS_DIR}/${i}`, readOnly: true });
+    });
 
     // A change of config or users rolls the pods (the registry also reloads htpasswd itself).
     const checksum = createHash("sha256")
@@ -357,11 +447,68 @@ export class LocalRegistry extends Construct {
         namespace: this.namespace,
         secretName: props.tls.secretName,
         issuer: props.tls.certificate.issuer,
-        dnsNames: props.tls.certificate.dnsNames,
+        // The in-cluster names too: the maintenance CronJobs reach the registry through its Service.
+        dnsNames: nonEmpty("tls.dnsNames", props.tls.certificate.dnsNames) && [
+          ...(props.tls.certificate.dnsNames ?? ["local-registry.neam.internal"]),
+          `${this.name}.${this.namespace}.svc`,
+          `${this.name}.${this.namespace}.svc.cluster.local`,
+        ],
       });
     }
-    if (props.sync !== undefined)
-      new RegistrySyncManifest(this, "sync-manifest", { namespace: this.namespace, sync: props.sync });
+    const syncManifest =
+      syncInput === undefined
+        ? undefined
+        : new RegistrySyncManifest(this, "sync-manifest", { namespace: this.namespace, sync: syncInput });
+    const maintenanceLabels = {
+      app: `${this.name}-maintenance`,
+      "app.kubernetes.io/name": "neam-registry",
+      "app.kubernetes.io/instance": this.name,
+      "app.kubernetes.io/component": "maintenance",
+    };
+    const gcEnabled = props.gc?.enabled ?? true;
+    if (syncManifest !== undefined || gcEnabled) {
+      if (auth.enabled && props.maintenanceCredentials === undefined)
+        throw new Error(
+          "LocalRegistry: auth.enabled with sync or gc needs maintenanceCredentials (a Secret with an admin's username and password)",
+        );
+      this.maintenance = new RegistryMaintenanceJobs(this, "maintenance", {
+        namespace: this.namespace,
+        image: `${image.repository}:${image.tag}`,
+        imagePullPolicy: image.pullPolicy,
+        registryUrl: `${props.tls ? "https" : "http"}://${this.name}.${this.namespace}.svc:${props.service?.port ?? REGISTRY_PORT}`,
+        podLabels: maintenanceLabels,
+        ...(props.tls ? { tlsSecretName: props.tls.secretName } : {}),
+        ...(auth.enabled ? { credentials: props.maintenanceCredentials } : {}),
+        ...(syncManifest !== undefined
+          ? { sync: { configMapName: syncManifest.configMap.name, manifest: syncManifest.manifest } }
+          : {}),
+        gc: props.gc,
+        runAs: RUN_AS,
+      });
+    }
+    if (props.podDisruptionBudget !== undefined) {
+      const { minAvailable, maxUnavailable } = props.podDisruptionBudget;
+      if ((minAvailable === undefined) === (maxUnavailable === undefined))
+        throw new Error(
+          "LocalRegistry: podDisruptionBudget needs exactly one of minAvailable and maxUnavailable",
+        );
+      for (const [key, value] of Object.entries({ minAvailable, maxUnavailable })) {
+        if (value !== undefined && (!Number.isInteger(value) || value < 0))
+          throw new Error(`LocalRegistry: podDisruptionBudget.${key} must be a non-negative integer`);
+      }
+      if ((minAvailable ?? 0) >= replicas || maxUnavailable === 0)
+        throw new Error(
+          `LocalRegistry: podDisruptionBudget would block every node drain with ${replicas} replica(s); allow at least one pod to be evicted`,
+        );
+      new KubePodDisruptionBudget(this, "pdb", {
+        metadata: metadata(this.name),
+        spec: {
+          selector: { matchLabels: this.selectorLabels },
+          ...(minAvailable !== undefined ? { minAvailable: IntOrString.fromNumber(minAvailable) } : {}),
+          ...(maxUnavailable !== undefined ? { maxUnavailable: IntOrString.fromNumber(maxUnavailable) } : {}),
+        },
+      });
+    }
     const networkPolicy = props.networkPolicy ?? {};
     if (networkPolicy.enabled ?? true) {
       new RegistryNetworkPolicy(this, "network-policy", {
@@ -371,6 +518,8 @@ export class LocalRegistry extends Construct {
         clientNamespaces: networkPolicy.clientNamespaces,
         monitoringNamespace: networkPolicy.monitoringNamespace,
         upstreamCidrs: networkPolicy.upstreamCidrs,
+        upstreamPorts: networkPolicy.upstreamPorts,
+        ...(this.maintenance !== undefined ? { maintenanceLabels } : {}),
       });
     }
     if (props.monitoring?.enabled && (props.monitoring.serviceMonitor?.enabled ?? true)) {
@@ -410,6 +559,23 @@ export class LocalRegistry extends Construct {
       },
     });
   }
+}
+
+function nonEmpty(prop: string, values: readonly string[] | undefined): true {
+  if (values !== undefined && values.length === 0)
+    throw new Error(`LocalRegistry: ${prop} needs at least one name`);
+  return true;
+}
+
+function retentionPolicies(
+  retention: RetentionProps | undefined,
+): NonNullable<SyncManifestInput["sync"]["policies"]> | undefined {
+  if (retention === undefined) return undefined;
+  return {
+    ...(retention.keepLastVersions !== undefined ? { keep_last_versions: retention.keepLastVersions } : {}),
+    ...(retention.maxImageAgeDays !== undefined ? { max_image_age_days: retention.maxImageAgeDays } : {}),
+    cleanup_unused: retention.cleanupUnused ?? false,
+  };
 }
 
 function mapQuantities(values: Record<string, string>): Record<string, Quantity> {

@@ -1,7 +1,7 @@
 import { Construct } from "constructs";
 import { KubeConfigMap } from "cdk8s-plus-27/lib/imports/k8s.js";
 import { stringify } from "yaml";
-import { validateSyncManifest, type SyncManifestInput } from "../server/src/index.js";
+import { validateSyncManifest, type SyncManifest, type SyncManifestInput } from "../server/src/index.js";
 
 export interface RegistrySyncManifestProps {
   readonly namespace: string;
@@ -14,12 +14,14 @@ export interface RegistrySyncManifestProps {
 /** The sync manifest ConfigMap, checked by the server's own parser at synth time. */
 export class RegistrySyncManifest extends Construct {
   readonly configMap: KubeConfigMap;
+  /** The manifest as the server reads it (defaults applied). */
+  readonly manifest: SyncManifest;
 
   constructor(scope: Construct, id: string, props: RegistrySyncManifestProps) {
     super(scope, id);
     const manifest = { sync: props.sync };
     try {
-      validateSyncManifest(manifest);
+      this.manifest = validateSyncManifest(manifest);
     } catch (error) {
       throw new Error(`LocalRegistry: sync: ${(error as Error).message}`);
     }

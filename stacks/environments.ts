@@ -19,6 +19,8 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
     service: { type: "ClusterIP", port: 5000, annotations: { "prometheus.io/scrape": "true" } },
     resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { cpu: "1000m", memory: "2Gi" } },
     auth: { enabled: true, existingSecret: "registry-htpasswd" },
+    // An htpasswd user's name and password, for the sync and GC CronJobs (kubectl create secret generic).
+    maintenanceCredentials: { secretName: "registry-maintenance" },
     tls: {
       secretName: "registry-tls-secret",
       certificate: {

@@ -11,7 +11,12 @@ export {
   parseSyncManifest,
   validateSyncManifest,
   isCronExpression,
+  frequencyOf,
+  schedulesOf,
   SyncManifestError,
   type SyncManifest,
   type SyncManifestInput,
 } from "./sync/manifest.js";
+export { DEFAULT_GC_GRACE } from "./http/admin.js";
+export type { CollectionOptions, CollectionReport } from "./gc/collector.js";
+export type { SyncReport, ImageResult } from "./sync/syncer.js";

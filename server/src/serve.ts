@@ -33,6 +33,7 @@ import { Maintenance } from "./maintenance/maintenance.js";
 import { TaskStatusStore } from "./maintenance/status.js";
 import { upstreamClients } from "./sync/upstreams.js";
 import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
+import { registerCertificateMetrics } from "./metrics/certificate-metrics.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -320,6 +321,7 @@ async function startDebugServer(
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
+  registerCertificateMetrics(config.http.tls?.certificate, primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {

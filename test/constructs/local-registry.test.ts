@@ -107,7 +107,9 @@ describe("LocalRegistry", () => {
 
   it("a change of users or config changes the checksum annotation, so the pods roll", () => {
     const checksum = (props: LocalRegistryProps) =>
-      deploymentOf(synth(props)).spec.template.metadata.annotations["checksum/config"];
+      deploymentOf(synth({ ...props, gc: { enabled: false } })).spec.template.metadata.annotations[
+        "checksum/config"
+      ];
     const a = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$abc" } });
     const b = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$xyz" } });
     const c = checksum({ auth: { enabled: true, htpasswd: "admin:$2y$05$abc" }, logLevel: "debug" });

@@ -178,6 +178,101 @@ describe("registry alerts", () => {
         ],
         alert_rule_test: [{ eval_time: "20m", alertname: "RegistryHighLatency", exp_alerts: [] }],
       },
+      ...(["sync", "gc"] as const).flatMap((task) => {
+        const prefix = task === "sync" ? "RegistrySync" : "RegistryGarbageCollection";
+        const staleHours = task === "sync" ? 26 : 194;
+        const success = (values: string) => ({
+          series: s(`${METRICS.taskLastRunSuccess}{task="${task}"}`),
+          values,
+        });
+        const lastSuccess = (values: string) => ({
+          series: s(`${METRICS.taskLastSuccessTimestampSeconds}{task="${task}"}`),
+          values,
+        });
+        return [
+          {
+            interval: "1m",
+            input_series: [success("1 1 0 0 0 0 0 0 0 0 0")],
+            alert_rule_test: [
+              { eval_time: "3m", alertname: `${prefix}Failing`, exp_alerts: [] },
+              {
+                eval_time: "10m",
+                alertname: `${prefix}Failing`,
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: "warning", job: JOB, instance: "r:5001", task },
+                    exp_annotations: {
+                      summary: task === "sync" ? "Image sync failed" : "Garbage collection failed",
+                      description: `The last ${task} run failed; \`curl /v2/_neam/status\` or the CronJob's logs say why.`,
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            interval: "1m",
+            input_series: [success("1x20")],
+            alert_rule_test: [{ eval_time: "15m", alertname: `${prefix}Failing`, exp_alerts: [] }],
+          },
+          {
+            // Last success at time 0, never again: stale once staleHours (and the 15m hold) have passed.
+            interval: "5m",
+            input_series: [lastSuccess(`0x${(staleHours + 5) * 12}`)],
+            alert_rule_test: [
+              { eval_time: `${staleHours - 1}h`, alertname: `${prefix}Stale`, exp_alerts: [] },
+              {
+                eval_time: `${staleHours + 2}h`,
+                alertname: `${prefix}Stale`,
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: "warning", job: JOB, instance: "r:5001", task },
+                    exp_annotations: {
+                      summary: `${task === "sync" ? "Image sync" : "Garbage collection"} has not succeeded for ${staleHours} hours`,
+                      description: `The last successful ${task} run was ${task === "sync" ? "1d 4h 0m 0s" : "8d 4h 0m 0s"} ago; check the CronJob.`,
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            // Succeeding all the time: never stale.
+            interval: "5m",
+            input_series: [lastSuccess(`0+300x${(staleHours + 5) * 12}`)],
+            alert_rule_test: [
+              { eval_time: `${staleHours + 2}h`, alertname: `${prefix}Stale`, exp_alerts: [] },
+            ],
+          },
+        ];
+      }),
+      {
+        // A certificate valid for 20 days is fine; one renewed to expire in 10 days is not.
+        interval: "1m",
+        input_series: [
+          {
+            series: s(`${METRICS.tlsCertificateExpiryTimestampSeconds}{}`),
+            values: `${20 * 86400}x120 ${10 * 86400}x240`,
+          },
+        ],
+        alert_rule_test: [
+          { eval_time: "1h", alertname: "RegistryCertificateExpiringSoon", exp_alerts: [] },
+          {
+            eval_time: "4h",
+            alertname: "RegistryCertificateExpiringSoon",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "warning", job: JOB, instance: "r:5001" },
+                exp_annotations: {
+                  summary: "Registry certificate expires soon",
+                  description:
+                    "The certificate served by r:5001 expires in 9d 20h 0m 0s; cert-manager has not renewed it, or the registry cannot read the renewal.",
+                },
+              },
+            ],
+          },
+        ],
+      },
     ];
     writeFileSync(
       join(dir, "tests.yml"),
@@ -222,7 +317,17 @@ describe("registry alerts", () => {
     assert.equal(result.status, 0, result.output);
     assert.equal(dashboard.title, "Local Registry Overview");
     const titles = dashboard.panels.map((p) => p.title).join(" | ");
-    for (const topic of ["Availability", "Requests", "Latency", "Error", "Storage", "Repositories"])
+    for (const topic of [
+      "Availability",
+      "Requests",
+      "Latency",
+      "Error",
+      "Storage",
+      "Repositories",
+      "sync",
+      "garbage collection",
+      "Certificate",
+    ])
       assert.match(titles, new RegExp(topic));
     assert.equal(
       new Set(dashboard.panels.map((p) => p.id)).size,

@@ -9,6 +9,8 @@ import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClai
 import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { CronJob } from "kubernetes-models/batch/v1/CronJob";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
@@ -24,6 +26,8 @@ const MODELS: Record<string, Validating> = {
   "v1/Service": Service as unknown as Validating,
   "apps/v1/Deployment": Deployment as unknown as Validating,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
+  "batch/v1/CronJob": CronJob as unknown as Validating,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget as unknown as Validating,
   "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule as unknown as Validating,
   "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor as unknown as Validating,
   "cert-manager.io/v1/Certificate": Certificate as unknown as Validating,
@@ -36,6 +40,7 @@ describe("synthesized objects validate against their schemas", () => {
       new LocalRegistry(chart, "registry", {
         ...props,
         auth: props.auth ?? { enabled: true, htpasswd: "admin:$2y$05$x" },
+        maintenanceCredentials: props.maintenanceCredentials ?? { secretName: "registry-maintenance" },
       });
       const objects = Testing.synth(chart) as { apiVersion: string; kind: string }[];
       assert.ok(objects.length >= 5);

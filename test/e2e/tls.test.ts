@@ -105,6 +105,13 @@ describe("TLS", () => {
     assert.ok(requests > 10);
     assert.equal(failures, 0, `${failures} of ${requests} requests failed during rotation`);
   });
+
+  it("exports when the served certificate expires, following a rotation (for the expiry alert)", async () => {
+    const served = new X509Certificate(readFileSync(live.cert));
+    const metrics = await (await fetch(`${registry.debugUrl}/metrics`)).text();
+    const value = /^registry_tls_certificate_expiry_timestamp_seconds (\S+)$/m.exec(metrics)?.[1];
+    assert.equal(Number(value), Date.parse(served.validTo) / 1000);
+  });
 });
 
 describe("mutual TLS (http.tls.clientcas)", () => {

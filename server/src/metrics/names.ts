@@ -21,6 +21,7 @@ export const METRICS = {
   taskLastRunSuccess: "registry_task_last_run_success",
   taskLastRunDurationSeconds: "registry_task_last_run_duration_seconds",
   taskLastRunItems: "registry_task_last_run_items",
+  tlsCertificateExpiryTimestampSeconds: "registry_tls_certificate_expiry_timestamp_seconds",
 } as const;
 
 export type MetricName = (typeof METRICS)[keyof typeof METRICS];

@@ -115,10 +115,15 @@ export function parseSyncManifest(text: string): SyncManifest {
 
 export type SyncImage = SyncManifest["sync"]["images"][number];
 
+/** The manifest's `frequency` as a cron schedule (`daily` is `0 0 * * *`). */
+export function frequencyOf(manifest: SyncManifest): string {
+  const frequency = manifest.sync.frequency;
+  return normaliseCron(FREQUENCIES[frequency] ?? frequency);
+}
+
 /** The cron schedule an image is synced on: its own, or the manifest's frequency. */
 export function scheduleOf(image: SyncImage, manifest: SyncManifest): string {
-  const schedule = image.schedule ?? manifest.sync.frequency;
-  return normaliseCron(FREQUENCIES[schedule] ?? schedule);
+  return image.schedule === undefined ? frequencyOf(manifest) : normaliseCron(image.schedule);
 }
 
 /** One space between fields, so equal schedules compare equal. */

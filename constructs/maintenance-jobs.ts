@@ -1,0 +1,212 @@
+import { Construct } from "constructs";
+import {
+  KubeCronJob,
+  Quantity,
+  type EnvVar,
+  type Volume,
+  type VolumeMount,
+} from "cdk8s-plus-27/lib/imports/k8s.js";
+import { frequencyOf, isCronExpression, schedulesOf, type SyncManifest } from "../server/src/index.js";
+
+/** A Secret with the username and password of a registry admin, for the maintenance jobs. */
+export interface MaintenanceCredentials {
+  readonly secretName: string;
+  /** @default "username" */
+  readonly usernameKey?: string;
+  /** @default "password" */
+  readonly passwordKey?: string;
+}
+
+export interface GcProps {
+  /** @default true */
+  readonly enabled?: boolean;
+  /** Cron schedule of the `registry-gc` CronJob. @default "0 3 * * 0" (Sundays, 03:00) */
+  readonly schedule?: string;
+  /** Also delete manifests no tag reaches (as `garbage-collect --delete-untagged`). @default false */
+  readonly untagged?: boolean;
+  /** Unreferenced content younger than this is kept (pushes in progress). @default "1h" */
+  readonly gracePeriod?: string;
+}
+
+export interface RegistryMaintenanceJobsProps {
+  readonly namespace: string;
+  /** Prefix of the CronJob names. @default "registry" (the guide's `registry-image-sync`, `registry-gc`) */
+  readonly prefix?: string;
+  /** The registry image: its CLI runs the jobs. */
+  readonly image: string;
+  readonly imagePullPolicy: "Always" | "IfNotPresent" | "Never";
+  /** How the jobs reach the registry's API, e.g. `https://local-registry.registry.svc:5000`. */
+  readonly registryUrl: string;
+  /** Labels of the job pods (the NetworkPolicy lets exactly these reach the registry). */
+  readonly podLabels: Record<string, string>;
+  /** The registry's TLS Secret, whose `ca.crt` the jobs trust. @default plain HTTP */
+  readonly tlsSecretName?: string;
+  /** Needed when the registry asks for credentials. @default none */
+  readonly credentials?: MaintenanceCredentials;
+  /** Sync: the ConfigMap holding `sync-manifest.yaml`, and the validated manifest (for its schedules). */
+  readonly sync?: { readonly configMapName: string; readonly manifest: SyncManifest };
+  /** @default see GcProps */
+  readonly gc?: GcProps;
+  /** The user the image runs as. */
+  readonly runAs: number;
+}
+
+const SYNC_DIR = "/etc/registry-sync";
+const TLS_DIR = "/certs";
+
+/**
+ * The registry's scheduled maintenance as CronJobs that run the registry image's own CLI against
+ * the running registry (`neam-registry sync` and `neam-registry gc`): the registry does the work
+ * online and records each outcome in its metrics, so a CronJob pod needs no volume and no
+ * privileges. One sync CronJob runs every image on the manifest's frequency (the guide's
+ * `registry-image-sync`, "every 4 hours" by default); an image with a schedule of its own is also
+ * synced by a CronJob for that schedule.
+ */
+export class RegistryMaintenanceJobs extends Construct {
+  readonly cronJobs: KubeCronJob[] = [];
+
+  constructor(scope: Construct, id: string, props: RegistryMaintenanceJobsProps) {
+    super(scope, id);
+    const prefix = props.prefix ?? "registry";
+    const gc = { enabled: true, schedule: "0 3 * * 0", untagged: false, gracePeriod: "1h", ...props.gc };
+    if (!isCronExpression(gc.schedule))
+      throw new Error(
+        `LocalRegistry: gc.schedule ${JSON.stringify(gc.schedule)} is not a five-field cron expression`,
+      );
+    if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(gc.gracePeriod))
+      throw new Error(
+        `LocalRegistry: gc.gracePeriod ${JSON.stringify(gc.gracePeriod)} is not a duration such as 1h`,
+      );
+
+    const common = [
+      "--url",
+      props.registryUrl,
+      ...(props.tlsSecretName ? ["--ca", `${TLS_DIR}/ca.crt`] : []),
+    ];
+    if (props.sync !== undefined) {
+      const { manifest, configMapName } = props.sync;
+      const frequency = frequencyOf(manifest);
+      const syncArgs = ["sync", "--manifest", `${SYNC_DIR}/sync-manifest.yaml`, ...common];
+      const volume: Volume = { name: "sync-manifest", configMap: { name: configMapName } };
+      const mount: VolumeMount = { name: "sync-manifest", mountPath: SYNC_DIR, readOnly: true };
+      this.cronJob(props, `${prefix}-image-sync`, frequency, syncArgs, [volume], [mount], 3 * 3600);
+      for (const schedule of schedulesOf(manifest).filter((s) => s !== frequency)) {
+        this.cronJob(
+          props,
+          `${prefix}-image-sync-${slug(schedule)}`,
+          schedule,
+          [...syncArgs, "--schedule", schedule],
+          [volume],
+          [mount],
+          3 * 3600,
+        );
+      }
+    }
+    if (gc.enabled) {
+      const gcArgs = ["gc", ...common, "--grace", gc.gracePeriod, ...(gc.untagged ? ["--untagged"] : [])];
+      this.cronJob(props, `${prefix}-gc`, gc.schedule, gcArgs, [], [], 2 * 3600);
+    }
+  }
+
+  private cronJob(
+    props: RegistryMaintenanceJobsProps,
+    name: string,
+    schedule: string,
+    args: string[],
+    volumes: Volume[],
+    mounts: VolumeMount[],
+    deadlineSeconds: number,
+  ): void {
+    if (name.length > 52) throw new Error(`LocalRegistry: CronJob name ${name} is longer than 52 characters`);
+    const env: EnvVar[] = [];
+    if (props.credentials !== undefined) {
+      const { secretName, usernameKey = "username", passwordKey = "password" } = props.credentials;
+      env.push(
+        {
+          name: "NEAM_REGISTRY_USERNAME",
+          valueFrom: { secretKeyRef: { name: secretName, key: usernameKey } },
+        },
+        {
+          name: "NEAM_REGISTRY_PASSWORD",
+          valueFrom: { secretKeyRef: { name: secretName, key: passwordKey } },
+        },
+      );
+    }
+    const allVolumes = [...volumes];
+    const allMounts = [...mounts];
+    if (props.tlsSecretName !== undefined) {
+      allVolumes.push({
+        name: "tls",
+        secret: { secretName: props.tlsSecretName, items: [{ key: "ca.crt", path: "ca.crt" }] },
+      });
+      allMounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
+    }
+    const labels = props.podLabels;
+    this.cronJobs.push(
+      new KubeCronJob(this, name, {
+        metadata: { name, namespace: props.namespace, labels },
+        spec: {
+          schedule,
+          // A run that is still going when the next is due is left to finish; none piles up.
+          concurrencyPolicy: "Forbid",
+          startingDeadlineSeconds: 600,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels },
+            spec: {
+              backoffLimit: 2,
+              activeDeadlineSeconds: deadlineSeconds,
+              template: {
+                metadata: { labels },
+                spec: {
+                  restartPolicy: "Never",
+                  automountServiceAccountToken: false,
+                  securityContext: {
+                    runAsNonRoot: true,
+                    runAsUser: props.runAs,
+                    runAsGroup: props.runAs,
+                    seccompProfile: { type: "RuntimeDefault" },
+                  },
+                  containers: [
+                    {
+                      name: args[0]!,
+                      image: props.image,
+                      imagePullPolicy: props.imagePullPolicy,
+                      args,
+                      env,
+                      securityContext: {
+                        readOnlyRootFilesystem: true,
+                        allowPrivilegeEscalation: false,
+                        runAsNonRoot: true,
+                        capabilities: { drop: ["ALL"] },
+                      },
+                      // The work happens in the registry; the job only waits for its answer.
+                      resources: {
+                        requests: { cpu: Quantity.fromString("10m"), memory: Quantity.fromString("64Mi") },
+                        limits: { cpu: Quantity.fromString("200m"), memory: Quantity.fromString("128Mi") },
+                      },
+                      volumeMounts: allMounts,
+                    },
+                  ],
+                  volumes: allVolumes,
+                },
+              },
+            },
+          },
+        },
+      }),
+    );
+  }
+}
+
+/** A cron expression as a name part: `0 2 * * *` → `0-2-x-x-x`. */
+function slug(schedule: string): string {
+  return schedule
+    .replaceAll("*", "x")
+    .replaceAll("/", "e")
+    .replaceAll(",", "c")
+    .replaceAll("-", "t")
+    .split(" ")
+    .join("-");
+}

@@ -1,0 +1,179 @@
+/**
+ * The sync and GC CronJobs: the guide's names and schedules, locked down like the registry, and
+ * commands that really work — each CronJob's arguments are run against a running registry, with
+ * the synthesized sync manifest and upstream config.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { Chart, Testing } from "cdk8s";
+import { parse } from "yaml";
+import { LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
+import { ENVIRONMENTS } from "../../stacks/environments.js";
+import { Client, imageManifest, sha256 } from "../helpers/oci.js";
+import { startReference } from "../helpers/reference.js";
+import { startRegistry, tempDir } from "../helpers/registry.js";
+
+const run = promisify(execFile);
+const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
+function synth(props: LocalRegistryProps): Loose[] {
+  const chart = new Chart(Testing.app(), "test", { disableResourceNameHashes: true });
+  new LocalRegistry(chart, "registry", props);
+  return Testing.synth(chart);
+}
+const cronJobs = (objects: Loose[]) => objects.filter((o) => o.kind === "CronJob");
+const containerOf = (cronJob: Loose) => cronJob.spec.jobTemplate.spec.template.spec.containers[0];
+
+describe("maintenance CronJobs", () => {
+  it("production: the guide's registry-image-sync and registry-gc, one more sync per image schedule", () => {
+    const jobs = cronJobs(synth(ENVIRONMENTS.production!));
+    assert.deepEqual(
+      jobs.map((j) => [j.metadata.name, j.spec.schedule]),
+      [
+        ["registry-image-sync", "0 0 * * *"],
+        ["registry-image-sync-0-2-x-x-x", "0 2 * * *"],
+        ["registry-image-sync-0-3-x-x-x", "0 3 * * *"],
+        ["registry-gc", "0 3 * * 0"],
+      ],
+    );
+    for (const job of jobs) {
+      assert.equal(job.spec.concurrencyPolicy, "Forbid");
+      assert.equal(job.spec.successfulJobsHistoryLimit, 3);
+      assert.equal(job.spec.failedJobsHistoryLimit, 3);
+      const pod = job.spec.jobTemplate.spec.template.spec;
+      assert.equal(pod.securityContext.runAsNonRoot, true);
+      assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
+      assert.equal(pod.automountServiceAccountToken, false);
+      const container = containerOf(job);
+      assert.equal(container.image, "registry.neam.internal/neam-registry:0.1.0");
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+      assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
+      // Credentials from the Secret, never in the arguments.
+      assert.deepEqual(
+        container.env.map((e: Loose) => [e.name, e.valueFrom.secretKeyRef.name]),
+        [
+          ["NEAM_REGISTRY_USERNAME", "registry-maintenance"],
+          ["NEAM_REGISTRY_PASSWORD", "registry-maintenance"],
+        ],
+      );
+      assert.ok(container.args.includes("https://local-registry.registry.svc:5000"));
+    }
+    // The certificate names the Service the jobs connect to.
+    const certificate = synth(ENVIRONMENTS.production!).find((o) => o.kind === "Certificate");
+    assert.ok(certificate.spec.dnsNames.includes("local-registry.registry.svc"));
+  });
+
+  it("only the maintenance pods get in besides clients and Prometheus, and they reach only the registry", () => {
+    const policies = synth(ENVIRONMENTS.production!).filter((o) => o.kind === "NetworkPolicy");
+    const registry = policies.find((p) => p.metadata.name === "local-registry");
+    const maintenance = policies.find((p) => p.metadata.name === "local-registry-maintenance");
+    const jobLabels = cronJobs(synth(ENVIRONMENTS.production!))[0].spec.jobTemplate.spec.template.metadata
+      .labels;
+    assert.ok(
+      registry.spec.ingress[0].from.some(
+        (peer: Loose) => JSON.stringify(peer.podSelector?.matchLabels) === JSON.stringify(jobLabels),
+      ),
+    );
+    assert.deepEqual(maintenance.spec.podSelector.matchLabels, jobLabels);
+    assert.deepEqual(maintenance.spec.ingress, []);
+    assert.deepEqual(maintenance.spec.egress[1].ports, [{ port: 5000, protocol: "TCP" }]);
+    // Job pods must never be behind the registry Service.
+    const service = synth(ENVIRONMENTS.production!).find((o) => o.kind === "Service");
+    assert.ok(Object.entries(service.spec.selector).some(([k, v]) => jobLabels[k] !== v));
+  });
+
+  it("bad maintenance props fail at synth time naming the prop", () => {
+    const cases: [LocalRegistryProps, RegExp][] = [
+      [{ gc: { schedule: "weekly" } }, /gc\.schedule "weekly" is not a five-field cron expression/],
+      [{ gc: { gracePeriod: "an hour" } }, /gc\.gracePeriod "an hour" is not a duration/],
+      [
+        { auth: { enabled: true, existingSecret: "users" } },
+        /auth\.enabled with sync or gc needs maintenanceCredentials/,
+      ],
+      [
+        {
+          sync: { images: [{ source: "docker.io/library/nginx:1", target: "r:5000/nginx:1" }], policies: {} },
+          retention: { keepLastVersions: 2 },
+        },
+        /set retention or sync\.policies, not both/,
+      ],
+      [{ podDisruptionBudget: { minAvailable: 1 } }, /podDisruptionBudget would block every node drain/],
+      [
+        { podDisruptionBudget: {} },
+        /podDisruptionBudget needs exactly one of minAvailable and maxUnavailable/,
+      ],
+      [{ networkPolicy: { upstreamPorts: [70000] } }, /networkPolicy\.upstreamPorts 70000 is not a port/],
+    ];
+    for (const [props, message] of cases) assert.throws(() => synth(props), message);
+  });
+});
+
+describe("the CronJobs' commands against a running registry", () => {
+  let upstream: Awaited<ReturnType<typeof startReference>>;
+  const image = imageManifest({ layers: 2 });
+  before(async () => {
+    upstream = await startReference(join(tempDir(), "upstream"));
+    const client = new Client(upstream.url);
+    assert.equal((await client.pushManifest("library/nginx", "1.25-alpine", image)).status, 201);
+  });
+  after(() => upstream?.stop());
+
+  it("sync and gc, with the synthesized sync manifest and upstream config, succeed", async () => {
+    const objects = synth({
+      ...ENVIRONMENTS.dev!,
+      sync: {
+        images: [
+          { source: "docker.io/library/nginx:1.25-alpine", target: "local-registry:5000/nginx:1.25-alpine" },
+        ],
+      },
+      retention: { keepLastVersions: 3, cleanupUnused: true },
+      upstreams: [{ registry: "docker.io", url: upstream.url }],
+    });
+    const config = parse(objects.find((o) => o.metadata.name === "local-registry-config").data["config.yml"]);
+    const manifestPath = join(tempDir(), "sync-manifest.yaml");
+    writeFileSync(
+      manifestPath,
+      objects.find((o) => o.metadata.name === "registry-sync-manifest").data["sync-manifest.yaml"],
+    );
+    assert.deepEqual(
+      parse(objects.find((o) => o.metadata.name === "registry-sync-manifest").data["sync-manifest.yaml"]).sync
+        .policies,
+      {
+        keep_last_versions: 3,
+        cleanup_unused: true,
+      },
+    );
+    const registry = await startRegistry({ config: { sync: config.sync } });
+    try {
+      for (const job of cronJobs(objects)) {
+        // The pod's paths and Service URL, pointed at this test's files and registry.
+        const args = (containerOf(job).args as string[]).map((a, i, all) =>
+          all[i - 1] === "--url"
+            ? registry.url
+            : a === "/etc/registry-sync/sync-manifest.yaml"
+              ? manifestPath
+              : a,
+        );
+        const { stdout } = await run(process.execPath, [MAIN, ...args]);
+        assert.match(
+          stdout,
+          job.metadata.name === "registry-gc" ? /^gc: / : /^sync: 1 images, 1 synced/m,
+          job.metadata.name,
+        );
+      }
+      const pulled = await new Client(registry.url).request("GET", "/v2/nginx/manifests/1.25-alpine", {
+        headers: { Accept: image.mediaType },
+      });
+      assert.equal(sha256(Buffer.from(await pulled.arrayBuffer())), image.digest);
+    } finally {
+      await registry.stop();
+    }
+  });
+});
