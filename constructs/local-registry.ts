@@ -135,6 +135,22 @@ export interface LocalRegistryProps {
   readonly maintenanceCredentials?: MaintenanceCredentials;
   /** A PodDisruptionBudget for the registry pods. @default none */
   readonly podDisruptionBudget?: PodDisruptionBudgetProps;
+  /**
+   * Serve as a pull-through cache of an upstream registry (the guide's `proxy.remoteurl`); pushes
+   * are then refused. @default a normal registry
+   */
+  readonly proxy?: ProxyProps;
+}
+
+export interface ProxyProps {
+  /** The upstream, e.g. "https://registry-1.docker.io" (or the site's mirror). */
+  readonly remoteUrl: string;
+  /** @default anonymous */
+  readonly username?: string;
+  /** The Secret (and key) holding the upstream password. @default none */
+  readonly passwordSecret?: { readonly name: string; readonly key?: string };
+  /** Cached images not pulled for this long are dropped ("0": never). @default "168h" */
+  readonly ttl?: string;
 }
 
 /** The sync manifest's `policies`, in the constructs' spelling. */
@@ -196,6 +212,7 @@ const DATA_DIR = "/var/lib/registry";
 const AUTH_DIR = "/auth";
 const TLS_DIR = "/certs";
 const UPSTREAMS_DIR = "/etc/neam-registry/upstreams";
+const PROXY_DIR = "/etc/neam-registry/proxy";
 const REGISTRY_PORT = 5000;
 const METRICS_PORT = 5001;
 /** The image's non-root user (see server/Dockerfile). */
@@ -271,6 +288,10 @@ export class LocalRegistry extends Construct {
       });
     }
 
+    if (props.proxy !== undefined && props.sync !== undefined)
+      throw new Error(
+        "LocalRegistry: a pull-through cache (proxy) refuses pushes, so it cannot be a sync target",
+      );
     if (props.retention !== undefined && props.sync?.policies !== undefined)
       throw new Error("LocalRegistry: set retention or sync.policies, not both");
     const syncInput: SyncManifestInput["sync"] | undefined =
@@ -289,6 +310,16 @@ export class LocalRegistry extends Construct {
       },
       ...(auth.enabled
         ? { auth: { htpasswd: { realm: auth.realm ?? "neam-registry", path: `${AUTH_DIR}/htpasswd` } } }
+        : {}),
+      ...(props.proxy !== undefined
+        ? {
+            proxy: {
+              remoteurl: props.proxy.remoteUrl,
+              ...(props.proxy.username !== undefined ? { username: props.proxy.username } : {}),
+              ...(props.proxy.passwordSecret ? { passwordfile: `${PROXY_DIR}/password` } : {}),
+              ...(props.proxy.ttl !== undefined ? { ttl: props.proxy.ttl } : {}),
+            },
+          }
         : {}),
       ...(upstreams.length > 0
         ? {
@@ -351,6 +382,11 @@ export class LocalRegistry extends Construct {
     if (props.tls) {
       volumes.push({ name: "tls", secret: { secretName: props.tls.secretName } });
       mounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
+    }
+    if (props.proxy?.passwordSecret) {
+      const { name, key = "password" } = props.proxy.passwordSecret;
+      volumes.push({ name: "proxy", secret: { secretName: name, items: [{ key, path: "password" }] } });
+      mounts.push({ name: "proxy", mountPath: PROXY_DIR, readOnly: true });
     }
     upstreams.forEach((u, i) => {
       const files = [

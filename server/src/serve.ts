@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
 import https from "node:https";
@@ -13,7 +14,10 @@ import { HealthCheck } from "./http/health.js";
 import { createLogger, type Logger } from "./log.js";
 import { HttpMetrics } from "./metrics/http-metrics.js";
 import { StorageStats } from "./metrics/storage-stats.js";
-import { Registry } from "./registry/registry.js";
+import { Registry, type RegistryOptions } from "./registry/registry.js";
+import { PullThroughRegistry } from "./proxy/pull-through.js";
+import { expireCachedTags } from "./proxy/expiry.js";
+import { UpstreamClient } from "./sync/upstream.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
@@ -43,9 +47,6 @@ function refuseUnsupported(config: Config): void {
     throw new Error(
       "config: http.prefix is not supported by this build; serve the registry at the root of its host",
     );
-  }
-  if (config.proxy !== undefined) {
-    throw new Error("config: proxy (pull-through cache) is not supported by this build yet");
   }
 }
 
@@ -160,13 +161,15 @@ async function startPublicServer(
   bus: InvalidationBus,
 ) {
   const metrics = new HttpMetrics();
-  const registry = new Registry(driver, {
+  const options: RegistryOptions = {
     onUploadBytes: (bytes) => metrics.uploadBytes.inc(bytes),
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
     bus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
-  });
+  };
+  const registry =
+    config.proxy === undefined ? new Registry(driver, options) : pullThrough(config, driver, options, logger);
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
   const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
     gcUnavailable:
@@ -189,7 +192,10 @@ async function startPublicServer(
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
     maintenance,
   });
+  const stopExpiry =
+    config.proxy === undefined ? () => {} : startCacheExpiry(config, registry, maintenance, logger);
   const server = createServer(config, app.callback());
+  server.on("close", stopExpiry);
   if (config.http.tls !== undefined) watchCertificates(server as https.Server, config.http.tls, logger);
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.
   server.requestTimeout = 0;
@@ -256,6 +262,80 @@ function authorizerFor(
     ),
     tokenEndpoint: issuer === undefined ? undefined : tokenEndpoint(issuer, policy, credentials),
   };
+}
+
+/** The registry as a pull-through cache of `proxy.remoteurl`. */
+function pullThrough(
+  config: Config,
+  driver: FilesystemDriver,
+  options: RegistryOptions,
+  logger: Logger,
+): Registry {
+  const proxy = config.proxy!;
+  let lastWarning = 0;
+  return new PullThroughRegistry(driver, options, {
+    upstream: new UpstreamClient(
+      {
+        url: proxy.remoteurl,
+        ...(proxy.username !== undefined
+          ? {
+              username: proxy.username,
+              password:
+                proxy.passwordfile !== undefined
+                  ? readFileSync(proxy.passwordfile, "utf8").replace(/\r?\n$/, "")
+                  : (proxy.password ?? ""),
+            }
+          : {}),
+      },
+      config.http.maxmanifestbytes,
+    ),
+    revalidateMs: parseDuration(proxy.revalidate),
+    onUpstreamUnavailable: (error) => {
+      // Once a minute at most: an unreachable upstream would otherwise log every pull.
+      if (Date.now() - lastWarning < 60_000) return;
+      lastWarning = Date.now();
+      logger.warn(
+        { upstream: proxy.remoteurl, err: error.message },
+        "upstream unavailable; serving the cache",
+      );
+    },
+  });
+}
+
+/**
+ * `proxy.ttl`: every quarter of the ttl (an hour at most), tags not pulled within the ttl are
+ * dropped and a collection frees their content. Needs online GC, so one worker.
+ */
+function startCacheExpiry(
+  config: Config,
+  registry: Registry,
+  maintenance: Maintenance,
+  logger: Logger,
+): () => void {
+  const ttl = config.proxy!.ttl;
+  if (ttl === "0") return () => {};
+  if (config.http.workers !== 1) {
+    logger.warn("proxy.ttl expiry needs http.workers: 1; cached content is kept");
+    return () => {};
+  }
+  const ttlMs = parseDuration(ttl);
+  const run = async () => {
+    try {
+      const expired = await expireCachedTags(registry, ttlMs);
+      if (expired.length === 0) return;
+      const report = await maintenance.collectGarbage({
+        deleteUntagged: true,
+        dryRun: false,
+        // Content fetched within the ttl (by digest, or for a tag still in use) stays.
+        gracePeriodMs: ttlMs,
+      });
+      logger.info({ expired: expired.length, freed: report.bytesFreed }, "expired cached images (proxy.ttl)");
+    } catch (error) {
+      logger.error({ err: error }, "cache expiry failed");
+    }
+  };
+  const timer = setInterval(run, Math.max(1000, Math.min(ttlMs / 4, 3_600_000))).unref();
+  return () => clearInterval(timer);
 }
 
 function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {

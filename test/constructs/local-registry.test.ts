@@ -117,9 +117,45 @@ describe("LocalRegistry", () => {
     assert.notEqual(a, c);
   });
 
+  it("proxy: the guide's pull-through config, with the upstream password from a mounted Secret", () => {
+    const objects = synth({
+      proxy: {
+        remoteUrl: "https://registry-1.docker.io",
+        username: "neam",
+        passwordSecret: { name: "dockerhub" },
+        ttl: "72h",
+      },
+    });
+    const configMap = byKind(objects, "ConfigMap")[0] as Loose;
+    const path = join(tempDir(), "config.yml");
+    writeFileSync(path, configMap.data["config.yml"]);
+    const config = loadConfig(path, {});
+    assert.equal(config.proxy?.remoteurl, "https://registry-1.docker.io");
+    assert.equal(config.proxy?.ttl, "72h");
+    const pod = deploymentOf(objects).spec.template.spec;
+    const mount = pod.containers[0].volumeMounts.find((m: Loose) => m.name === "proxy");
+    assert.equal(config.proxy?.passwordfile, `${mount.mountPath}/password`);
+    assert.deepEqual(pod.volumes.find((v: Loose) => v.name === "proxy").secret, {
+      secretName: "dockerhub",
+      items: [{ key: "password", path: "password" }],
+    });
+  });
+
   it("bad props fail at synth time naming the prop", () => {
     const cases: [LocalRegistryProps, RegExp][] = [
       [{ replicaCount: 2 }, /replicaCount 2 needs shared storage/],
+      [
+        { proxy: { remoteUrl: "registry-1.docker.io" } },
+        /rendered registry config is invalid: .*proxy\.remoteurl/,
+      ],
+      [{ proxy: { remoteUrl: "https://r.example", ttl: "a week" } }, /proxy\.ttl/],
+      [
+        {
+          proxy: { remoteUrl: "https://r.example" },
+          sync: { images: [{ source: "docker.io/library/nginx:1", target: "r:5000/nginx:1" }] },
+        },
+        /a pull-through cache \(proxy\) refuses pushes, so it cannot be a sync target/,
+      ],
       [{ replicaCount: 0 }, /replicaCount must be a positive integer/],
       [{ persistence: { size: "100GB" } }, /persistence\.size "100GB" is not a Kubernetes quantity/],
       [{ resources: { limits: { memory: "2 gigs" } } }, /resources\.limits\.memory/],

@@ -157,12 +157,21 @@ const Auth = z
     path: ["access"],
   });
 
-const Proxy = z.strictObject({
-  remoteurl: z.url(),
-  username: z.string().optional(),
-  password: z.string().optional(),
-  ttl: Duration.optional(),
-});
+const Proxy = z
+  .strictObject({
+    remoteurl: z.url(),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    /** Cached content not pulled for this long is dropped; "0" keeps it forever (as the reference). */
+    ttl: z.union([Duration, z.literal("0"), z.literal(0).transform(() => "0" as const)]).default("168h"),
+    /** Ours: a file holding the password (a mounted Secret), instead of `password` in the config. */
+    passwordfile: z.string().min(1).optional(),
+    /** Ours: how long a tag checked against the upstream is served without checking again. */
+    revalidate: Duration.default("30s"),
+  })
+  .refine((p) => p.password === undefined || p.passwordfile === undefined, {
+    message: "set password or passwordfile, not both",
+  });
 
 const Health = z.strictObject({
   storagedriver: z

@@ -56,6 +56,11 @@ export class ManifestStore {
     reference: ManifestReference,
     bytes: Buffer,
     contentType?: string,
+    /**
+     * A pull-through cache stores what the upstream serves before the content it references
+     * (fetched when first asked for): then the references are not checked.
+     */
+    options: { checkReferences?: boolean } = {},
   ): Promise<PutManifestResult> {
     if (bytes.length > this.maxManifestBytes) {
       throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${this.maxManifestBytes} bytes`);
@@ -70,7 +75,9 @@ export class ManifestStore {
     }
     const reliedOn = [digest, ...parsed.blobs, ...parsed.children];
     if (parsed.subject !== undefined) reliedOn.push(parsed.subject);
-    await this.blobs.guard.write(reliedOn, () => this.write(name, reference, digest, bytes, parsed));
+    await this.blobs.guard.write(reliedOn, () =>
+      this.write(name, reference, digest, bytes, parsed, options.checkReferences ?? true),
+    );
     this.cache.set(digest.value, { digest, bytes, parsed });
     return { digest, subject: parsed.subject };
   }
@@ -81,8 +88,9 @@ export class ManifestStore {
     digest: Digest,
     bytes: Buffer,
     parsed: ParsedManifest,
+    checkReferences: boolean,
   ): Promise<void> {
-    await this.checkReferences(name, parsed);
+    if (checkReferences) await this.checkReferences(name, parsed);
 
     // Order matters for crash safety: content, then revision, then index entries, then the tag.
     await this.blobs.putSmall(digest, bytes);

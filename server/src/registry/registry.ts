@@ -18,6 +18,8 @@ export interface RegistryOptions {
   readonly bus?: InvalidationBus;
   /** `storage.maintenance.readonly.enabled`: pulls only; pushes and deletes are refused. */
   readonly readOnly?: boolean;
+  /** Why pushes are refused (a pull-through cache); deletes are still allowed. Pushes allowed when absent. */
+  readonly pushRefused?: string;
   /** Told how many blob bytes each upload request brought. */
   readonly onUploadBytes?: (bytes: number) => void;
 }
@@ -172,13 +174,15 @@ export class Registry {
   }
 
   private requireDelete(): void {
-    this.requireWritable();
+    if (this.options.readOnly)
+      throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
     if (!this.options.deleteEnabled) throw unsupported("deletion is disabled (storage.delete.enabled)");
   }
 
   private requireWritable(): void {
     if (this.options.readOnly)
       throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
+    if (this.options.pushRefused !== undefined) throw unsupported(this.options.pushRefused);
   }
 }
 

@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
-import { digestOf, type Digest } from "../registry/digest.js";
+import { digestOf, parseDigest, type Digest } from "../registry/digest.js";
 import { MANIFEST_MEDIA_TYPES } from "../registry/media-types.js";
 
 /** Where and how to reach one upstream registry. */
@@ -23,9 +23,18 @@ export interface FetchedManifest {
 /** An upstream answered something we cannot use; the message is one line with the URL and status. */
 export class UpstreamError extends Error {
   override name = "UpstreamError";
+  constructor(
+    message: string,
+    /** The upstream's HTTP status, when it answered. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
 }
 
 const MAX_REDIRECTS = 5;
+/** An upstream silent this long (connecting, or between bytes) is given up on. */
+const IDLE_TIMEOUT_MS = 30_000;
 
 /**
  * A pull-only client of one upstream registry (the OCI distribution API): manifests and blob
@@ -52,24 +61,61 @@ export class UpstreamClient {
     return { bytes, mediaType, digest: digestOf(bytes, "sha256") };
   }
 
+  /**
+   * The digest a tag names upstream, by HEAD (which registries such as Docker Hub do not count
+   * against pull limits). Undefined when the upstream does not say.
+   */
+  async manifestDigest(repository: string, reference: string): Promise<Digest | undefined> {
+    const response = await this.get(
+      repository,
+      `/v2/${repository}/manifests/${reference}`,
+      { Accept: MANIFEST_MEDIA_TYPES.join(", ") },
+      "HEAD",
+    );
+    response.resume();
+    const header = response.headers["docker-content-digest"];
+    try {
+      return typeof header === "string" ? parseDigest(header) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The blob's bytes as a stream; the caller verifies them against the digest. */
   async blob(repository: string, digest: Digest): Promise<Readable> {
     return this.get(repository, `/v2/${repository}/blobs/${digest.value}`, {});
+  }
+
+  /** Every tag of a repository, following the `Link` pages. */
+  async tags(repository: string): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repository}/tags/list`;
+    for (let page = 0; path !== undefined && page < 1000; page++) {
+      const response = await this.get(repository, path, { Accept: "application/json" });
+      const body = JSON.parse((await readLimited(response, 16 * 1024 * 1024)).toString("utf8")) as {
+        tags?: string[] | null;
+      };
+      tags.push(...(body.tags ?? []));
+      const link = /<([^>]+)>;\s*rel="?next"?/.exec(String(response.headers.link ?? ""));
+      path = link?.[1];
+    }
+    return tags;
   }
 
   private async get(
     repository: string,
     path: string,
     headers: Record<string, string>,
+    method: "GET" | "HEAD" = "GET",
   ): Promise<IncomingMessage> {
     const scope = `repository:${repository}:pull`;
     const url = new URL(path, this.endpoint.url);
-    let response = await this.send(url, { ...headers, ...this.cachedAuthorization(scope) });
+    let response = await this.send(url, { ...headers, ...this.cachedAuthorization(scope) }, method);
     if (response.statusCode === 401) {
       const challenge = String(response.headers["www-authenticate"] ?? "");
       response.resume();
       const header = await this.authorize(challenge, scope, url);
-      response = await this.send(url, { ...headers, Authorization: header });
+      response = await this.send(url, { ...headers, Authorization: header }, method);
     }
     const status = response.statusCode ?? 0;
     if (status >= 200 && status < 300) return response;
@@ -81,7 +127,7 @@ export class UpstreamClient {
     } catch {
       /* not the spec's error body */
     }
-    throw new UpstreamError(`GET ${url.href}: ${status}${detail}`);
+    throw new UpstreamError(`${method} ${url.href}: ${status}${detail}`, status);
   }
 
   private cachedAuthorization(scope: string): Record<string, string> {
@@ -143,17 +189,24 @@ export class UpstreamClient {
     return header;
   }
 
-  private async send(url: URL, headers: Record<string, string>, redirects = 0): Promise<IncomingMessage> {
+  private async send(
+    url: URL,
+    headers: Record<string, string>,
+    method: "GET" | "HEAD" = "GET",
+    redirects = 0,
+  ): Promise<IncomingMessage> {
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       const client = url.protocol === "https:" ? https : http;
-      const request = client.get(
+      const request = client.request(
         url,
-        { headers, ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}) },
+        { method, headers, timeout: IDLE_TIMEOUT_MS, ...(this.endpoint.ca ? { ca: this.endpoint.ca } : {}) },
         resolve,
       );
+      request.on("timeout", () => request.destroy(new Error("no answer in time")));
       request.on("error", (error) =>
-        reject(new UpstreamError(`GET ${url.origin}${url.pathname}: ${error.message}`)),
+        reject(new UpstreamError(`${method} ${url.origin}${url.pathname}: ${error.message}`)),
       );
+      request.end();
     });
     const status = response.statusCode ?? 0;
     const location = response.headers.location;
@@ -162,7 +215,7 @@ export class UpstreamClient {
       if (redirects >= MAX_REDIRECTS) throw new UpstreamError(`GET ${url.href}: too many redirects`);
       const next = new URL(location, url);
       const { Authorization: _dropped, ...rest } = headers;
-      return this.send(next, next.origin === url.origin ? headers : rest, redirects + 1);
+      return this.send(next, next.origin === url.origin ? headers : rest, method, redirects + 1);
     }
     return response;
   }

@@ -57,6 +57,27 @@ proxy:
     assert.equal(config.http.addr, ":5000");
   });
 
+  it("proxy.ttl takes a duration or 0 (never expire), as the reference; one password source only", () => {
+    const ttl = (value: string) =>
+      loadConfig(file(`version: 0.1\nproxy:\n  remoteurl: https://r.example\n  ttl: ${value}\n`), {}).proxy
+        ?.ttl;
+    assert.equal(ttl("72h"), "72h");
+    assert.equal(ttl("0"), "0");
+    assert.equal(
+      loadConfig(file("version: 0.1\nproxy:\n  remoteurl: https://r.example\n"), {}).proxy?.ttl,
+      "168h",
+    );
+    assert.throws(() => ttl("soon"), /proxy\.ttl/);
+    assert.throws(
+      () =>
+        loadConfig(
+          file("version: 0.1\nproxy:\n  remoteurl: https://r.example\n  password: a\n  passwordfile: /p\n"),
+          {},
+        ),
+      /set password or passwordfile, not both/,
+    );
+  });
+
   it("the embedded default serves ./data on :5000 with metrics on :5001", () => {
     const config = loadConfig(undefined, {});
     assert.equal(config.storage.filesystem.rootdirectory, "./data");
