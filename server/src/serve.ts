@@ -304,7 +304,8 @@ function pullThrough(
 
 /**
  * `proxy.ttl`: every quarter of the ttl (an hour at most), tags not pulled within the ttl are
- * dropped and a collection frees their content. Needs online GC, so one worker.
+ * dropped and a collection frees their content. Content pulled only by digest expires a ttl after
+ * it was fetched. Needs online GC, so one worker.
  */
 function startCacheExpiry(
   config: Config,
@@ -319,17 +320,28 @@ function startCacheExpiry(
     return () => {};
   }
   const ttlMs = parseDuration(ttl);
+  const collect = async (expired: number) => {
+    const report = await maintenance.collectGarbage({
+      deleteUntagged: true,
+      dryRun: false,
+      // Content fetched within the ttl (by digest, or for a tag still in use) stays.
+      gracePeriodMs: ttlMs,
+    });
+    logger.info({ expired, freed: report.bytesFreed }, "expired cached images (proxy.ttl)");
+  };
+  // What an expired tag referenced may itself be younger than the ttl: a second pass one ttl
+  // later frees it.
+  let secondPassAt: number | undefined;
   const run = async () => {
     try {
       const expired = await expireCachedTags(registry, ttlMs);
-      if (expired.length === 0) return;
-      const report = await maintenance.collectGarbage({
-        deleteUntagged: true,
-        dryRun: false,
-        // Content fetched within the ttl (by digest, or for a tag still in use) stays.
-        gracePeriodMs: ttlMs,
-      });
-      logger.info({ expired: expired.length, freed: report.bytesFreed }, "expired cached images (proxy.ttl)");
+      if (expired.length > 0) {
+        await collect(expired.length);
+        secondPassAt = Date.now() + ttlMs;
+      } else if (secondPassAt !== undefined && Date.now() >= secondPassAt) {
+        secondPassAt = undefined;
+        await collect(0);
+      }
     } catch (error) {
       logger.error({ err: error }, "cache expiry failed");
     }
