@@ -26,4 +26,14 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
   for (const pkg of ["wget", "netcat-openbsd", "bind9-dnsutils", "net-tools"])
     assert.match(runtime, new RegExp(`\\b${pkg}\\b`), pkg);
+  // The sendfile addon lands where dist/server/src/http/sendfile.js loads it from.
+  const addon = /^COPY --from=build \/src\/(server\/native\/\S+) \.\/(\S+)$/m.exec(dockerfile)!;
+  assert.equal(addon[1], addon[2]);
+  assert.ok(existsSync(`${ROOT}${addon[1]}`), "the build produces the addon");
+  const loader = readFileSync(`${ROOT}server/src/http/sendfile.ts`, "utf8");
+  const relative = /require\("([^"]+neam_sendfile\.node)"\)/.exec(loader)![1]!;
+  assert.equal(
+    new URL(relative, "file:///app/dist/server/src/http/sendfile.js").pathname,
+    `/app/${addon[2]}`,
+  );
 });

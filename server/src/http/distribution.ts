@@ -10,6 +10,8 @@ import type { RequestAuthorizer } from "./auth.js";
 import { decodeComponent as decode } from "./url.js";
 import { parseChunkRange, parseRangeHeader } from "./range.js";
 import { matcher, queryValue, type Matcher, type Route } from "./routes.js";
+import { canSendfile, sendFile } from "./sendfile.js";
+import { SMALL_BLOB_BYTES } from "../registry/blobs.js";
 
 /** What distribution handlers need besides the domain. */
 export interface DistributionOptions {
@@ -139,15 +141,27 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       ctx.status = 200;
       return;
     }
+    const start = range?.start ?? 0;
+    const length = range === undefined ? size : range.end - range.start + 1;
     if (range !== undefined) {
       ctx.status = 206;
       ctx.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
-      ctx.body = await registry.readBlob(digest, size, range.start, range.end);
-      ctx.length = range.end - range.start + 1;
+    }
+    ctx.length = length;
+    // Large blobs over plain HTTP: the kernel copies the file to the socket (sendfile).
+    const file = length > SMALL_BLOB_BYTES && canSendfile(ctx.res) ? registry.blobFile(digest) : undefined;
+    if (file !== undefined) {
+      ctx.status = range === undefined ? 200 : 206;
+      ctx.respond = false;
+      await sendFile(ctx.res, file, start, length).catch((error: unknown) => {
+        // Headers are gone: nothing to answer; the connection is closed (client went away or stalled).
+        (error as NodeJS.ErrnoException).code = "ECONNRESET";
+        throw error;
+      });
       return;
     }
-    ctx.body = size === 0 ? Buffer.alloc(0) : await registry.readBlob(digest, size);
-    ctx.length = size;
+    ctx.body =
+      size === 0 ? Buffer.alloc(0) : await registry.readBlob(digest, size, start, start + length - 1);
   }
 
   async function deleteBlob(ctx: Context, [rawName, rawDigest]: string[]) {

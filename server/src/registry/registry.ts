@@ -82,6 +82,11 @@ export class Registry {
     return this.blobs.open(digest, start, end);
   }
 
+  /** The blob's file on this machine, when storage keeps one (for zero-copy serving); checked with `statBlob` first. */
+  blobFile(digest: Digest): string | undefined {
+    return this.driver.localFile?.(layout.blobData(digest));
+  }
+
   async deleteBlob(name: string, digest: Digest): Promise<void> {
     this.requireDelete();
     await this.blobs.unlink(name, digest);

@@ -34,6 +34,11 @@ export interface StorageDriver {
    * moved into place). What a crash leaves there is cleared when the driver starts.
    */
   scratchPath(): string;
+  /**
+   * Where the file lives on this machine's filesystem, for zero-copy serving (sendfile); only
+   * drivers that keep files locally have it.
+   */
+  localFile?(path: string): string;
 }
 
 export interface FileInfo {

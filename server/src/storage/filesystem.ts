@@ -195,6 +195,10 @@ export class FilesystemDriver implements StorageDriver {
     await fs.rm(tmp, { recursive: true, force: true });
   }
 
+  localFile(path: string): string {
+    return this.full(path);
+  }
+
   scratchPath(): string {
     return `${TMP_DIR}/${tmpName()}`;
   }
