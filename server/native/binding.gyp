@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "neam_sendfile",
-      "sources": ["sendfile.c"],
+      "target_name": "neam_native",
+      "sources": ["native.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -30,10 +30,7 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   const addon = /^COPY --from=build \/src\/(server\/native\/\S+) \.\/(\S+)$/m.exec(dockerfile)!;
   assert.equal(addon[1], addon[2]);
   assert.ok(existsSync(`${ROOT}${addon[1]}`), "the build produces the addon");
-  const loader = readFileSync(`${ROOT}server/src/http/sendfile.ts`, "utf8");
-  const relative = /require\("([^"]+neam_sendfile\.node)"\)/.exec(loader)![1]!;
-  assert.equal(
-    new URL(relative, "file:///app/dist/server/src/http/sendfile.js").pathname,
-    `/app/${addon[2]}`,
-  );
+  const loader = readFileSync(`${ROOT}server/src/native.ts`, "utf8");
+  const relative = /"([^"]+neam_native\.node)"/.exec(loader)![1]!;
+  assert.equal(new URL(relative, "file:///app/dist/server/src/native.js").pathname, `/app/${addon[2]}`);
 });

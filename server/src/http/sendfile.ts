@@ -1,29 +1,10 @@
 import { open } from "node:fs/promises";
-import { createRequire } from "node:module";
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
+import { native } from "../native.js";
 
-interface SendfileAddon {
-  sendfile(
-    socketFd: number,
-    fileFd: number,
-    offset: number,
-    length: number,
-    callback: (error: string | null, sent: number) => void,
-  ): void;
-}
-
-/** The addon from server/native (built by `npm run build` where a compiler exists), if it loads. */
-const addon: SendfileAddon | undefined = (() => {
-  if (process.env.NEAM_REGISTRY_SENDFILE === "0") return undefined;
-  try {
-    const require = createRequire(import.meta.url);
-    return require("../../../../server/native/build/Release/neam_sendfile.node") as SendfileAddon;
-  } catch {
-    return undefined;
-  }
-})();
+const addon = native;
 
 export const sendfileAvailable = addon !== undefined;
 

@@ -88,9 +88,9 @@ describe("zero-copy blob pulls (sendfile)", () => {
   });
 
   it("the stream path (TLS, or no addon) serves the same bytes", async () => {
-    process.env.NEAM_REGISTRY_SENDFILE = "0";
+    process.env.NEAM_REGISTRY_NATIVE = "0";
     const streaming = await startRegistry({ root: registry.root }).finally(
-      () => delete process.env.NEAM_REGISTRY_SENDFILE,
+      () => delete process.env.NEAM_REGISTRY_NATIVE,
     );
     try {
       const other = new Client(streaming.url);

@@ -1,6 +1,7 @@
-// Zero-copy blob serving for plain-HTTP pulls: sendfile(2) from a blob file to a client socket,
-// on libuv's thread pool so the event loop never blocks. Linux only; the registry falls back to
-// streams when this addon is absent (no compiler) or the connection is TLS.
+// What Node lacks and the registry needs, as an optional addon: zero-copy blob serving for
+// plain-HTTP pulls, sendfile(2) from a blob file to a client socket, on libuv's thread pool so
+// the event loop never blocks. Linux only; the registry falls back to streams when this addon is
+// absent (no compiler) or the connection is TLS.
 //
 // sendfile(socketFd, fileFd, offset, length, callback(errorCode | null, bytesSent))
 //

@@ -1,0 +1,28 @@
+import { createRequire } from "node:module";
+
+/** What server/native/native.c offers (see there). */
+export interface NativeAddon {
+  sendfile(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    callback: (error: string | null, sent: number) => void,
+  ): void;
+}
+
+/**
+ * The optional native addon, built by `npm run build` where a compiler exists (and in the image).
+ * Undefined without it, or with NEAM_REGISTRY_NATIVE=0: the registry then streams pulls, slower
+ * but the same.
+ */
+export const native: NativeAddon | undefined = (() => {
+  if (process.env.NEAM_REGISTRY_NATIVE === "0") return undefined;
+  try {
+    return createRequire(import.meta.url)(
+      "../../../server/native/build/Release/neam_native.node",
+    ) as NativeAddon;
+  } catch {
+    return undefined;
+  }
+})();
