@@ -177,9 +177,11 @@ export interface UpstreamProps {
   readonly caSecret?: { readonly name: string; readonly key?: string };
 }
 
+/** Exactly one of the two; a budget that would block every node drain is refused at synth time. */
 export interface PodDisruptionBudgetProps {
-  /** Pods that must stay up during voluntary disruptions (node drains). Exactly one of the two. */
+  /** Pods that must stay up during voluntary disruptions (node drains). @default unset */
   readonly minAvailable?: number;
+  /** Pods that may be down during voluntary disruptions. @default unset */
   readonly maxUnavailable?: number;
 }
 
@@ -241,7 +243,7 @@ export class LocalRegistry extends Construct {
       throw new Error(`LocalRegistry: replicaCount must be a positive integer, not ${replicas}`);
     if (replicas > 1) {
       throw new Error(
-        `LocalRegistry: replicaCount ${replicas} needs shared storage; filesystem storage on a ReadWriteOnce volume serves exactly 1 replica`,
+        `LocalRegistry: replicaCount ${replicas} needs shared storage; filesystem storage on a ReadWriteOnce volume serves exactly 1 replica, and this version of the registry has no shared storage driver (S3) yet`,
       );
     }
     const persistence = { enabled: true, size: "50Gi", ...props.persistence };

@@ -124,6 +124,25 @@ describe("operations guide commands", () => {
     );
   });
 
+  it("Garbage Collection: curl -X POST http://local-registry:5000/v2/_oci/artifacts/delete", () => {
+    // As written, on a registry without auth; with auth, an admin's credentials (here any user).
+    const report = JSON.parse(
+      guide("curl -s -X POST http://local-registry:5000/v2/_oci/artifacts/delete", open).stdout,
+    );
+    assert.equal(report.dryRun, false);
+    assert.ok(Array.isArray(report.blobsDeleted));
+    assert.equal(
+      guide(
+        "curl -s -o /dev/null -w '%{http_code}' -X POST http://local-registry:5000/v2/_oci/artifacts/delete",
+      ).stdout,
+      "401",
+    );
+    const authenticated = JSON.parse(
+      guide("curl -s -u admin:password -X POST http://local-registry:5000/v2/_oci/artifacts/delete").stdout,
+    );
+    assert.deepEqual(authenticated.blobsDeleted, [], "the pushed image is all referenced");
+  });
+
   it("Using Skopeo: skopeo inspect docker://local-registry:5000/image:tag", () => {
     const result = guide(
       "skopeo inspect --tls-verify=false --creds admin:password docker://local-registry:5000/image:tag",
