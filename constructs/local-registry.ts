@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { Construct } from "constructs";
+import { containerSecurityContext, podSecurityContext } from "./security.js";
 import {
   IntOrString,
   KubeConfigMap,
@@ -441,13 +442,7 @@ export class LocalRegistry extends Construct {
           },
           spec: {
             automountServiceAccountToken: false,
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: RUN_AS,
-              runAsGroup: RUN_AS,
-              fsGroup: RUN_AS,
-              seccompProfile: { type: "RuntimeDefault" },
-            },
+            securityContext: podSecurityContext(RUN_AS, { fsGroup: true }),
             containers: [
               {
                 name: "registry",
@@ -458,12 +453,7 @@ export class LocalRegistry extends Construct {
                   { name: "registry", containerPort: REGISTRY_PORT, protocol: "TCP" },
                   { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
                 ],
-                securityContext: {
-                  readOnlyRootFilesystem: true,
-                  allowPrivilegeEscalation: false,
-                  runAsNonRoot: true,
-                  capabilities: { drop: ["ALL"] },
-                },
+                securityContext: containerSecurityContext(),
                 resources: {
                   requests: mapQuantities(resources.requests),
                   limits: mapQuantities(resources.limits),

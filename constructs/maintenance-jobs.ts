@@ -1,4 +1,5 @@
 import { Construct } from "constructs";
+import { containerSecurityContext, podSecurityContext } from "./security.js";
 import {
   KubeCronJob,
   Quantity,
@@ -162,12 +163,7 @@ export class RegistryMaintenanceJobs extends Construct {
                 spec: {
                   restartPolicy: "Never",
                   automountServiceAccountToken: false,
-                  securityContext: {
-                    runAsNonRoot: true,
-                    runAsUser: props.runAs,
-                    runAsGroup: props.runAs,
-                    seccompProfile: { type: "RuntimeDefault" },
-                  },
+                  securityContext: podSecurityContext(props.runAs),
                   containers: [
                     {
                       name: args[0]!,
@@ -175,12 +171,7 @@ export class RegistryMaintenanceJobs extends Construct {
                       imagePullPolicy: props.imagePullPolicy,
                       args,
                       env,
-                      securityContext: {
-                        readOnlyRootFilesystem: true,
-                        allowPrivilegeEscalation: false,
-                        runAsNonRoot: true,
-                        capabilities: { drop: ["ALL"] },
-                      },
+                      securityContext: containerSecurityContext(),
                       // The work happens in the registry; the job only waits for its answer.
                       resources: {
                         requests: { cpu: Quantity.fromString("10m"), memory: Quantity.fromString("64Mi") },

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 
@@ -145,4 +146,23 @@ export async function errorCode(response: Response): Promise<string | undefined>
 /** An `Authorization: Basic` header for `user:password`. */
 export function basicAuth(user: string, password: string): { Authorization: string } {
   return { Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` };
+}
+
+/** Checks that `reference` in `repo` serves `m` byte for byte, and every blob it references. */
+export async function assertServed(
+  client: Client,
+  repo: string,
+  reference: string,
+  m: Manifest,
+): Promise<void> {
+  const response = await client.request("GET", `/v2/${repo}/manifests/${reference}`, {
+    headers: { Accept: m.mediaType },
+  });
+  assert.equal(response.status, 200, `${repo}:${reference}`);
+  assert.equal(sha256(Buffer.from(await response.arrayBuffer())), m.digest);
+  for (const b of m.blobs) {
+    const got = await client.request("GET", `/v2/${repo}/blobs/${b.digest}`);
+    assert.equal(got.status, 200, `${repo} blob ${b.digest}`);
+    assert.equal(sha256(Buffer.from(await got.arrayBuffer())), b.digest);
+  }
 }

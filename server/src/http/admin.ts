@@ -30,6 +30,7 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
 
   async function collectGarbage(ctx: Context) {
     authz.requireAdmin(ctx);
+    keepWaiting(ctx);
     const report = await maintenance.collectGarbage({
       deleteUntagged: booleanParameter(ctx, "untagged"),
       dryRun: booleanParameter(ctx, "dryrun"),
@@ -41,6 +42,7 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
   /** Body: the sync manifest (YAML or JSON). `schedule`: only the images synced on that cron schedule. */
   async function sync(ctx: Context) {
     authz.requireAdmin(ctx);
+    keepWaiting(ctx);
     const schedule = queryValue(ctx, "schedule");
     if (schedule !== undefined && !isCronExpression(schedule)) {
       throw new RegistryError("PARAMETER_INVALID", "schedule must be a five-field cron expression", {
@@ -92,4 +94,17 @@ async function readText(ctx: Context, limit: number): Promise<string> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, total).toString("utf8");
+}
+
+/**
+ * A collection or sync answers when it is done, which on a large registry is longer than the
+ * idle timeout that protects the listener from silent connections: lift it for this request.
+ */
+function keepWaiting(ctx: Context): void {
+  const socket = ctx.req.socket;
+  const previous = socket.timeout ?? 0;
+  socket.setTimeout(0);
+  ctx.res.once("close", () => {
+    if (!socket.destroyed) socket.setTimeout(previous);
+  });
 }

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import {
+  assertServed,
   basicAuth,
   blob,
   Client,
@@ -55,20 +56,6 @@ async function collect(client: Client, query = "grace=0s", headers: Record<strin
   return (await response.json()) as Report;
 }
 
-/** Pulls every blob of `m` from `repo` and checks its digest. */
-async function assertIntact(client: Client, repo: string, reference: string, m: Manifest) {
-  const response = await client.request("GET", `/v2/${repo}/manifests/${reference}`, {
-    headers: { Accept: m.mediaType },
-  });
-  assert.equal(response.status, 200, `${repo}:${reference}`);
-  assert.equal(sha256(Buffer.from(await response.arrayBuffer())), m.digest);
-  for (const b of m.blobs) {
-    const got = await client.request("GET", `/v2/${repo}/blobs/${b.digest}`);
-    assert.equal(got.status, 200, `${repo} blob ${b.digest}`);
-    assert.equal(sha256(Buffer.from(await got.arrayBuffer())), b.digest);
-  }
-}
-
 describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations guide's trigger)", () => {
   let registry: RegistryProcess;
   let client: Client;
@@ -98,7 +85,7 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     const gone = await client.request("GET", `/v2/gc/kept/blobs/${orphan.digest}`);
     assert.equal(gone.status, 404);
     assert.equal(await errorCode(gone), "BLOB_UNKNOWN");
-    await assertIntact(client, "gc/kept", "v1", kept);
+    await assertServed(client, "gc/kept", "v1", kept);
 
     // A second run finds nothing more to do.
     const again = await collect(client);
@@ -118,7 +105,7 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     assert.equal((await client.pushManifest("gc/user", "v1", m, false)).status, 201);
     const report = await collect(client);
     for (const b of m.blobs) assert.ok(!report.blobsDeleted.includes(b.digest));
-    await assertIntact(client, "gc/user", "v1", m);
+    await assertServed(client, "gc/user", "v1", m);
   });
 
   it("keeps untagged manifests by default; with untagged=true deletes them unless a tag reaches them", async () => {
@@ -144,7 +131,7 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
 
     const keepAll = await collect(client);
     assert.deepEqual(keepAll.manifestsDeleted, []);
-    await assertIntact(client, repo, old.digest, old);
+    await assertServed(client, repo, old.digest, old);
 
     const report = await collect(client, "grace=0s&untagged=true");
     assert.deepEqual(
@@ -153,10 +140,10 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     );
     for (const b of [...old.blobs, ...oldSignature.blobs]) assert.ok(report.blobsDeleted.includes(b.digest));
     assert.equal((await client.request("GET", `/v2/${repo}/manifests/${old.digest}`)).status, 404);
-    await assertIntact(client, repo, "latest", current);
-    await assertIntact(client, repo, signature.digest, signature);
-    await assertIntact(client, repo, "multi", index);
-    for (const p of platforms) await assertIntact(client, repo, p.digest, p);
+    await assertServed(client, repo, "latest", current);
+    await assertServed(client, repo, signature.digest, signature);
+    await assertServed(client, repo, "multi", index);
+    for (const p of platforms) await assertServed(client, repo, p.digest, p);
     const referrers = (await (
       await client.request("GET", `/v2/${repo}/referrers/${current.digest}`)
     ).json()) as {
@@ -178,7 +165,7 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     assert.ok(report.blobsSpared >= pending.blobs.length);
     // The push completes after the collection: nothing it relied on is gone.
     assert.equal((await client.pushManifest("gc/pending", "v1", pending, false)).status, 201);
-    await assertIntact(client, "gc/pending", "v1", pending);
+    await assertServed(client, "gc/pending", "v1", pending);
 
     const abandoned = blob();
     await client.pushBlob("gc/pending", abandoned);
@@ -286,7 +273,7 @@ describe("garbage collection while pushes go on", () => {
     assert.ok(runs >= 3);
     assert.deepEqual(failures, []);
     assert.equal(pushed.length, 60);
-    for (const { repo, tag, manifest } of pushed) await assertIntact(client, repo, tag, manifest);
+    for (const { repo, tag, manifest } of pushed) await assertServed(client, repo, tag, manifest);
     const final = await collect(client, "grace=1h&untagged=true");
     assert.deepEqual(final.manifestsDeleted, []);
     for (const b of abandoned) assert.equal(existsSync(blobPath(registry.root, b.digest)), false, b.digest);
@@ -364,7 +351,7 @@ describe("garbage collection access and the CLI", () => {
     assert.equal(existsSync(blobPath(registry.root, old.blobs[0]!.digest)), false);
     const restarted = await startRegistry({ root: registry.root });
     try {
-      await assertIntact(new Client(restarted.url), "offline", "latest", current);
+      await assertServed(new Client(restarted.url), "offline", "latest", current);
     } finally {
       await restarted.stop();
     }

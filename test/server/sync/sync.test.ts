@@ -11,7 +11,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
-import { basicAuth, Client, imageManifest, indexManifest, sha256, type Manifest } from "../../helpers/oci.js";
+import {
+  assertServed,
+  basicAuth,
+  Client,
+  imageManifest,
+  indexManifest,
+  type Manifest,
+} from "../../helpers/oci.js";
 import { startReference } from "../../helpers/reference.js";
 import { freePort, startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
 
@@ -41,20 +48,6 @@ async function push(client: Client, repo: string, tag: string, m: Manifest, chil
   }
   const response = await client.pushManifest(repo, tag, m);
   assert.equal(response.status, 201, await response.text());
-}
-
-/** The manifest `reference` names in `repo`, checked byte for byte, with every blob it references. */
-async function assertServed(client: Client, repo: string, reference: string, m: Manifest) {
-  const response = await client.request("GET", `/v2/${repo}/manifests/${reference}`, {
-    headers: { Accept: m.mediaType },
-  });
-  assert.equal(response.status, 200, `${repo}:${reference}`);
-  assert.equal(sha256(Buffer.from(await response.arrayBuffer())), m.digest);
-  for (const b of m.blobs) {
-    const got = await client.request("GET", `/v2/${repo}/blobs/${b.digest}`);
-    assert.equal(got.status, 200);
-    assert.equal(sha256(Buffer.from(await got.arrayBuffer())), b.digest);
-  }
 }
 
 function writeManifest(manifest: unknown): string {
