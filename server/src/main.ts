@@ -8,6 +8,7 @@ import { serve } from "./serve.js";
 import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
 import { GC_USAGE, gcCommand } from "./cli/gc.js";
 import { SYNC_USAGE, syncCommand } from "./cli/sync.js";
+import { BACKUP_USAGE, backupCommand, restoreCommand } from "./cli/backup.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
@@ -18,7 +19,7 @@ commands:
                                  add a user or change a password (bcrypt; PASSWORD from stdin if absent)
   user remove --file HTPASSWD USER
   user list --file HTPASSWD
-${GC_USAGE}${SYNC_USAGE}`;
+${GC_USAGE}${SYNC_USAGE}${BACKUP_USAGE}`;
 
 function option(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -56,6 +57,10 @@ async function main(argv: string[]): Promise<number> {
       return gcCommand(rest, true);
     case "sync":
       return syncCommand(rest);
+    case "backup":
+      return backupCommand(rest);
+    case "restore":
+      return restoreCommand(rest);
     case "help":
     case "--help":
     case "-h":

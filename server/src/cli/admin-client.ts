@@ -1,5 +1,7 @@
-import { readFileSync } from "node:fs";
-import http from "node:http";
+import { createWriteStream, readFileSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import http, { type IncomingMessage } from "node:http";
+import { pipeline } from "node:stream/promises";
 import https from "node:https";
 
 /** How the CLI reaches a running registry's admin API. */
@@ -25,15 +27,49 @@ export class AdminRequestError extends Error {
  * the status and the registry's error message. No timeout: a collection or sync takes as long as
  * it takes, and the CronJob's activeDeadlineSeconds bounds it.
  */
-export function adminRequest(
+export async function adminRequest(
   target: AdminTarget,
   method: string,
   path: string,
   body?: { content: string; type: string },
 ): Promise<unknown> {
+  const response = await send(target, method, path, body);
+  const text = (await readAll(response)).toString("utf8");
+  try {
+    return text === "" ? undefined : JSON.parse(text);
+  } catch {
+    throw new AdminRequestError(`${method} ${path}: the registry's answer is not JSON`);
+  }
+}
+
+/** Streams a GET's answer (a backup) into `file`, through a temporary name: a cut download leaves no file. */
+export async function adminDownload(target: AdminTarget, path: string, file: string): Promise<number> {
+  const response = await send(target, "GET", path);
+  const partial = `${file}.partial`;
+  let bytes = 0;
+  response.on("data", (chunk: Buffer) => (bytes += chunk.length));
+  try {
+    await pipeline(response, createWriteStream(partial, { flush: true }));
+    if (!response.complete)
+      throw new AdminRequestError(`GET ${path}: the registry closed the connection early`);
+    await rename(partial, file);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  }
+  return bytes;
+}
+
+/** Sends the request; resolves with a 2xx response, rejects with the registry's error in one line. */
+function send(
+  target: AdminTarget,
+  method: string,
+  path: string,
+  body?: { content: string; type: string },
+): Promise<IncomingMessage> {
   const url = new URL(path, target.url);
   const client = url.protocol === "https:" ? https : http;
-  const headers: Record<string, string> = { Accept: "application/json" };
+  const headers: Record<string, string> = {};
   if (target.username !== undefined) {
     headers.Authorization = `Basic ${Buffer.from(`${target.username}:${target.password ?? ""}`).toString("base64")}`;
   }
@@ -44,30 +80,32 @@ export function adminRequest(
   const ca = target.caFile === undefined ? undefined : readFileSync(target.caFile);
   return new Promise((resolve, reject) => {
     const request = client.request(url, { method, headers, ...(ca ? { ca } : {}) }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("error", reject);
-      response.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let parsed: unknown;
+      const status = response.statusCode ?? 0;
+      if (status >= 200 && status < 300) return resolve(response);
+      readAll(response).then((content) => {
+        let error: { code?: string; message?: string } | undefined;
         try {
-          parsed = text === "" ? undefined : JSON.parse(text);
+          error = (JSON.parse(content.toString("utf8")) as { errors?: { code?: string; message?: string }[] })
+            .errors?.[0];
         } catch {
-          parsed = undefined;
+          /* not the spec's error body */
         }
-        const status = response.statusCode ?? 0;
-        if (status >= 200 && status < 300) return resolve(parsed);
-        const error = (parsed as { errors?: { code?: string; message?: string }[] } | undefined)?.errors?.[0];
         reject(
           new AdminRequestError(
             `${method} ${url.pathname}: ${status}${error ? ` ${error.code}: ${error.message}` : ""}`,
           ),
         );
-      });
+      }, reject);
     });
     request.on("error", (error) =>
       reject(new AdminRequestError(`cannot reach the registry at ${target.url}: ${error.message}`)),
     );
     request.end(body?.content);
   });
+}
+
+async function readAll(stream: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }

@@ -25,6 +25,7 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
   return matcher([
     { name: "admin_gc", pattern: /^\/v2\/_oci\/artifacts\/delete$/, methods: { POST: collectGarbage } },
     { name: "admin_sync", pattern: /^\/v2\/_neam\/sync$/, methods: { POST: sync } },
+    { name: "admin_backup", pattern: /^\/v2\/_neam\/backup$/, methods: { GET: backup } },
     { name: "admin_status", pattern: /^\/v2\/_neam\/status$/, methods: { GET: status } },
   ]);
 
@@ -59,10 +60,25 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
     ctx.body = await maintenance.sync(manifest, schedule === undefined ? {} : { schedule });
   }
 
+  /** A consistent tar.gz of the registry's data; restore with `neam-registry restore`. */
+  async function backup(ctx: Context) {
+    authz.requireAdmin(ctx);
+    keepWaiting(ctx);
+    const archive = await maintenance.backup();
+    ctx.type = "application/gzip";
+    ctx.set(
+      "Content-Disposition",
+      `attachment; filename="registry-backup-${new Date().toISOString().slice(0, 10)}.tar.gz"`,
+    );
+    ctx.body = archive;
+  }
+
   async function status(ctx: Context) {
     authz.requireAdmin(ctx);
-    const [gc, sync] = await Promise.all([maintenance.lastStatus("gc"), maintenance.lastStatus("sync")]);
-    ctx.body = { gc: gc ?? null, sync: sync ?? null };
+    const [gc, sync, backup] = await Promise.all(
+      (["gc", "sync", "backup"] as const).map((task) => maintenance.lastStatus(task)),
+    );
+    ctx.body = { gc: gc ?? null, sync: sync ?? null, backup: backup ?? null };
   }
 }
 

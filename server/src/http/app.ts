@@ -146,7 +146,8 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
   else if ((route === "manifest" || route === "blob") && method === "DELETE" && status === 202)
     action = "delete";
   else if ((route === "upload" || route === "upload_start") && status === 201) action = "upload";
-  else if (route.startsWith("admin_") && method === "POST") action = "maintenance";
+  else if (route.startsWith("admin_") && (method === "POST" || route === "admin_backup"))
+    action = "maintenance";
   if (action === undefined) return undefined;
 
   const reference =

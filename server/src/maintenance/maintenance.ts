@@ -1,4 +1,7 @@
+import type { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import type { Logger } from "../log.js";
+import { backupArchive, backupPaths } from "../backup/backup.js";
 import type { CollectionOptions, CollectionReport } from "../gc/collector.js";
 import { unsupported } from "../registry/errors.js";
 import type { Registry } from "../registry/registry.js";
@@ -69,6 +72,31 @@ export class Maintenance {
         return problems.length === 0 ? undefined : problems.join("; ").slice(0, 2000);
       },
     );
+  }
+
+  /**
+   * A consistent backup of the registry as a tar.gz stream (see backup/backup.ts). The task holds
+   * its turn until the stream has been read to the end, so no collection removes a blob the
+   * archive still has to include; a reader that goes away fails the task.
+   */
+  backup(): Promise<Readable> {
+    return new Promise((resolve, reject) => {
+      this.run(
+        "backup",
+        true,
+        async () => {
+          const paths = await backupPaths(this.registry.driver);
+          const archive = backupArchive(this.registry.driver, paths);
+          let bytes = 0;
+          archive.on("data", (chunk: Buffer) => (bytes += chunk.length));
+          archive.pause();
+          resolve(archive);
+          await finished(archive);
+          return { files: paths.length, bytes };
+        },
+        (result) => ({ files: result.files, bytes: result.bytes }),
+      ).catch(reject);
+    });
   }
 
   lastStatus(task: TaskName) {

@@ -1,8 +1,8 @@
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
 
 /** The maintenance tasks the registry runs on request (CronJobs, the CLI, the admin API). */
-export type TaskName = "gc" | "sync";
-export const TASKS: readonly TaskName[] = ["gc", "sync"];
+export type TaskName = "gc" | "sync" | "backup";
+export const TASKS: readonly TaskName[] = ["gc", "sync", "backup"];
 
 /** The outcome of a task's last run, kept in storage so it outlives restarts and is seen by every process. */
 export interface TaskStatus {

@@ -1,0 +1,209 @@
+/**
+ * Backup and restore: a backup taken while pushes go on restores into a registry where every tag
+ * resolves to intact content; a bad archive changes nothing; the guide's own tar restores too.
+ */
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import { Client, imageManifest, sha256, type Manifest } from "../../helpers/oci.js";
+import { writeOciLayout } from "../../helpers/oci-layout.js";
+import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+import { skopeo } from "../../helpers/tools.js";
+
+const run = promisify(execFile);
+const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
+const ACCEPT = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+].join(", ");
+
+/** Every tag of every repository resolves, and everything it references is there and intact. */
+async function assertEveryTagIntact(client: Client): Promise<number> {
+  let checked = 0;
+  const { repositories } = (await (await client.request("GET", "/v2/_catalog")).json()) as {
+    repositories: string[];
+  };
+  for (const repo of repositories) {
+    const { tags } = (await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as {
+      tags: string[];
+    };
+    for (const tag of tags ?? []) {
+      const pending = [tag];
+      while (pending.length > 0) {
+        const reference = pending.pop()!;
+        const response = await client.request("GET", `/v2/${repo}/manifests/${reference}`, {
+          headers: { Accept: ACCEPT },
+        });
+        assert.equal(response.status, 200, `${repo}:${reference}`);
+        const body = JSON.parse(Buffer.from(await response.arrayBuffer()).toString()) as {
+          manifests?: { digest: string }[];
+          config?: { digest: string };
+          layers?: { digest: string }[];
+        };
+        pending.push(...(body.manifests ?? []).map((m) => m.digest));
+        for (const digest of [body.config?.digest, ...(body.layers ?? []).map((l) => l.digest)]) {
+          if (digest === undefined) continue;
+          const blob = await client.request("GET", `/v2/${repo}/blobs/${digest}`);
+          assert.equal(blob.status, 200, `${repo} blob ${digest}`);
+          assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), digest);
+        }
+      }
+      checked++;
+    }
+  }
+  return checked;
+}
+
+function configFor(root: string): string {
+  const path = join(tempDir(), "config.yml");
+  writeFileSync(path, stringify({ version: "0.1", storage: { filesystem: { rootdirectory: root } } }));
+  return path;
+}
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [MAIN, ...args]).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => error,
+  );
+}
+
+describe("backup and restore", () => {
+  it("a backup taken during pushes restores into a registry where every tag is intact", async () => {
+    const source = await startRegistry();
+    let restored: RegistryProcess | undefined;
+    try {
+      const client = new Client(source.url);
+      const layout = join(tempDir(), "layout");
+      writeOciLayout(layout, "v1", "backup");
+      skopeo(
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        `oci:${layout}:v1`,
+        `docker://${source.host}/apps/multi:v1`,
+      );
+      const before: Manifest[] = [];
+      for (let i = 0; i < 10; i++) {
+        const m = imageManifest({ layers: 2 });
+        assert.equal((await client.pushManifest(`apps/app${i % 3}`, `v${i}`, m)).status, 201);
+        before.push(m);
+      }
+      // Pushes go on while the backup is read.
+      let pushing = true;
+      const pusher = (async () => {
+        for (let i = 0; pushing; i++)
+          await client.pushManifest("apps/live", `t${i}`, imageManifest({ layers: 3 }));
+      })();
+      const archive = join(tempDir(), "backup.tar.gz");
+      const backup = await cli("backup", "--url", source.url, "--output", archive);
+      pushing = false;
+      await pusher;
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.match(backup.stdout, /^backup: \d+ bytes written to /);
+
+      const root = join(tempDir(), "restored");
+      const restore = await cli("restore", "--input", archive, "--config", configFor(root));
+      assert.equal(restore.code, 0, restore.stderr);
+      assert.match(
+        restore.stdout,
+        /^restore: \d+ files, \d+ blobs \(\d+ bytes\) verified and restored into /,
+      );
+
+      restored = await startRegistry({ root });
+      const restoredClient = new Client(restored.url);
+      assert.ok((await assertEveryTagIntact(restoredClient)) >= 11);
+      for (const [i, m] of before.entries()) {
+        const got = await restoredClient.request("GET", `/v2/apps/app${i % 3}/manifests/v${i}`, {
+          headers: { Accept: m.mediaType },
+        });
+        assert.equal(sha256(Buffer.from(await got.arrayBuffer())), m.digest);
+      }
+      // Nothing dangles: a collection of everything untagged keeps every tag intact.
+      const gc = await restoredClient.request("POST", "/v2/_oci/artifacts/delete?untagged=true&grace=0s");
+      assert.equal(gc.status, 200);
+      await assertEveryTagIntact(restoredClient);
+
+      const metrics = await (await fetch(`${source.debugUrl}/metrics`)).text();
+      assert.match(metrics, /registry_task_last_run_success\{task="backup"\} 1/);
+    } finally {
+      await restored?.stop();
+      await source.stop();
+    }
+  });
+
+  it("refuses to overwrite a registry without --force, and a corrupted archive changes nothing", async () => {
+    const source = await startRegistry();
+    const client = new Client(source.url);
+    const image = imageManifest();
+    await client.pushManifest("keep/me", "v1", image);
+    const archive = join(tempDir(), "backup.tar.gz");
+    assert.equal((await cli("backup", "--url", source.url, "--output", archive)).code, 0);
+    await source.stop();
+
+    const refused = await cli("restore", "--input", archive, "--config", configFor(source.root));
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^neam-registry: .* already holds a registry; stop it and pass --force to replace it\n$/,
+    );
+
+    // A blob whose bytes do not match its digest: unpack, damage, repack.
+    const work = tempDir();
+    spawnSync("tar", ["-xzf", archive, "-C", work]);
+    const hex = image.blobs[1]!.digest.slice(7);
+    writeFileSync(join(work, "docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex, "data"), "tampered");
+    const damaged = join(tempDir(), "damaged.tar.gz");
+    spawnSync("tar", ["-czf", damaged, "-C", work, "docker"]);
+    const rejected = await cli("restore", "--input", damaged, "--config", configFor(source.root), "--force");
+    assert.equal(rejected.code, 1);
+    assert.match(rejected.stderr, new RegExp(`blob sha256:${hex} in the archive does not match its digest`));
+    const notAnArchive = join(tempDir(), "x.tar.gz");
+    writeFileSync(notAnArchive, "not a tar");
+    assert.equal(
+      (await cli("restore", "--input", notAnArchive, "--config", configFor(join(tempDir(), "r")))).code,
+      1,
+    );
+
+    const after = await startRegistry({ root: source.root });
+    try {
+      const got = await new Client(after.url).request("GET", `/v2/keep/me/blobs/${image.blobs[1]!.digest}`);
+      assert.equal(
+        sha256(Buffer.from(await got.arrayBuffer())),
+        image.blobs[1]!.digest,
+        "the old data is untouched",
+      );
+    } finally {
+      await after.stop();
+    }
+    assert.equal(
+      (await cli("restore", "--input", archive, "--config", configFor(source.root), "--force")).code,
+      0,
+    );
+  });
+
+  it("restores the operations guide's backup (tar -czf … /var/lib/registry)", async () => {
+    const source = await startRegistry();
+    const image = imageManifest({ layers: 2 });
+    await new Client(source.url).pushManifest("guide/app", "v1", image);
+    await source.stop();
+    const archive = join(tempDir(), "registry-data.tar.gz");
+    const tarred = spawnSync("tar", ["-czf", archive, source.root], { encoding: "utf8" });
+    assert.equal(tarred.status, 0, tarred.stderr);
+    const root = join(tempDir(), "restored");
+    mkdirSync(root);
+    const restore = await cli("restore", "--input", archive, "--config", configFor(root));
+    assert.equal(restore.code, 0, restore.stderr);
+    const restored = await startRegistry({ root });
+    try {
+      assert.equal(await assertEveryTagIntact(new Client(restored.url)), 1);
+    } finally {
+      await restored.stop();
+    }
+  });
+});
