@@ -12,6 +12,8 @@ import type { Caller } from "../auth/policy.js";
 import type { HealthCheck } from "./health.js";
 import type { Maintenance } from "../maintenance/maintenance.js";
 import { adminRoutes } from "./admin.js";
+import { chartRoutes } from "./chartrepo.js";
+import { ChartRepository } from "../charts/chart-repository.js";
 
 export interface AppOptions {
   readonly registry: Registry;
@@ -46,6 +48,7 @@ export function createApp(options: AppOptions): Koa {
     authz,
   });
   const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz);
+  const charts = chartRoutes(new ChartRepository(registry), registry, authz);
   const extraHeaders = Object.entries(options.headers ?? {});
 
   app.use(async (ctx: Context) => {
@@ -63,8 +66,10 @@ export function createApp(options: AppOptions): Koa {
       } else if (path === "/token" && options.tokenEndpoint !== undefined) {
         routeName = "token";
         await options.tokenEndpoint(ctx);
-      } else if (path === "/v2" || path.startsWith("/v2/")) {
-        const found = admin?.(path, ctx.method) ?? match(path, ctx.method);
+      } else if (path === "/v2" || path.startsWith("/v2/") || path.startsWith("/chartrepo/")) {
+        const found = path.startsWith("/chartrepo/")
+          ? charts(path, ctx.method)
+          : (admin?.(path, ctx.method) ?? match(path, ctx.method));
         if (found === undefined) {
           writeError(ctx, new RegistryError("NAME_UNKNOWN", "unknown endpoint"), 404);
         } else {
@@ -148,12 +153,18 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
   else if ((route === "upload" || route === "upload_start") && status === 201) action = "upload";
   else if (route.startsWith("admin_") && (method === "POST" || route === "admin_backup"))
     action = "maintenance";
+  else if (route === "chartrepo_charts" && method === "POST" && status === 201) action = "push";
+  else if (route === "chartrepo_download" && method === "GET" && status === 200) action = "pull";
+  else if (route === "chartrepo_version" && method === "DELETE" && status === 200) action = "delete";
   if (action === undefined) return undefined;
 
+  // Chart handlers name what they touched (the chart's repository is only known from its archive).
+  const chart = ctx.state.chart as { repository: string; reference: string } | undefined;
   const reference =
-    (route === "manifest" || route === "blob") && params[1] !== undefined
+    chart?.reference ??
+    ((route === "manifest" || route === "blob") && params[1] !== undefined
       ? decodeComponent(params[1])
-      : undefined;
+      : undefined);
   const digest =
     ctx.response.get("Docker-Content-Digest") || (reference?.includes(":") ? reference : undefined);
   const caller = ctx.state.caller as Caller | undefined;
@@ -163,7 +174,11 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
     user: caller?.kind === "user" ? caller.name : null,
     client: ctx.ip,
     method,
-    ...(params[0] !== undefined ? { repository: decodeComponent(params[0]) } : {}),
+    ...(chart !== undefined
+      ? { repository: chart.repository }
+      : params[0] !== undefined && !route.startsWith("chartrepo_")
+        ? { repository: decodeComponent(params[0]) }
+        : {}),
     ...(reference !== undefined ? { reference } : {}),
     ...(digest ? { digest } : {}),
     status,
