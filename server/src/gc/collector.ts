@@ -72,10 +72,10 @@ export class GarbageCollector {
         const inspected = await inspectRepository(this.driver, this.manifests, name, cutoff);
         warnings.push(...inspected.warnings);
         const { loaded } = inspected;
-        let kept: Digest[] = [...inspected.revisions];
+        let kept: Digest[] = [...inspected.revisions, ...inspected.tagTargetsWithoutRevision];
         if (options.deleteUntagged) {
           const unreachable = new Set(inspected.unreachable.map((d) => d.value));
-          kept = [];
+          kept = [...inspected.tagTargetsWithoutRevision];
           for (const digest of inspected.revisions) {
             const deleted =
               unreachable.has(digest.value) &&

@@ -14,6 +14,8 @@ export interface RepositoryManifests {
    * are older than the cut-off and readable: what "delete untagged" removes.
    */
   readonly unreachable: readonly Digest[];
+  /** Manifests a tag names though the repository has no revision link for them (kept). */
+  readonly tagTargetsWithoutRevision: readonly Digest[];
   /** Revisions whose manifest could not be read (kept, and said so). */
   readonly warnings: readonly string[];
 }
@@ -45,12 +47,27 @@ export async function inspectRepository(
       roots.push(digest.value);
   }
   // From storage, not the tag cache: nothing tagged may be missed.
+  const tagTargetsWithoutRevision: Digest[] = [];
   for (const tag of await listOrEmpty(driver, layout.tagsDir(name))) {
     const digest = await readLink(driver, layout.tagCurrentLink(name, tag));
-    if (digest !== undefined) roots.push(digest.value);
+    if (digest === undefined) continue;
+    roots.push(digest.value);
+    // A tag still serves its manifest when the revision link is gone (another tool, a torn
+    // write): that manifest and what it references are kept all the same.
+    if (loaded.has(digest.value) || revisions.some((r) => r.value === digest.value)) continue;
+    const manifest = await manifests.load(digest).catch(() => undefined);
+    if (manifest === undefined) continue;
+    loaded.set(digest.value, manifest);
+    tagTargetsWithoutRevision.push(digest);
   }
   const reached = reachableFrom(roots, loaded);
-  return { revisions, loaded, unreachable: revisions.filter((d) => !reached.has(d.value)), warnings };
+  return {
+    revisions,
+    loaded,
+    unreachable: revisions.filter((d) => !reached.has(d.value)),
+    tagTargetsWithoutRevision,
+    warnings,
+  };
 }
 
 /** `roots`, the manifests their indexes list, and the referrers of anything reached, to a fixed point. */

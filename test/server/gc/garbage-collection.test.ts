@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -155,6 +155,19 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     );
     const tags = (await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as { tags: string[] };
     assert.deepEqual(tags.tags, ["latest", "multi"]);
+  });
+
+  it("keeps what a tag names even when its revision link is gone (left so by another tool)", async () => {
+    const m = imageManifest({ layers: 2 });
+    assert.equal((await client.pushManifest("gc/torn", "v1", m)).status, 201);
+    const hex = m.digest.slice("sha256:".length);
+    rmSync(join(registry.root, "docker/registry/v2/repositories/gc/torn/_manifests/revisions/sha256", hex), {
+      recursive: true,
+    });
+    const report = await collect(client, "grace=0s&untagged=true");
+    for (const digest of [m.digest, ...m.blobs.map((b) => b.digest)])
+      assert.ok(!report.blobsDeleted.includes(digest), digest);
+    await assertServed(client, "gc/torn", "v1", m);
   });
 
   it("spares unreferenced content younger than the grace period (a push in progress), and collects it once old", async () => {
