@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import cluster, { type Worker } from "node:cluster";
 import http from "node:http";
 import https from "node:https";
-import { availableParallelism } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import type { AddressInfo } from "node:net";
 import Koa from "koa";
 import Router from "@koa/router";
@@ -18,6 +18,8 @@ import { Registry, type RegistryOptions } from "./registry/registry.js";
 import { PullThroughRegistry } from "./proxy/pull-through.js";
 import { expireCachedTags } from "./proxy/expiry.js";
 import { UpstreamClient } from "./sync/upstream.js";
+import { notifierFor } from "./notifications/notifier.js";
+import { registerNotificationMetrics } from "./metrics/notification-metrics.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
@@ -171,6 +173,8 @@ async function startPublicServer(
   const registry =
     config.proxy === undefined ? new Registry(driver, options) : pullThrough(config, driver, options, logger);
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
+  const notifier = notifierFor(config.notifications, parseDuration, logger);
+  if (notifier !== undefined) registerNotificationMetrics(notifier, metrics.registry);
   const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
     gcUnavailable:
       config.http.workers === 1
@@ -191,6 +195,14 @@ async function startPublicServer(
     tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
     maintenance,
+    ...(notifier !== undefined
+      ? {
+          notifications: {
+            notifier,
+            sourceAddr: `${hostname()}:${parseListenAddress(config.http.addr).port}`,
+          },
+        }
+      : {}),
   });
   const stopExpiry =
     config.proxy === undefined ? () => {} : startCacheExpiry(config, registry, maintenance, logger);

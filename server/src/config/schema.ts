@@ -210,6 +210,32 @@ const Sync = z.strictObject({
     .default([]),
 });
 
+/** Webhook notifications of pushes, pulls, deletes and mounts, as the reference registry sends them. */
+const Notifications = z.strictObject({
+  events: z.strictObject({ includereferences: z.boolean().default(false) }).optional(),
+  endpoints: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        disabled: z.boolean().default(false),
+        url: z.url(),
+        headers: z.record(z.string(), z.array(z.string())).default({}),
+        timeout: Duration.default("1s"),
+        /** Consecutive failures after which the endpoint is backed off. */
+        threshold: z.number().int().positive().default(10),
+        backoff: Duration.default("1s"),
+        ignoredmediatypes: z.array(z.string()).default([]),
+        ignore: z
+          .strictObject({
+            mediatypes: z.array(z.string()).default([]),
+            actions: z.array(z.enum(["pull", "push", "delete", "mount"])).default([]),
+          })
+          .prefault({}),
+      }),
+    )
+    .default([]),
+});
+
 export const ConfigSchema = z.strictObject({
   version: z
     .union([z.string(), z.number()], { error: "is required and must be 0.1" })
@@ -223,6 +249,7 @@ export const ConfigSchema = z.strictObject({
   health: Health.optional(),
   audit: Audit.optional(),
   sync: Sync.prefault({}),
+  notifications: Notifications.optional(),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

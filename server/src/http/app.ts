@@ -14,6 +14,8 @@ import type { Maintenance } from "../maintenance/maintenance.js";
 import { adminRoutes } from "./admin.js";
 import { chartRoutes } from "./chartrepo.js";
 import { ChartRepository } from "../charts/chart-repository.js";
+import type { Notifier } from "../notifications/notifier.js";
+import { notificationEvent } from "./notification-events.js";
 
 export interface AppOptions {
   readonly registry: Registry;
@@ -34,6 +36,8 @@ export interface AppOptions {
   readonly audit?: AuditLog;
   /** The maintenance API (garbage collection, sync); absent, its paths are unknown. */
   readonly maintenance?: Maintenance;
+  /** Webhook notifications (`notifications.endpoints`), and this instance's `host:port` for them. */
+  readonly notifications?: { readonly notifier: Notifier; readonly sourceAddr: string };
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -121,6 +125,14 @@ export function createApp(options: AppOptions): Koa {
       if (options.audit !== undefined) {
         const event = auditEvent(ctx, routeName, params);
         if (event !== undefined) options.audit.record(event);
+      }
+      if (options.notifications !== undefined) {
+        const { notifier, sourceAddr } = options.notifications;
+        const event = notificationEvent(ctx, routeName, params, {
+          addr: sourceAddr,
+          instanceID: notifier.instanceId,
+        });
+        if (event !== undefined) notifier.publish(event);
       }
       if (options.accessLog) {
         logger.info(

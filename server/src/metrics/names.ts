@@ -22,6 +22,8 @@ export const METRICS = {
   taskLastRunDurationSeconds: "registry_task_last_run_duration_seconds",
   taskLastRunItems: "registry_task_last_run_items",
   tlsCertificateExpiryTimestampSeconds: "registry_tls_certificate_expiry_timestamp_seconds",
+  notificationPendingEvents: "registry_notification_pending_events",
+  notificationDeliveries: "registry_notification_deliveries",
 } as const;
 
 export type MetricName = (typeof METRICS)[keyof typeof METRICS];

@@ -90,7 +90,15 @@ proxy:
       () => loadConfig(file("version: 0.1\nhttp:\n  adr: :5000\n"), {}),
       (e: Error) => e instanceof ConfigError && e.message === 'config: unknown key "http.adr"',
     );
-    assert.throws(() => validateConfig({ version: "0.1", notifications: {} }), /unknown key "notifications"/);
+    assert.throws(() => validateConfig({ version: "0.1", notification: {} }), /unknown key "notification"/);
+    assert.throws(
+      () =>
+        validateConfig({
+          version: "0.1",
+          notifications: { endpoints: [{ name: "a", url: "http://x", retries: 3 }] },
+        }),
+      /unknown key "notifications\.endpoints\.0\.retries"/,
+    );
   });
 
   it("a wrong value fails naming the key", () => {
