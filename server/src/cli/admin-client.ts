@@ -2,6 +2,10 @@ import { createWriteStream, readFileSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import http, { type IncomingMessage } from "node:http";
 import { pipeline } from "node:stream/promises";
+import { readLimited } from "../read-limited.js";
+
+/** A GC or sync report lists what it did; far below this. */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 import https from "node:https";
 
 /** How the CLI reaches a running registry's admin API. */
@@ -34,7 +38,7 @@ export async function adminRequest(
   body?: { content: string; type: string },
 ): Promise<unknown> {
   const response = await send(target, method, path, body);
-  const text = (await readAll(response)).toString("utf8");
+  const text = (await readLimited(response, MAX_ANSWER_BYTES)).toString("utf8");
   try {
     return text === "" ? undefined : JSON.parse(text);
   } catch {
@@ -82,7 +86,7 @@ function send(
     const request = client.request(url, { method, headers, ...(ca ? { ca } : {}) }, (response) => {
       const status = response.statusCode ?? 0;
       if (status >= 200 && status < 300) return resolve(response);
-      readAll(response).then((content) => {
+      readLimited(response, MAX_ANSWER_BYTES).then((content) => {
         let error: { code?: string; message?: string } | undefined;
         try {
           error = (JSON.parse(content.toString("utf8")) as { errors?: { code?: string; message?: string }[] })
@@ -102,10 +106,4 @@ function send(
     );
     request.end(body?.content);
   });
-}
-
-async function readAll(stream: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks);
 }

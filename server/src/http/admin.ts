@@ -4,6 +4,7 @@ import { RegistryError } from "../registry/errors.js";
 import type { Maintenance } from "../maintenance/maintenance.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
+import { readLimited } from "../read-limited.js";
 import {
   isCronExpression,
   parseSyncManifest,
@@ -52,7 +53,15 @@ export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer):
     }
     let manifest: SyncManifest;
     try {
-      manifest = parseSyncManifest(await readText(ctx, MAX_SYNC_MANIFEST_BYTES));
+      manifest = parseSyncManifest(
+        (
+          await readLimited(
+            ctx.req,
+            MAX_SYNC_MANIFEST_BYTES,
+            (n) => new RegistryError("PARAMETER_INVALID", `the sync manifest is larger than ${n} bytes`),
+          )
+        ).toString("utf8"),
+      );
     } catch (error) {
       if (error instanceof SyncManifestError) throw new RegistryError("PARAMETER_INVALID", error.message);
       throw error;
@@ -98,18 +107,6 @@ function durationParameter(ctx: Context, key: string, fallback: string): number 
       [key]: value.slice(0, 50),
     });
   }
-}
-
-async function readText(ctx: Context, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit)
-      throw new RegistryError("PARAMETER_INVALID", `the sync manifest is larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total).toString("utf8");
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Registry } from "../registry/registry.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
 import { decodeComponent as decode } from "./url.js";
+import { readLimited } from "../read-limited.js";
 
 /** The chart namespace of `/chartrepo` itself (the guide's `helm repo add … /chartrepo`). */
 export const DEFAULT_CHART_NAMESPACE = "charts";
@@ -137,17 +138,20 @@ async function answer(ctx: Context, work: () => Promise<void>): Promise<void> {
   }
 }
 
+const chartTooLarge = (limit: number) => new ChartError(`a chart may be at most ${limit} bytes`, 400);
+
 /** The packaged chart: the whole body, or the `chart` file of a multipart form (cm-push's way). */
 async function readChart(ctx: Context): Promise<Buffer> {
   const declared = Number(ctx.get("Content-Length") || "0");
   if (declared > MAX_CHART_BYTES)
     throw new ChartError(`a chart may be at most ${MAX_CHART_BYTES} bytes`, 400);
-  if (!ctx.is("multipart/form-data")) return readLimited(ctx.req, MAX_CHART_BYTES);
+  if (!ctx.is("multipart/form-data")) return readLimited(ctx.req, MAX_CHART_BYTES, chartTooLarge);
   return new Promise((resolve, reject) => {
     let chart: Promise<Buffer> | undefined;
     const form = busboy({ headers: ctx.req.headers, limits: { fileSize: MAX_CHART_BYTES, files: 2 } });
     form.on("file", (field, stream) => {
-      if (field === "chart" && chart === undefined) chart = readLimited(stream, MAX_CHART_BYTES);
+      if (field === "chart" && chart === undefined)
+        chart = readLimited(stream, MAX_CHART_BYTES, chartTooLarge);
       else stream.resume(); // `prov` (provenance) is not kept
     });
     form.on("error", (error: unknown) =>
@@ -159,15 +163,4 @@ async function readChart(ctx: Context): Promise<Buffer> {
     });
     ctx.req.pipe(form);
   });
-}
-
-async function readLimited(stream: AsyncIterable<unknown>, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += (chunk as Buffer).length;
-    if (total > limit) throw new ChartError(`a chart may be at most ${limit} bytes`, 400);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, total);
 }

@@ -4,14 +4,12 @@ import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { native } from "../native.js";
 
-const addon = native;
-
-export const sendfileAvailable = addon !== undefined;
+export const sendfileAvailable = native !== undefined;
 
 /** The socket's descriptor when the kernel can copy a file straight into it (plain TCP). */
 function socketFd(res: ServerResponse): number | undefined {
   const socket = res.socket as (Socket & { _handle?: { fd?: number } }) | null;
-  if (addon === undefined || socket === null || socket instanceof TLSSocket || socket.destroyed)
+  if (native === undefined || socket === null || socket instanceof TLSSocket || socket.destroyed)
     return undefined;
   const fd = socket._handle?.fd;
   return typeof fd === "number" && fd >= 0 ? fd : undefined;
@@ -44,7 +42,7 @@ export async function sendFile(
     const fd = socketFd(res);
     if (fd === undefined) throw new Error("the connection closed before the body was sent");
     await new Promise<void>((resolve, reject) =>
-      addon!.sendfile(fd, file.fd, offset, length, (error, sent) =>
+      native!.sendfile(fd, file.fd, offset, length, (error, sent) =>
         error === null && sent === length
           ? resolve()
           : reject(new Error(error ?? `sent ${sent} of ${length} bytes`)),

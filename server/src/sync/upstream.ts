@@ -3,6 +3,7 @@ import https from "node:https";
 import type { Readable } from "node:stream";
 import { digestOf, parseDigest, type Digest } from "../registry/digest.js";
 import { MANIFEST_MEDIA_TYPES } from "../registry/media-types.js";
+import { readLimited as readAtMost } from "../read-limited.js";
 
 /** Where and how to reach one upstream registry. */
 export interface UpstreamEndpoint {
@@ -221,16 +222,6 @@ export class UpstreamClient {
   }
 }
 
-async function readLimited(stream: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) {
-      stream.destroy();
-      throw new UpstreamError(`answer larger than ${limit} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
+function readLimited(stream: IncomingMessage, limit: number): Promise<Buffer> {
+  return readAtMost(stream, limit, (n) => new UpstreamError(`answer larger than ${n} bytes`));
 }
