@@ -22,14 +22,17 @@ export interface AlertOptions {
   readonly syncStaleAfterHours?: number;
   /** Hours without a successful garbage collection after which GC is stale. @default 194 (weekly, with slack) */
   readonly gcStaleAfterHours?: number;
+  /** Hours without a successful backup after which backups are stale (when scheduled). @default 26 */
+  readonly backupStaleAfterHours?: number;
   /** Days before the served certificate expires at which to warn. @default 14 */
   readonly certificateExpiryDays?: number;
 }
 
 /**
  * The registry's alerts, written against the metric names the server exports (server/src/metrics/names.ts):
- * the guide's three (down, high error rate, storage full), slow manifest serving, sync and garbage
- * collection failing or stale, and a certificate near its expiry.
+ * the guide's three (down, high error rate, storage full), slow manifest serving, sync, garbage
+ * collection and backups failing or stale (they never fire for a task that never ran), and a
+ * certificate near its expiry.
  */
 export function registryAlerts(options: AlertOptions): AlertRule[] {
   const job = `job="${options.job}"`;
@@ -87,6 +90,7 @@ export function registryAlerts(options: AlertOptions): AlertRule[] {
       options.gcStaleAfterHours ?? 194,
       job,
     ),
+    ...taskAlerts("backup", "RegistryBackup", "Backup", options.backupStaleAfterHours ?? 26, job),
     {
       alert: "RegistryCertificateExpiringSoon",
       expr: `${m.tlsCertificateExpiryTimestampSeconds}{${job}} - time() < ${(options.certificateExpiryDays ?? 14) * 86400}`,

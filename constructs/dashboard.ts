@@ -171,6 +171,12 @@ export function registryDashboard(job: string): Dashboard {
         queries: [`${m.taskLastRunItems}{${sel},task="gc",kind="bytes_freed"}`],
       },
       {
+        title: "Since the last successful backup",
+        type: "stat",
+        unit: "s",
+        queries: [`time() - ${m.taskLastSuccessTimestampSeconds}{${sel},task="backup"}`],
+      },
+      {
         title: "Certificate expires in",
         type: "stat",
         unit: "s",

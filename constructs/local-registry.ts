@@ -22,7 +22,12 @@ import { RegistryDashboard } from "./dashboard.js";
 import { RegistrySyncManifest } from "./sync-manifest.js";
 import { RegistryNetworkPolicy } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
-import { RegistryMaintenanceJobs, type GcProps, type MaintenanceCredentials } from "./maintenance-jobs.js";
+import {
+  RegistryMaintenanceJobs,
+  type BackupProps,
+  type GcProps,
+  type MaintenanceCredentials,
+} from "./maintenance-jobs.js";
 
 /** Container image of the registry. */
 export interface ImageProps {
@@ -129,6 +134,8 @@ export interface LocalRegistryProps {
   readonly upstreams?: readonly UpstreamProps[];
   /** Scheduled garbage collection (the `registry-gc` CronJob). @default see GcProps */
   readonly gc?: GcProps;
+  /** Scheduled backups (the `registry-backup` CronJob and a volume for them). @default off */
+  readonly backup?: BackupProps;
   /**
    * The admin credentials the sync and GC CronJobs use; required when `auth.enabled` and a
    * CronJob is synthesized. @default none
@@ -494,10 +501,10 @@ export class LocalRegistry extends Construct {
       "app.kubernetes.io/component": "maintenance",
     };
     const gcEnabled = props.gc?.enabled ?? true;
-    if (syncManifest !== undefined || gcEnabled) {
+    if (syncManifest !== undefined || gcEnabled || props.backup?.enabled) {
       if (auth.enabled && props.maintenanceCredentials === undefined)
         throw new Error(
-          "LocalRegistry: auth.enabled with sync or gc needs maintenanceCredentials (a Secret with an admin's username and password)",
+          "LocalRegistry: auth.enabled with sync, gc or backup needs maintenanceCredentials (a Secret with an admin's username and password)",
         );
       this.maintenance = new RegistryMaintenanceJobs(this, "maintenance", {
         namespace: this.namespace,
@@ -511,6 +518,7 @@ export class LocalRegistry extends Construct {
           ? { sync: { configMapName: syncManifest.configMap.name, manifest: syncManifest.manifest } }
           : {}),
         gc: props.gc,
+        backup: props.backup,
         runAs: RUN_AS,
       });
     }

@@ -1,7 +1,9 @@
 import { Construct } from "constructs";
 import { containerSecurityContext, podSecurityContext } from "./security.js";
+import { checkQuantity } from "./quantities.js";
 import {
   KubeCronJob,
+  KubePersistentVolumeClaim,
   Quantity,
   type EnvVar,
   type Volume,
@@ -29,6 +31,22 @@ export interface GcProps {
   readonly gracePeriod?: string;
 }
 
+/** Scheduled backups (`neam-registry backup`) onto a volume of their own. */
+export interface BackupProps {
+  /** @default false */
+  readonly enabled?: boolean;
+  /** Cron schedule of the `registry-backup` CronJob. @default "0 1 * * *" (daily, 01:00) */
+  readonly schedule?: string;
+  /** Backups kept on the volume; older ones are removed after each new one. @default 7 */
+  readonly keep?: number;
+  /** Size of the backups volume, a Kubernetes quantity. @default "100Gi" */
+  readonly size?: string;
+  /** @default the cluster's default StorageClass */
+  readonly storageClass?: string;
+  /** A PersistentVolumeClaim made outside the stack, instead of the one this makes. @default none */
+  readonly existingClaim?: string;
+}
+
 export interface RegistryMaintenanceJobsProps {
   readonly namespace: string;
   /** Prefix of the CronJob names. @default "registry" (the guide's `registry-image-sync`, `registry-gc`) */
@@ -48,11 +66,14 @@ export interface RegistryMaintenanceJobsProps {
   readonly sync?: { readonly configMapName: string; readonly manifest: SyncManifest };
   /** @default see GcProps */
   readonly gc?: GcProps;
+  /** @default see BackupProps (off) */
+  readonly backup?: BackupProps;
   /** The user the image runs as. */
   readonly runAs: number;
 }
 
 const SYNC_DIR = "/etc/registry-sync";
+const BACKUP_DIR = "/backups";
 const TLS_DIR = "/certs";
 
 /**
@@ -65,6 +86,7 @@ const TLS_DIR = "/certs";
  */
 export class RegistryMaintenanceJobs extends Construct {
   readonly cronJobs: KubeCronJob[] = [];
+  readonly backupClaim?: KubePersistentVolumeClaim;
 
   constructor(scope: Construct, id: string, props: RegistryMaintenanceJobsProps) {
     super(scope, id);
@@ -107,6 +129,39 @@ export class RegistryMaintenanceJobs extends Construct {
       const gcArgs = ["gc", ...common, "--grace", gc.gracePeriod, ...(gc.untagged ? ["--untagged"] : [])];
       this.cronJob(props, `${prefix}-gc`, gc.schedule, gcArgs, [], [], 2 * 3600);
     }
+    const backup = { enabled: false, schedule: "0 1 * * *", keep: 7, size: "100Gi", ...props.backup };
+    if (backup.enabled) {
+      if (!isCronExpression(backup.schedule))
+        throw new Error(
+          `LocalRegistry: backup.schedule ${JSON.stringify(backup.schedule)} is not a five-field cron expression`,
+        );
+      if (!Number.isInteger(backup.keep) || backup.keep < 1)
+        throw new Error(`LocalRegistry: backup.keep must be a positive integer, not ${backup.keep}`);
+      let claimName = backup.existingClaim;
+      if (claimName === undefined) {
+        checkQuantity("backup.size", backup.size);
+        this.backupClaim = new KubePersistentVolumeClaim(this, "backups", {
+          metadata: { name: `${prefix}-backups`, namespace: props.namespace, labels: props.podLabels },
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            ...(backup.storageClass ? { storageClassName: backup.storageClass } : {}),
+            resources: { requests: { storage: Quantity.fromString(backup.size) } },
+          },
+        });
+        claimName = this.backupClaim.name;
+      }
+      const backupArgs = ["backup", "--output-dir", BACKUP_DIR, "--keep", String(backup.keep), ...common];
+      this.cronJob(
+        props,
+        `${prefix}-backup`,
+        backup.schedule,
+        backupArgs,
+        [{ name: "backups", persistentVolumeClaim: { claimName } }],
+        [{ name: "backups", mountPath: BACKUP_DIR }],
+        6 * 3600,
+        { writesVolume: true },
+      );
+    }
   }
 
   private cronJob(
@@ -117,6 +172,7 @@ export class RegistryMaintenanceJobs extends Construct {
     volumes: Volume[],
     mounts: VolumeMount[],
     deadlineSeconds: number,
+    options: { writesVolume?: boolean } = {},
   ): void {
     if (name.length > 52) throw new Error(`LocalRegistry: CronJob name ${name} is longer than 52 characters`);
     const env: EnvVar[] = [];
@@ -163,7 +219,8 @@ export class RegistryMaintenanceJobs extends Construct {
                 spec: {
                   restartPolicy: "Never",
                   automountServiceAccountToken: false,
-                  securityContext: podSecurityContext(props.runAs),
+                  // A volume the job writes to must be group-writable by the image's user.
+                  securityContext: podSecurityContext(props.runAs, { fsGroup: options.writesVolume }),
                   containers: [
                     {
                       name: args[0]!,

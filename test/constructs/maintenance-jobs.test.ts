@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -70,6 +70,26 @@ describe("maintenance CronJobs", () => {
     assert.ok(certificate.spec.dnsNames.includes("local-registry.registry.svc"));
   });
 
+  it("backup: a registry-backup CronJob writing to a volume of its own, keeping the newest N", () => {
+    const objects = synth({ ...ENVIRONMENTS.production!, backup: { enabled: true, keep: 5, size: "300Gi" } });
+    const job = cronJobs(objects).find((j) => j.metadata.name === "registry-backup");
+    assert.equal(job.spec.schedule, "0 1 * * *");
+    const args = containerOf(job).args as string[];
+    assert.deepEqual(args.slice(0, 5), ["backup", "--output-dir", "/backups", "--keep", "5"]);
+    const pod = job.spec.jobTemplate.spec.template.spec;
+    assert.equal(pod.securityContext.fsGroup, 65532, "the volume is writable by the image's user");
+    const claim = objects.find(
+      (o) => o.kind === "PersistentVolumeClaim" && o.metadata.name === "registry-backups",
+    );
+    assert.equal(claim.spec.resources.requests.storage, "300Gi");
+    assert.equal(
+      pod.volumes.find((v: Loose) => v.name === "backups").persistentVolumeClaim.claimName,
+      "registry-backups",
+    );
+    const existing = synth({ backup: { enabled: true, existingClaim: "nfs-backups" } });
+    assert.ok(!existing.some((o) => o.metadata.name === "registry-backups"));
+  });
+
   it("only the maintenance pods get in besides clients and Prometheus, and they reach only the registry", () => {
     const policies = synth(ENVIRONMENTS.production!).filter((o) => o.kind === "NetworkPolicy");
     const registry = policies.find((p) => p.metadata.name === "local-registry");
@@ -95,7 +115,7 @@ describe("maintenance CronJobs", () => {
       [{ gc: { gracePeriod: "an hour" } }, /gc\.gracePeriod "an hour" is not a duration/],
       [
         { auth: { enabled: true, existingSecret: "users" } },
-        /auth\.enabled with sync or gc needs maintenanceCredentials/,
+        /auth\.enabled with sync, gc or backup needs maintenanceCredentials/,
       ],
       [
         {
@@ -110,6 +130,12 @@ describe("maintenance CronJobs", () => {
         /podDisruptionBudget needs exactly one of minAvailable and maxUnavailable/,
       ],
       [{ networkPolicy: { upstreamPorts: [70000] } }, /networkPolicy\.upstreamPorts 70000 is not a port/],
+      [
+        { backup: { enabled: true, schedule: "nightly" } },
+        /backup\.schedule "nightly" is not a five-field cron/,
+      ],
+      [{ backup: { enabled: true, keep: 0 } }, /backup\.keep must be a positive integer/],
+      [{ backup: { enabled: true, size: "lots" } }, /backup\.size "lots" is not a Kubernetes quantity/],
     ];
     for (const [props, message] of cases) assert.throws(() => synth(props), message);
   });
@@ -135,7 +161,9 @@ describe("the CronJobs' commands against a running registry", () => {
       },
       retention: { keepLastVersions: 3, cleanupUnused: true },
       upstreams: [{ registry: "docker.io", url: upstream.url }],
+      backup: { enabled: true, keep: 2 },
     });
+    const backups = tempDir();
     const config = parse(objects.find((o) => o.metadata.name === "local-registry-config").data["config.yml"]);
     const manifestPath = join(tempDir(), "sync-manifest.yaml");
     writeFileSync(
@@ -159,15 +187,26 @@ describe("the CronJobs' commands against a running registry", () => {
             ? registry.url
             : a === "/etc/registry-sync/sync-manifest.yaml"
               ? manifestPath
-              : a,
+              : a === "/backups"
+                ? backups
+                : a,
         );
-        const { stdout } = await run(process.execPath, [MAIN, ...args]);
-        assert.match(
-          stdout,
-          job.metadata.name === "registry-gc" ? /^gc: / : /^sync: 1 images, 1 synced/m,
-          job.metadata.name,
-        );
+        const expected: Record<string, RegExp> = {
+          "registry-gc": /^gc: /,
+          "registry-backup": /^backup: \d+ bytes written to /,
+        };
+        const runs = job.metadata.name === "registry-backup" ? 3 : 1;
+        for (let i = 0; i < runs; i++) {
+          const { stdout } = await run(process.execPath, [MAIN, ...args]);
+          assert.match(
+            stdout,
+            expected[job.metadata.name] ?? /^sync: 1 images, 1 synced/m,
+            job.metadata.name,
+          );
+        }
       }
+      // keep: 2 — the third run removed the oldest.
+      assert.equal(readdirSync(backups).filter((f) => f.endsWith(".tar.gz")).length, 2);
       const pulled = await new Client(registry.url).request("GET", "/v2/nginx/manifests/1.25-alpine", {
         headers: { Accept: image.mediaType },
       });

@@ -178,9 +178,12 @@ describe("registry alerts", () => {
         ],
         alert_rule_test: [{ eval_time: "20m", alertname: "RegistryHighLatency", exp_alerts: [] }],
       },
-      ...(["sync", "gc"] as const).flatMap((task) => {
-        const prefix = task === "sync" ? "RegistrySync" : "RegistryGarbageCollection";
-        const staleHours = task === "sync" ? 26 : 194;
+      ...(["sync", "gc", "backup"] as const).flatMap((task) => {
+        const prefix = { sync: "RegistrySync", gc: "RegistryGarbageCollection", backup: "RegistryBackup" }[
+          task
+        ];
+        const title = { sync: "Image sync", gc: "Garbage collection", backup: "Backup" }[task];
+        const staleHours = task === "gc" ? 194 : 26;
         const success = (values: string) => ({
           series: s(`${METRICS.taskLastRunSuccess}{task="${task}"}`),
           values,
@@ -202,7 +205,7 @@ describe("registry alerts", () => {
                   {
                     exp_labels: { severity: "warning", job: JOB, instance: "r:5001", task },
                     exp_annotations: {
-                      summary: task === "sync" ? "Image sync failed" : "Garbage collection failed",
+                      summary: `${title} failed`,
                       description: `The last ${task} run failed; \`curl /v2/_neam/status\` or the CronJob's logs say why.`,
                     },
                   },
@@ -228,8 +231,8 @@ describe("registry alerts", () => {
                   {
                     exp_labels: { severity: "warning", job: JOB, instance: "r:5001", task },
                     exp_annotations: {
-                      summary: `${task === "sync" ? "Image sync" : "Garbage collection"} has not succeeded for ${staleHours} hours`,
-                      description: `The last successful ${task} run was ${task === "sync" ? "1d 4h 0m 0s" : "8d 4h 0m 0s"} ago; check the CronJob.`,
+                      summary: `${title} has not succeeded for ${staleHours} hours`,
+                      description: `The last successful ${task} run was ${task === "gc" ? "8d 4h 0m 0s" : "1d 4h 0m 0s"} ago; check the CronJob.`,
                     },
                   },
                 ],

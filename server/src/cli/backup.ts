@@ -1,10 +1,13 @@
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
 import { restoreArchive } from "../backup/restore.js";
 import { adminDownload, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
-export const BACKUP_USAGE = `  backup --output FILE [--url URL] [--ca FILE]
+export const BACKUP_USAGE = `  backup --output FILE | --output-dir DIR [--keep N] [--url URL] [--ca FILE]
                                  a consistent tar.gz of the running registry's data, taken online;
+                                 in DIR as registry-backup-<UTC time>.tar.gz, keeping the newest N;
                                  credentials from ${USERNAME_ENV} / ${PASSWORD_ENV}
   restore --input FILE --config FILE [--force]
                                  restore a backup (ours, or the guide's tar of the root) into the
@@ -17,11 +20,21 @@ export async function backupCommand(args: string[]): Promise<number> {
     strict: true,
     options: {
       output: { type: "string" },
+      "output-dir": { type: "string" },
+      keep: { type: "string" },
       url: { type: "string", default: "http://localhost:5000" },
       ca: { type: "string" },
     },
   });
-  if (values.output === undefined) throw new Error("backup needs --output FILE");
+  const dir = values["output-dir"];
+  if ((values.output === undefined) === (dir === undefined))
+    throw new Error("backup needs --output FILE or --output-dir DIR");
+  const keep = values.keep === undefined ? undefined : Number(values.keep);
+  if (keep !== undefined && (!Number.isInteger(keep) || keep < 1))
+    throw new Error(`--keep ${JSON.stringify(values.keep)} must be a positive integer`);
+  if (keep !== undefined && dir === undefined) throw new Error("--keep goes with --output-dir");
+  const stamp = new Date().toISOString().replace(/[-:]/g, ""); // 20261126T233751.123Z
+  const output = values.output ?? join(dir!, `${BACKUP_PREFIX}${stamp}${BACKUP_SUFFIX}`);
   const bytes = await adminDownload(
     {
       url: values.url,
@@ -30,11 +43,24 @@ export async function backupCommand(args: string[]): Promise<number> {
       caFile: values.ca,
     },
     "/v2/_neam/backup",
-    values.output,
+    output,
   );
-  process.stdout.write(`backup: ${bytes} bytes written to ${values.output}\n`);
+  process.stdout.write(`backup: ${bytes} bytes written to ${output}\n`);
+  if (keep !== undefined) {
+    // Only our own names; their UTC time sorts them oldest first.
+    const ours = (await readdir(dir!))
+      .filter((f) => f.startsWith(BACKUP_PREFIX) && f.endsWith(BACKUP_SUFFIX))
+      .sort();
+    for (const old of ours.slice(0, Math.max(0, ours.length - keep))) {
+      await rm(join(dir!, old));
+      process.stdout.write(`backup: removed ${old} (keeping the newest ${keep})\n`);
+    }
+  }
   return 0;
 }
+
+const BACKUP_PREFIX = "registry-backup-";
+const BACKUP_SUFFIX = ".tar.gz";
 
 export async function restoreCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
