@@ -41,7 +41,7 @@ export async function restoreArchive(
   await fs.mkdir(staging, { recursive: true });
   try {
     let files = 0;
-    await extract({
+    const extracting = extract({
       file: archive,
       cwd: staging,
       strip,
@@ -57,6 +57,10 @@ export async function restoreArchive(
         if (wanted && type === "File") files++;
         return wanted;
       },
+    });
+    // Strict: an entry that would land outside the root (`..`, absolute) stops the restore.
+    await extracting.catch((error: unknown) => {
+      throw new RestoreError(`${archive} cannot be restored: ${(error as Error).message}`);
     });
     const { blobs, bytes } = await verifyBlobs(join(staging, ARCHIVE_ROOT, "blobs"));
     if (files === 0)

@@ -163,6 +163,13 @@ describe("backup and restore", () => {
     const rejected = await cli("restore", "--input", damaged, "--config", configFor(source.root), "--force");
     assert.equal(rejected.code, 1);
     assert.match(rejected.stderr, new RegExp(`blob sha256:${hex} in the archive does not match its digest`));
+    // An entry that would land outside the root stops the restore (GNU tar -P keeps the "..").
+    const outside = join(tempDir(), "outside.tar.gz");
+    writeFileSync(join(work, "f"), "escape");
+    spawnSync("tar", ["-czPf", outside, "--transform", "s,^,docker/registry/v2/../../,", "-C", work, "f"]);
+    const escaped = await cli("restore", "--input", outside, "--config", configFor(source.root), "--force");
+    assert.equal(escaped.code, 1);
+    assert.match(escaped.stderr, /cannot be restored: .*path contains '\.\.'/);
     const notAnArchive = join(tempDir(), "x.tar.gz");
     writeFileSync(notAnArchive, "not a tar");
     assert.equal(
