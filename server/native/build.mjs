@@ -2,6 +2,7 @@
 // works without it, streaming instead, so a machine without python3, make and g++ only gets a warning.
 import { spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 
 const dir = new URL(".", import.meta.url).pathname;
 const addon = `${dir}build/Release/neam_native.node`;
@@ -9,9 +10,15 @@ const source = `${dir}native.c`;
 
 if (process.platform !== "linux") process.exit(0);
 if (existsSync(addon) && statSync(addon).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
-// npm runs scripts with its bundled node-gyp at hand; outside npm, the one on PATH.
-const gyp = process.env.npm_config_node_gyp;
+// npm runs scripts with its bundled node-gyp named in the environment; outside npm, the one npm
+// ships with this Node, else whatever node-gyp is on PATH.
+const prefix = dirname(dirname(process.execPath));
+const bundled = `${prefix}/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js`;
+const gyp = process.env.npm_config_node_gyp ?? (existsSync(bundled) ? bundled : undefined);
 const [command, args] = gyp ? [process.execPath, [gyp, "rebuild"]] : ["node-gyp", ["rebuild"]];
+// Build against the headers installed with this Node when npm names none: nothing is downloaded.
+if (!process.env.npm_config_nodedir && existsSync(`${prefix}/include/node/node_api.h`))
+  args.push(`--nodedir=${prefix}`);
 const result = spawnSync(command, args, { cwd: dir, encoding: "utf8" });
 if (result.status !== 0) {
   const reason = result.error?.message ?? result.stderr.trim().split("\n").at(-1);
