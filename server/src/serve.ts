@@ -20,6 +20,7 @@ import { expireCachedTags } from "./proxy/expiry.js";
 import { UpstreamClient } from "./sync/upstream.js";
 import { notifierFor } from "./notifications/notifier.js";
 import { registerNotificationMetrics } from "./metrics/notification-metrics.js";
+import { proxyMetrics } from "./metrics/proxy-metrics.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
@@ -171,7 +172,9 @@ async function startPublicServer(
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
   };
   const registry =
-    config.proxy === undefined ? new Registry(driver, options) : pullThrough(config, driver, options, logger);
+    config.proxy === undefined
+      ? new Registry(driver, options)
+      : pullThrough(config, driver, options, logger, proxyMetrics(metrics.registry));
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
   const notifier = notifierFor(config.notifications, parseDuration, logger);
   if (notifier !== undefined) registerNotificationMetrics(notifier, metrics.registry);
@@ -282,6 +285,7 @@ function pullThrough(
   driver: FilesystemDriver,
   options: RegistryOptions,
   logger: Logger,
+  metrics: ReturnType<typeof proxyMetrics>,
 ): Registry {
   const proxy = config.proxy!;
   let lastWarning = 0;
@@ -302,7 +306,9 @@ function pullThrough(
       config.http.maxmanifestbytes,
     ),
     revalidateMs: parseDuration(proxy.revalidate),
+    onLookup: metrics.onLookup,
     onUpstreamUnavailable: (error) => {
+      metrics.onUpstreamError();
       // Once a minute at most: an unreachable upstream would otherwise log every pull.
       if (Date.now() - lastWarning < 60_000) return;
       lastWarning = Date.now();

@@ -45,6 +45,31 @@ describe("pull-through cache (proxy.remoteurl)", () => {
     assert.deepEqual(tags.Tags, ["v1"]);
   });
 
+  it("counts hits and misses: a second pull fetches nothing", async () => {
+    const read = async () => {
+      const text = await (await fetch(`${cache.debugUrl}/metrics`)).text();
+      const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+      return {
+        blobMisses: value(/^registry_proxy_lookups_total\{kind="blob",outcome="miss"\} (\d+)/m),
+        blobHits: value(/^registry_proxy_lookups_total\{kind="blob",outcome="hit"\} (\d+)/m),
+        fetched: value(/^registry_proxy_fetched_bytes_total (\d+)/m),
+      };
+    };
+    const before = await read();
+    assert.ok(before.blobMisses > 0 && before.fetched > 0, JSON.stringify(before));
+    skopeo(
+      "copy",
+      "--all",
+      "--src-tls-verify=false",
+      cacheRef("library/app:v1"),
+      `oci:${join(tempDir(), "again")}:v1`,
+    );
+    const after = await read();
+    assert.equal(after.blobMisses, before.blobMisses);
+    assert.equal(after.fetched, before.fetched);
+    assert.ok(after.blobHits > before.blobHits);
+  });
+
   it("follows a tag that moves upstream", async () => {
     const moved = imageManifest();
     const upstreamClient = new Client(upstream.url);

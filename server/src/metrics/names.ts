@@ -23,6 +23,9 @@ export const METRICS = {
   taskLastRunItems: "registry_task_last_run_items",
   tlsCertificateExpiryTimestampSeconds: "registry_tls_certificate_expiry_timestamp_seconds",
   notificationPendingEvents: "registry_notification_pending_events",
+  proxyLookupsTotal: "registry_proxy_lookups_total",
+  proxyFetchedBytesTotal: "registry_proxy_fetched_bytes_total",
+  proxyUpstreamErrorsTotal: "registry_proxy_upstream_errors_total",
   notificationDeliveries: "registry_notification_deliveries",
 } as const;
 

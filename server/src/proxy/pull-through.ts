@@ -13,6 +13,8 @@ export interface PullThroughOptions {
   readonly revalidateMs: number;
   /** Told when the upstream could not be reached and the cached copy was served instead. */
   readonly onUpstreamUnavailable?: (error: Error) => void;
+  /** Told whether a blob or manifest was served from the cache (hit) or fetched (miss, with its bytes). */
+  readonly onLookup?: (kind: "blob" | "manifest", outcome: "hit" | "miss", bytes?: number) => void;
 }
 
 /** At most this many tags remember when they were last checked upstream. */
@@ -70,17 +72,23 @@ export class PullThroughRegistry extends Registry {
 
   override async statBlob(name: string, digest: Digest): Promise<number> {
     try {
-      return await super.statBlob(name, digest);
+      const size = await super.statBlob(name, digest);
+      this.proxy.onLookup?.("blob", "hit");
+      return size;
     } catch (error) {
       if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN") throw error;
     }
     await this.once(`blob ${name}@${digest.value}`, async () => {
       // Pulled before through another repository: link it, no download.
-      if ((await this.blobs.linkExisting(name, digest)) !== undefined) return;
+      if ((await this.blobs.linkExisting(name, digest)) !== undefined) {
+        this.proxy.onLookup?.("blob", "hit");
+        return;
+      }
       const stream = await this.upstream.blob(name, digest).catch((error: unknown) => {
         throw this.unavailable(error, blobUnknown(digest.value));
       });
-      await this.uploads.putWhole(name, digest, stream);
+      const { size } = await this.uploads.putWhole(name, digest, stream);
+      this.proxy.onLookup?.("blob", "miss", size);
     });
     return super.statBlob(name, digest);
   }
@@ -100,7 +108,10 @@ export class PullThroughRegistry extends Registry {
   private async refreshTag(name: string, tag: string): Promise<void> {
     const key = `${name}:${tag}`;
     const checked = this.checkedAt.get(key);
-    if (checked !== undefined && Date.now() - checked < this.proxy.revalidateMs) return;
+    if (checked !== undefined && Date.now() - checked < this.proxy.revalidateMs) {
+      this.proxy.onLookup?.("manifest", "hit");
+      return;
+    }
     let digest: Digest | undefined;
     try {
       digest = await this.upstream.manifestDigest(name, tag);
@@ -121,7 +132,9 @@ export class PullThroughRegistry extends Registry {
           "MANIFEST_INVALID",
           "the upstream served a manifest that does not match its digest",
         );
-      const mediaType = "parsed" in fetched ? fetched.parsed.mediaType : fetched.mediaType;
+      const cached = "parsed" in fetched;
+      this.proxy.onLookup?.("manifest", cached ? "hit" : "miss", cached ? undefined : fetched.bytes.length);
+      const mediaType = cached ? fetched.parsed.mediaType : fetched.mediaType;
       // Rewritten even when unchanged: the tag's time says when it was last confirmed (for proxy.ttl).
       await this.manifests.put(
         name,
@@ -142,7 +155,10 @@ export class PullThroughRegistry extends Registry {
       .resolve(name, { kind: "digest", digest })
       .then(() => true)
       .catch(() => false);
-    if (present) return;
+    if (present) {
+      this.proxy.onLookup?.("manifest", "hit");
+      return;
+    }
     await this.once(`manifest ${name}@${digest.value}`, async () => {
       const fetched = await this.upstream.manifest(name, digest.value).catch((error: unknown) => {
         throw this.unavailable(error, manifestUnknown(digest.value));
@@ -156,6 +172,7 @@ export class PullThroughRegistry extends Registry {
       await this.manifests.put(name, { kind: "digest", digest }, fetched.bytes, mediaType, {
         checkReferences: false,
       });
+      this.proxy.onLookup?.("manifest", "miss", fetched.bytes.length);
     });
   }
 
