@@ -99,8 +99,15 @@ export interface LocalRegistryProps {
   readonly namespace?: string;
   /** Create the namespace (with the guide's labels). @default true */
   readonly createNamespace?: boolean;
-  /** Base name of every object. @default "local-registry" */
+  /** Name of the Deployment, Service and NetworkPolicy (the guide's). @default "local-registry" */
   readonly name?: string;
+  /**
+   * Prefix of the supporting objects' names, so the guide's commands find them:
+   * `registry-config`, `registry-pvc`, `registry-htpasswd`, `registry-tls`, `registry-sync-manifest`,
+   * `registry-image-sync`, `registry-gc`. Give another to run two registries in one namespace.
+   * @default "registry"
+   */
+  readonly prefix?: string;
   /** Filesystem storage serves one replica; more need shared storage. @default 1 */
   readonly replicaCount?: number;
   /** @default see ImageProps */
@@ -217,7 +224,8 @@ export interface MonitoringProps {
   readonly dashboard?: boolean;
 }
 
-const CONFIG_DIR = "/etc/neam-registry";
+/** Where registry:2's image reads its config: manifests written for it keep working. */
+const CONFIG_DIR = "/etc/docker/registry";
 const DATA_DIR = "/var/lib/registry";
 const AUTH_DIR = "/auth";
 const TLS_DIR = "/certs";
@@ -246,6 +254,9 @@ export class LocalRegistry extends Construct {
     super(scope, id);
     this.namespace = props.namespace ?? "registry";
     this.name = props.name ?? "local-registry";
+    const prefix = props.prefix ?? "registry";
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(prefix))
+      throw new Error(`LocalRegistry: prefix ${JSON.stringify(prefix)} is not a DNS label`);
     const replicas = props.replicaCount ?? 1;
     if (!Number.isInteger(replicas) || replicas < 1)
       throw new Error(`LocalRegistry: replicaCount must be a positive integer, not ${replicas}`);
@@ -347,13 +358,13 @@ export class LocalRegistry extends Construct {
     };
     const rendered = renderRegistryConfig(config);
     this.configMap = new KubeConfigMap(this, "config", {
-      metadata: metadata(`${this.name}-config`),
+      metadata: metadata(`${prefix}-config`),
       data: { "config.yml": rendered.yaml },
     });
 
     if (auth.enabled && auth.htpasswd) {
       this.htpasswdSecret = new KubeSecret(this, "htpasswd", {
-        metadata: metadata(`${this.name}-htpasswd`),
+        metadata: metadata(`${prefix}-htpasswd`),
         type: "Opaque",
         stringData: { htpasswd: auth.htpasswd! },
       });
@@ -361,7 +372,7 @@ export class LocalRegistry extends Construct {
 
     if (persistence.enabled) {
       this.persistentVolumeClaim = new KubePersistentVolumeClaim(this, "data", {
-        metadata: metadata(`${this.name}-data`),
+        metadata: metadata(`${prefix}-pvc`),
         spec: {
           accessModes: ["ReadWriteOnce"],
           ...(persistence.storageClass ? { storageClassName: persistence.storageClass } : {}),
@@ -480,6 +491,7 @@ export class LocalRegistry extends Construct {
     if (props.tls?.certificate) {
       new RegistryCertificate(this, "certificate", {
         namespace: this.namespace,
+        name: `${prefix}-tls`,
         secretName: props.tls.secretName,
         issuer: props.tls.certificate.issuer,
         // The in-cluster names too: the maintenance CronJobs reach the registry through its Service.
@@ -493,7 +505,11 @@ export class LocalRegistry extends Construct {
     const syncManifest =
       syncInput === undefined
         ? undefined
-        : new RegistrySyncManifest(this, "sync-manifest", { namespace: this.namespace, sync: syncInput });
+        : new RegistrySyncManifest(this, "sync-manifest", {
+            namespace: this.namespace,
+            name: `${prefix}-sync-manifest`,
+            sync: syncInput,
+          });
     const maintenanceLabels = {
       app: `${this.name}-maintenance`,
       "app.kubernetes.io/name": "neam-registry",
@@ -508,6 +524,7 @@ export class LocalRegistry extends Construct {
         );
       this.maintenance = new RegistryMaintenanceJobs(this, "maintenance", {
         namespace: this.namespace,
+        prefix,
         image: `${image.repository}:${image.tag}`,
         imagePullPolicy: image.pullPolicy,
         registryUrl: `${props.tls ? "https" : "http"}://${this.name}.${this.namespace}.svc:${props.service?.port ?? REGISTRY_PORT}`,

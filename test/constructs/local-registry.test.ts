@@ -51,7 +51,7 @@ describe("LocalRegistry", () => {
       const container = deploymentOf(objects).spec.template.spec.containers[0];
       const mountPaths = (container.volumeMounts as { mountPath: string }[]).map((m) => m.mountPath);
       assert.ok(mountPaths.includes(config.storage.filesystem.rootdirectory));
-      assert.deepEqual(container.args, ["serve", "/etc/neam-registry/config.yml"]);
+      assert.deepEqual(container.args, ["serve", "/etc/docker/registry/config.yml"]);
       if (config.http.tls)
         assert.ok(mountPaths.includes("/certs") && config.http.tls.certificate.startsWith("/certs/"));
       if (config.auth?.htpasswd)
@@ -75,6 +75,13 @@ describe("LocalRegistry", () => {
     assert.equal(namespace.metadata.name, "registry");
     assert.equal(namespace.metadata.labels["kubernetes.io/metadata.name"], "registry");
     assert.equal(namespace.metadata.labels.tier, "infrastructure");
+    // The names the guide's commands use (kubectl patch pvc registry-pvc, … configmap registry-config).
+    assert.equal(pvc.metadata.name, "registry-pvc");
+    assert.ok(objects.some((o) => o.kind === "ConfigMap" && o.metadata.name === "registry-config"));
+    assert.ok(objects.some((o) => o.kind === "Certificate" && o.metadata.name === "registry-tls"));
+    assert.ok(
+      objects.some((o) => o.kind === "PrometheusRule" && o.metadata.name === "local-registry-alerts"),
+    );
     assert.equal(pvc.spec.storageClassName, "fast-regional");
     assert.equal(pvc.spec.resources.requests.storage, "100Gi");
     assert.equal(service.spec.type, "ClusterIP");
@@ -144,6 +151,7 @@ describe("LocalRegistry", () => {
   it("bad props fail at synth time naming the prop", () => {
     const cases: [LocalRegistryProps, RegExp][] = [
       [{ replicaCount: 2 }, /replicaCount 2 needs shared storage/],
+      [{ prefix: "Registry_" }, /prefix "Registry_" is not a DNS label/],
       [
         { proxy: { remoteUrl: "registry-1.docker.io" } },
         /rendered registry config is invalid: .*proxy\.remoteurl/,

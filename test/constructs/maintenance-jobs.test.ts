@@ -164,7 +164,7 @@ describe("the CronJobs' commands against a running registry", () => {
       backup: { enabled: true, keep: 2 },
     });
     const backups = tempDir();
-    const config = parse(objects.find((o) => o.metadata.name === "local-registry-config").data["config.yml"]);
+    const config = parse(objects.find((o) => o.metadata.name === "registry-config").data["config.yml"]);
     const manifestPath = join(tempDir(), "sync-manifest.yaml");
     writeFileSync(
       manifestPath,
