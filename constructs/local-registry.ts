@@ -77,6 +77,11 @@ export interface AuthProps {
   readonly existingSecret?: string;
   /** @default "neam-registry" */
   readonly realm?: string;
+  /**
+   * Who may pull, push and delete where, and who the admins are (GC, sync, backup): the
+   * registry's `auth.access`, typed by the server's own config. @default every user may do everything
+   */
+  readonly access?: NonNullable<NonNullable<ConfigInput["auth"]>["access"]>;
 }
 
 export interface TlsProps {
@@ -268,6 +273,10 @@ export class LocalRegistry extends Construct {
     const persistence = { enabled: true, size: "50Gi", ...props.persistence };
     checkQuantity("persistence.size", persistence.size);
     const auth = props.auth ?? {};
+    if (auth.access !== undefined && !auth.enabled)
+      throw new Error(
+        "LocalRegistry: auth.access needs auth.enabled (access rules are for authenticated users)",
+      );
     if (auth.enabled && !auth.htpasswd === !auth.existingSecret) {
       throw new Error(
         "LocalRegistry: auth.enabled needs exactly one of auth.htpasswd and auth.existingSecret",
@@ -330,7 +339,12 @@ export class LocalRegistry extends Construct {
         ...(props.tls ? { tls: { certificate: `${TLS_DIR}/tls.crt`, key: `${TLS_DIR}/tls.key` } } : {}),
       },
       ...(auth.enabled
-        ? { auth: { htpasswd: { realm: auth.realm ?? "neam-registry", path: `${AUTH_DIR}/htpasswd` } } }
+        ? {
+            auth: {
+              htpasswd: { realm: auth.realm ?? "neam-registry", path: `${AUTH_DIR}/htpasswd` },
+              ...(auth.access !== undefined ? { access: auth.access } : {}),
+            },
+          }
         : {}),
       ...(props.proxy !== undefined
         ? {

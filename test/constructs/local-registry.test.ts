@@ -148,6 +148,44 @@ describe("LocalRegistry", () => {
     });
   });
 
+  it("auth.access renders the server's access policy, checked by its loader at synth time", () => {
+    const objects = synth({
+      auth: {
+        enabled: true,
+        existingSecret: "registry-htpasswd",
+        access: {
+          admins: ["ops"],
+          rules: [{ subjects: ["group:ci"], repositories: ["apps/**"], actions: ["pull", "push"] }],
+          groups: { ci: ["jenkins"] },
+          default: ["pull"],
+        },
+      },
+      maintenanceCredentials: { secretName: "registry-maintenance" },
+    });
+    const configMap = objects.find((o) => o.metadata.name === "registry-config") as Loose;
+    const path = join(tempDir(), "config.yml");
+    writeFileSync(path, configMap.data["config.yml"]);
+    const config = loadConfig(path, {});
+    assert.deepEqual(config.auth?.access?.admins, ["ops"]);
+    assert.deepEqual(config.auth?.access?.groups, { ci: ["jenkins"] });
+    assert.throws(
+      () =>
+        synth({
+          auth: {
+            enabled: true,
+            existingSecret: "x",
+            access: { rules: [{ subjects: ["bob"], repositories: ["**"], actions: ["pull"] }] },
+          },
+          maintenanceCredentials: { secretName: "m" },
+        }),
+      /rendered registry config is invalid: .*auth\.access\.rules\.0\.subjects\.0/,
+    );
+    assert.throws(
+      () => synth({ auth: { access: { default: ["pull"] } } }),
+      /auth\.access needs auth\.enabled/,
+    );
+  });
+
   it("bad props fail at synth time naming the prop", () => {
     const cases: [LocalRegistryProps, RegExp][] = [
       [{ replicaCount: 2 }, /replicaCount 2 needs shared storage/],
