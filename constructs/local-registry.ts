@@ -131,6 +131,11 @@ export interface LocalRegistryProps {
   readonly deleteEnabled?: boolean;
   /** @default "info" */
   readonly logLevel?: "error" | "warn" | "info" | "debug";
+  /**
+   * The audit trail of pushes, pulls, deletes, failed logins, denials and maintenance, as JSON
+   * lines on the container's output (where the cluster's log collection keeps it). @default false
+   */
+  readonly audit?: boolean;
   /** Deny-by-default NetworkPolicy. @default enabled, clients from "default", Prometheus from "monitoring" */
   readonly networkPolicy?: NetworkPolicyProps;
   /** ServiceMonitor and alerts (needs the prometheus-operator CRDs). @default disabled */
@@ -332,6 +337,7 @@ export class LocalRegistry extends Construct {
     const config: ConfigInput = {
       version: "0.1",
       log: { level: props.logLevel ?? "info" },
+      ...(props.audit ? { audit: { stdout: true } } : {}),
       storage: { filesystem: { rootdirectory: DATA_DIR }, delete: { enabled: props.deleteEnabled ?? true } },
       http: {
         addr: `:${REGISTRY_PORT}`,

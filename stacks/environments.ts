@@ -29,6 +29,7 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
       },
     },
     networkPolicy: { enabled: true, clientNamespaces: ["default"], monitoringNamespace: "monitoring" },
+    audit: true,
     monitoring: { enabled: true, serviceMonitor: { enabled: true, interval: "15s" } },
     sync: {
       frequency: "daily",

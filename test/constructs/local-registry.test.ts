@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Chart, Testing } from "cdk8s";
-import { stringify } from "yaml";
+import { parse as parseYaml, stringify } from "yaml";
 import { LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
 import { loadConfig } from "../../server/src/config/load.js";
 import { parseSyncManifest } from "../../server/src/index.js";
@@ -77,6 +77,10 @@ describe("LocalRegistry", () => {
     assert.equal(namespace.metadata.labels.tier, "infrastructure");
     // The names the guide's commands use (kubectl patch pvc registry-pvc, … configmap registry-config).
     assert.equal(pvc.metadata.name, "registry-pvc");
+    const rendered = parseYaml(
+      (objects.find((o) => o.metadata.name === "registry-config") as Loose).data["config.yml"],
+    );
+    assert.deepEqual(rendered.audit, { stdout: true }, "production keeps an audit trail on the pod's output");
     assert.ok(objects.some((o) => o.kind === "ConfigMap" && o.metadata.name === "registry-config"));
     assert.ok(objects.some((o) => o.kind === "Certificate" && o.metadata.name === "registry-tls"));
     assert.ok(
@@ -168,6 +172,7 @@ describe("LocalRegistry", () => {
     const config = loadConfig(path, {});
     assert.deepEqual(config.auth?.access?.admins, ["ops"]);
     assert.deepEqual(config.auth?.access?.groups, { ci: ["jenkins"] });
+    assert.equal(config.audit, undefined, "no audit trail unless asked");
     assert.throws(
       () =>
         synth({
