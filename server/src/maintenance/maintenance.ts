@@ -19,11 +19,17 @@ export interface MaintenanceOptions {
 }
 
 /**
- * The registry's maintenance tasks as the admin API and the CronJobs ask for them: one task at a
- * time (a second request waits its turn), each run's outcome recorded for the metrics and logs.
+ * The registry's maintenance tasks as the admin API and the CronJobs ask for them, each run's
+ * outcome recorded for the metrics and logs. Tasks wait their turn in two lanes: collections and
+ * backups exclude each other (a backup must not lose a blob it has yet to read), syncs run one at
+ * a time beside them (a sync's writes are safe against both, and a long sync must not make the
+ * GC or backup CronJob miss its deadline).
  */
 export class Maintenance {
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly lanes: Record<"storage" | "sync", Promise<unknown>> = {
+    storage: Promise.resolve(),
+    sync: Promise.resolve(),
+  };
 
   constructor(
     private readonly registry: Registry,
@@ -111,7 +117,8 @@ export class Maintenance {
     counts: (result: R) => Record<string, number>,
     failed: (result: R) => string | undefined = () => undefined,
   ): Promise<R> {
-    const turn = this.tail.then(async () => {
+    const lane = task === "sync" ? "sync" : "storage";
+    const turn = this.lanes[lane].then(async () => {
       const startedAt = new Date().toISOString();
       this.logger.info({ task }, "maintenance task started");
       try {
@@ -148,7 +155,7 @@ export class Maintenance {
         throw error;
       }
     });
-    this.tail = turn.catch(() => {});
+    this.lanes[lane] = turn.catch(() => {});
     return turn;
   }
 }

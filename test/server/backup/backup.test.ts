@@ -4,12 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import http from "node:http";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
-import { Client, imageManifest, sha256, type Manifest } from "../../helpers/oci.js";
+import { blob, Client, imageManifest, sha256, type Manifest } from "../../helpers/oci.js";
 import { writeOciLayout } from "../../helpers/oci-layout.js";
 import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
 import { skopeo } from "../../helpers/tools.js";
@@ -193,6 +195,53 @@ describe("backup and restore", () => {
       0,
     );
   });
+
+  it(
+    "a sync runs while a backup is being read; a collection waits for the backup to end",
+    { timeout: 60_000 },
+    async () => {
+      const registry = await startRegistry();
+      try {
+        const client = new Client(registry.url);
+        // Big and incompressible, so an unread archive cannot fit in the socket buffers.
+        const big = imageManifest({ layers: 1 });
+        const layer = blob(randomBytes(24 * 1024 * 1024));
+        const body = JSON.parse(big.bytes.toString()) as { layers: { digest: string; size: number }[] };
+        body.layers[0] = { ...body.layers[0]!, digest: layer.digest, size: layer.size };
+        await client.pushBlob("hold/app", big.blobs[0]!);
+        await client.pushBlob("hold/app", layer);
+        const put = await client.request("PUT", "/v2/hold/app/manifests/v1", {
+          body: JSON.stringify(body),
+          headers: { "Content-Type": big.mediaType },
+        });
+        assert.equal(put.status, 201);
+
+        // A reader that stops reading holds the backup task.
+        const held = await new Promise<http.IncomingMessage>((resolve) =>
+          http.get(`${registry.url}/v2/_neam/backup`, (response) => {
+            response.pause();
+            resolve(response);
+          }),
+        );
+        let collected = false;
+        const gc = client.request("POST", "/v2/_oci/artifacts/delete?grace=0s").then((r) => {
+          collected = true;
+          return r.status;
+        });
+        const sync = await client.request("POST", "/v2/_neam/sync", {
+          body: "sync:\n  images:\n    - source: 127.0.0.1:9/nothing/here:1\n      target: local/here:1\n",
+        });
+        assert.equal(sync.status, 200, "a sync is not queued behind the backup");
+        assert.equal(((await sync.json()) as { failed: number }).failed, 1);
+        assert.equal(collected, false, "the collection waits for the backup");
+        held.resume();
+        await new Promise((resolve) => held.on("end", resolve));
+        assert.equal(await gc, 200);
+      } finally {
+        await registry.stop();
+      }
+    },
+  );
 
   it("restores the operations guide's backup (tar -czf … /var/lib/registry)", async () => {
     const source = await startRegistry();
