@@ -107,7 +107,8 @@ export class BlobStore {
   async store(sourcePath: string, name: string, digest: Digest, size: number): Promise<boolean> {
     return this.guard.write([digest], async () => {
       const moved = await this.adopt(sourcePath, digest, size);
-      await this.link(name, digest, size);
+      // New data has no link to it yet: write one without reading first.
+      await this.link(name, digest, size, !moved);
       return moved;
     });
   }
@@ -122,9 +123,9 @@ export class BlobStore {
   }
 
   /** Links a stored blob of `size` bytes into `name` (and remembers it, for the manifest push that follows). */
-  async link(name: string, digest: Digest, size: number): Promise<void> {
+  async link(name: string, digest: Digest, size: number, checkFirst = true): Promise<void> {
     const path = layout.layerLink(name, digest);
-    if ((await readLink(this.driver, path))?.value !== digest.value)
+    if (!checkFirst || (await readLink(this.driver, path))?.value !== digest.value)
       await writeLink(this.driver, path, digest);
     this.cache.set(cacheKeys.blob(name, digest.value), size);
   }

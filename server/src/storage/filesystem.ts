@@ -88,19 +88,33 @@ export class FilesystemDriver implements StorageDriver {
     content: Uint8Array | string,
     options?: { durable?: boolean },
   ): Promise<void> {
-    const tmp = this.tempPath();
-    if (options?.durable === false) {
-      await fs.writeFile(tmp, content);
-    } else {
-      const handle = await fs.open(tmp, "w");
-      try {
-        await handle.writeFile(content);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+    const full = this.full(path);
+    const parent = dirname(full);
+    const durable = options?.durable !== false;
+    if (this.knownDirs.has(parent)) {
+      const tmp = this.tempPath();
+      await writeFileTo(tmp, content, durable);
+      await this.renameInto(tmp, full);
+      return;
     }
-    await this.renameInto(tmp, this.full(path));
+    // The directory is probably new (a new link, a new tag): write the file inside a fresh stage
+    // directory and rename that into place, so both appear in one rename without first failing
+    // a rename and probing for the directory.
+    const stage = this.tempPath();
+    await fs.mkdir(stage);
+    const staged = join(stage, basename(full));
+    await writeFileTo(staged, content, durable);
+    try {
+      await fs.rename(stage, parent);
+      this.remember(parent);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" && code !== "ENOTEMPTY" && code !== "ENOENT") throw error;
+    }
+    // The directory exists after all (or its own parent is missing): the general path.
+    await this.renameInto(staged, full);
+    await fs.rm(stage, { recursive: true, force: true });
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -268,6 +282,21 @@ export class FilesystemDriver implements StorageDriver {
   private remember(dir: string): void {
     if (this.knownDirs.size >= KNOWN_DIRS_LIMIT) this.knownDirs.clear();
     this.knownDirs.add(dir);
+  }
+}
+
+/** Writes a whole small file, synced before it resolves when `durable`. */
+async function writeFileTo(path: string, content: Uint8Array | string, durable: boolean): Promise<void> {
+  if (!durable) {
+    await fs.writeFile(path, content);
+    return;
+  }
+  const handle = await fs.open(path, "w");
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
