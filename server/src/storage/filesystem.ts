@@ -104,17 +104,7 @@ export class FilesystemDriver implements StorageDriver {
     await fs.mkdir(stage);
     const staged = join(stage, basename(full));
     await writeFileTo(staged, content, durable);
-    try {
-      await fs.rename(stage, parent);
-      this.remember(parent);
-      return;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST" && code !== "ENOTEMPTY" && code !== "ENOENT") throw error;
-    }
-    // The directory exists after all (or its own parent is missing): the general path.
-    await this.renameInto(staged, full);
-    await fs.rm(stage, { recursive: true, force: true });
+    await this.publishStaged(stage, staged, full);
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -192,7 +182,41 @@ export class FilesystemDriver implements StorageDriver {
         throw mapError(error, source);
       }
     }
-    await this.renameInto(from, this.full(dest));
+    const to = this.full(dest);
+    if (this.knownDirs.has(dirname(to))) {
+      await this.renameInto(from, to);
+      return;
+    }
+    // Probably a new directory (a new blob): stage it around the file, as putContent does.
+    const stage = this.tempPath();
+    await fs.mkdir(stage);
+    const staged = join(stage, basename(to));
+    try {
+      await fs.rename(from, staged);
+    } catch (error) {
+      await fs.rm(stage, { recursive: true, force: true });
+      throw mapError(error, source);
+    }
+    await this.publishStaged(stage, staged, to);
+  }
+
+  /**
+   * Renames `stage` (a fresh directory holding only `staged`) to be `to`'s directory, so the
+   * directory and its file appear in one rename. When that directory exists after all (or its own
+   * parent is missing), falls back to the general path.
+   */
+  private async publishStaged(stage: string, staged: string, to: string): Promise<void> {
+    const parent = dirname(to);
+    try {
+      await fs.rename(stage, parent);
+      this.remember(parent);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" && code !== "ENOTEMPTY" && code !== "ENOENT") throw error;
+    }
+    await this.renameInto(staged, to);
+    await fs.rm(stage, { recursive: true, force: true });
   }
 
   async delete(path: string): Promise<void> {
