@@ -22,6 +22,11 @@ export interface AdminTarget {
 export const USERNAME_ENV = "NEAM_REGISTRY_USERNAME";
 export const PASSWORD_ENV = "NEAM_REGISTRY_PASSWORD";
 
+/** The registry at `url`, with the credentials from the environment (as the CronJobs set them). */
+export function adminTarget(url: string, caFile: string | undefined): AdminTarget {
+  return { url, username: process.env[USERNAME_ENV], password: process.env[PASSWORD_ENV], caFile };
+}
+
 export class AdminRequestError extends Error {
   override name = "AdminRequestError";
 }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
 import { restoreArchive } from "../backup/restore.js";
-import { adminDownload, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
+import { adminDownload, adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
 export const BACKUP_USAGE = `  backup --output FILE | --output-dir DIR [--keep N] [--url URL] [--ca FILE]
                                  a consistent tar.gz of the running registry's data, taken online;
@@ -35,16 +35,7 @@ export async function backupCommand(args: string[]): Promise<number> {
   if (keep !== undefined && dir === undefined) throw new Error("--keep goes with --output-dir");
   const stamp = new Date().toISOString().replace(/[-:]/g, ""); // 20261126T233751.123Z
   const output = values.output ?? join(dir!, `${BACKUP_PREFIX}${stamp}${BACKUP_SUFFIX}`);
-  const bytes = await adminDownload(
-    {
-      url: values.url,
-      username: process.env[USERNAME_ENV],
-      password: process.env[PASSWORD_ENV],
-      caFile: values.ca,
-    },
-    "/v2/_neam/backup",
-    output,
-  );
+  const bytes = await adminDownload(adminTarget(values.url, values.ca), "/v2/_neam/backup", output);
   process.stdout.write(`backup: ${bytes} bytes written to ${output}\n`);
   if (keep !== undefined) {
     // Only our own names; their UTC time sorts them oldest first.

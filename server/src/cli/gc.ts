@@ -8,7 +8,7 @@ import { Maintenance } from "../maintenance/maintenance.js";
 import { TaskStatusStore } from "../maintenance/status.js";
 import { Registry } from "../registry/registry.js";
 import { FilesystemDriver } from "../storage/filesystem.js";
-import { adminRequest, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
+import { adminRequest, adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
 export const GC_USAGE = `  gc [--url URL] [--untagged] [--dry-run] [--grace DURATION] [--ca FILE] [--json]
                                  ask the running registry to collect garbage (online, safe during pushes);
@@ -66,12 +66,7 @@ export async function gcCommand(args: string[], referenceSpelling: boolean): Pro
       grace: values.grace,
     });
     report = (await adminRequest(
-      {
-        url: values.url,
-        username: process.env[USERNAME_ENV],
-        password: process.env[PASSWORD_ENV],
-        caFile: values.ca,
-      },
+      adminTarget(values.url, values.ca),
       "POST",
       `/v2/_oci/artifacts/delete?${query}`,
     )) as CollectionReport;

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { isCronExpression, parseSyncManifest } from "../sync/manifest.js";
 import type { SyncReport } from "../sync/syncer.js";
-import { adminRequest, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
+import { adminRequest, adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
 export const SYNC_USAGE = `  sync --manifest FILE [--url URL] [--schedule CRON] [--ca FILE] [--json]
                                  ask the running registry to mirror the sync manifest's images (those of
@@ -28,17 +28,10 @@ export async function syncCommand(args: string[]): Promise<number> {
   if (values.schedule !== undefined && !isCronExpression(values.schedule))
     throw new Error(`--schedule ${JSON.stringify(values.schedule)} is not a five-field cron expression`);
   const query = values.schedule === undefined ? "" : `?${new URLSearchParams({ schedule: values.schedule })}`;
-  const report = (await adminRequest(
-    {
-      url: values.url,
-      username: process.env[USERNAME_ENV],
-      password: process.env[PASSWORD_ENV],
-      caFile: values.ca,
-    },
-    "POST",
-    `/v2/_neam/sync${query}`,
-    { content: text, type: "application/yaml" },
-  )) as SyncReport;
+  const report = (await adminRequest(adminTarget(values.url, values.ca), "POST", `/v2/_neam/sync${query}`, {
+    content: text,
+    type: "application/yaml",
+  })) as SyncReport;
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : describe(report));
   return report.failed > 0 || report.retentionErrors.length > 0 ? 1 : 0;
 }
