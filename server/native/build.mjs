@@ -1,15 +1,17 @@
-// Builds the optional native addon (sendfile for zero-copy pulls over plain HTTP). The registry
-// works without it, streaming instead, so a machine without python3, make and g++ only gets a warning.
+// Builds the optional native addon (sendfile for zero-copy pulls, small durable writes in one
+// thread-pool job). The registry works without it, doing the same in JavaScript, so a machine
+// without python3, make and g++ only gets a warning.
 import { spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 
 const dir = new URL(".", import.meta.url).pathname;
 const addon = `${dir}build/Release/neam_native.node`;
-const source = `${dir}native.c`;
+const sources = readdirSync(dir).filter((f) => /\.(c|h|gyp)$/.test(f));
 
 if (process.platform !== "linux") process.exit(0);
-if (existsSync(addon) && statSync(addon).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
+const built = existsSync(addon) ? statSync(addon).mtimeMs : 0;
+if (sources.every((f) => statSync(`${dir}${f}`).mtimeMs <= built)) process.exit(0);
 // npm runs scripts with its bundled node-gyp named in the environment; outside npm, the one npm
 // ships with this Node, else whatever node-gyp is on PATH.
 const prefix = dirname(dirname(process.execPath));
@@ -22,5 +24,7 @@ if (!process.env.npm_config_nodedir && existsSync(`${prefix}/include/node/node_a
 const result = spawnSync(command, args, { cwd: dir, encoding: "utf8" });
 if (result.status !== 0) {
   const reason = result.error?.message ?? result.stderr.trim().split("\n").at(-1);
-  console.warn(`neam-registry: native addon not built (${reason}); large pulls will use streams`);
+  console.warn(
+    `neam-registry: native addon not built (${reason}); pulls and small writes will go through Node's fs`,
+  );
 }

@@ -9,12 +9,21 @@ export interface NativeAddon {
     length: number,
     callback: (error: string | null, sent: number) => void,
   ): void;
+  writeFile(
+    stage: string | null,
+    file: string,
+    content: Buffer,
+    durable: boolean,
+    from: string,
+    to: string,
+    callback: (errno: number, syscall: string | null) => void,
+  ): void;
 }
 
 /**
  * The optional native addon, built by `npm run build` where a compiler exists (and in the image).
- * Undefined without it, or with NEAM_REGISTRY_NATIVE=0: the registry then streams pulls, slower
- * but the same.
+ * Undefined without it, or with NEAM_REGISTRY_NATIVE=0: the registry then streams pulls and
+ * writes small files through Node's fs, slower but the same.
  */
 export const native: NativeAddon | undefined = (() => {
   if (process.env.NEAM_REGISTRY_NATIVE === "0") return undefined;

@@ -1,4 +1,3 @@
-import { Readable } from "node:stream";
 import { digestOf, parseDigest, type Digest } from "../registry/digest.js";
 import { RegistryError } from "../registry/errors.js";
 import { MediaType } from "../registry/media-types.js";
@@ -110,8 +109,8 @@ export class ChartRepository {
     const config = Buffer.from(JSON.stringify(metadata));
     const configDigest = digestOf(config);
     const layerDigest = digestOf(archive);
-    await this.registry.putBlob(repository, configDigest, Readable.from([config]));
-    await this.registry.putBlob(repository, layerDigest, Readable.from([archive]));
+    await this.registry.putBlob(repository, configDigest, config);
+    await this.registry.putBlob(repository, layerDigest, archive);
     const manifest = {
       schemaVersion: 2,
       mediaType: MediaType.OciManifest,

@@ -12,6 +12,8 @@ import { parseChunkRange, parseRangeHeader } from "./range.js";
 import { matcher, queryValue, type Matcher, type Route } from "./routes.js";
 import { canSendfile, sendFile } from "./sendfile.js";
 import { SMALL_BLOB_BYTES } from "../registry/blobs.js";
+import type { UploadBody } from "../registry/uploads.js";
+import { readLimited } from "../read-limited.js";
 
 /** What distribution handlers need besides the domain. */
 export interface DistributionOptions {
@@ -189,7 +191,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const digestValue = queryValue(ctx, "digest");
     if (digestValue !== undefined) {
       const digest = parseDigest(digestValue);
-      const result = await registry.putBlob(name, digest, ctx.req);
+      const result = await registry.putBlob(name, digest, await uploadBody(ctx));
       blobCreated(ctx, options.locationBase(ctx), name, result.digest);
       return;
     }
@@ -227,7 +229,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       name,
       id,
       digest,
-      hasBody ? { body: ctx.req, range } : undefined,
+      hasBody ? { body: await uploadBody(ctx), range } : undefined,
     );
     blobCreated(ctx, options.locationBase(ctx), name, result.digest);
   }
@@ -327,6 +329,21 @@ function uploadAccepted(ctx: Context, base: string, name: string, id: string, si
   ctx.set("Location", `${base}/v2/${name}/blobs/uploads/${id}`);
   ctx.set("Range", `0-${size > 0 ? size - 1 : 0}`);
   ctx.set("Docker-Upload-UUID", id);
+}
+
+/**
+ * Blob bodies of a declared length up to this are read whole and stored in one write (no scratch
+ * file, no stream plumbing): most blobs of an image (configs, signatures, small layers) are.
+ */
+const WHOLE_BODY_BYTES = 1024 * 1024;
+
+/** A blob upload's body: already read when small and of a declared length, else the stream. */
+async function uploadBody(ctx: Context): Promise<UploadBody> {
+  const declared = ctx.get("Content-Length");
+  if (declared === "" || ctx.get("Transfer-Encoding") !== "") return ctx.req;
+  const length = Number(declared);
+  if (!(length <= WHOLE_BODY_BYTES)) return ctx.req;
+  return readLimited(ctx.req, length);
 }
 
 /** The most of an oversized body read and discarded so the client sees the 413 instead of a reset. */

@@ -83,10 +83,26 @@ export class BlobStore {
     }
   }
 
-  /** Stores small content (a manifest) under its digest; a no-op when it is already there. */
-  async putSmall(digest: Digest, content: Buffer): Promise<void> {
-    if ((await this.globalSize(digest)) === content.length) return;
+  /**
+   * Stores small content (a manifest, a small blob) under its digest, verified by the caller;
+   * a no-op when it is already there. Says whether it wrote.
+   */
+  async putSmall(digest: Digest, content: Buffer): Promise<boolean> {
+    if ((await this.globalSize(digest)) === content.length) return false;
     await this.driver.putContent(layout.blobData(digest), content);
+    return true;
+  }
+
+  /**
+   * Stores verified content held in memory as a blob (unless already stored) and links it into
+   * `name`, safe against a running collection: the whole-body form of `store`.
+   */
+  async storeContent(name: string, digest: Digest, content: Buffer): Promise<void> {
+    await this.guard.write([digest], async () => {
+      const written = await this.putSmall(digest, content);
+      // New data has no link to it yet: write one without reading first.
+      await this.link(name, digest, content.length, !written);
+    });
   }
 
   /**

@@ -8,7 +8,7 @@ import { nameUnknown, unsupported } from "./errors.js";
 import { ManifestStore, type ManifestReference, type StoredManifest } from "./manifests.js";
 import type { Descriptor } from "./manifest.js";
 import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
-import { UploadStore, type ChunkRange } from "./uploads.js";
+import { UploadStore, type ChunkRange, type UploadBody } from "./uploads.js";
 import { GarbageCollector, type CollectionOptions, type CollectionReport } from "../gc/collector.js";
 
 export interface RegistryOptions {
@@ -122,7 +122,7 @@ export class Registry {
     name: string,
     id: string,
     digest: Digest,
-    finalChunk?: { body: Readable; range?: ChunkRange },
+    finalChunk?: { body: UploadBody; range?: ChunkRange },
   ) {
     this.requireWritable();
     return this.uploads.commit(name, id, digest, finalChunk);
@@ -133,7 +133,8 @@ export class Registry {
   }
 
   /** Single-request upload: the whole blob in one body, verified against `digest`. */
-  async putBlob(name: string, digest: Digest, body: Readable) {
+  /** A whole blob in one request; a small body may come already read (a Buffer). */
+  async putBlob(name: string, digest: Digest, body: UploadBody) {
     this.requireWritable();
     return this.uploads.putWhole(name, digest, body);
   }

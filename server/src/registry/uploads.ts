@@ -1,10 +1,10 @@
 import { randomUUID, type Hash } from "node:crypto";
-import { Transform, type Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
-import { digestFromHash, newHash, type Digest } from "./digest.js";
+import { digestFromHash, digestOf, newHash, type Digest } from "./digest.js";
 import { RegistryError, uploadUnknown } from "./errors.js";
 import { isValidUploadId } from "./names.js";
 
@@ -80,21 +80,31 @@ export class UploadStore {
     name: string,
     id: string,
     digest: Digest,
-    finalChunk?: { body: Readable; range?: ChunkRange },
+    finalChunk?: { body: UploadBody; range?: ChunkRange },
   ): Promise<{ digest: Digest; size: number }> {
     return this.exclusive(id, async () => {
-      const { size } = finalChunk
-        ? await this.appendUnlocked(name, id, finalChunk.body, finalChunk.range)
-        : await this.status(name, id);
+      const status = await this.status(name, id);
+      const whole = finalChunk?.body;
+      if (Buffer.isBuffer(whole) && status.size === 0 && (finalChunk?.range?.start ?? 0) === 0) {
+        // The whole blob in the closing request (POST, then PUT with the body): no need to go
+        // through the session's file.
+        checkChunkLength(finalChunk?.range, whole.length);
+        this.onBytes(whole.length);
+        const computed = digestOf(whole, digest.algorithm);
+        if (computed.value !== digest.value) await this.forget(name, id);
+        checkDigest(digest, computed);
+        await this.blobs.storeContent(name, digest, whole);
+        await this.forget(name, id);
+        return { digest, size: whole.length };
+      }
+      const { size } =
+        finalChunk !== undefined
+          ? await this.appendUnlocked(name, id, asStream(finalChunk.body), finalChunk.range, status)
+          : status;
       const dataPath = layout.uploadData(name, id);
       const computed = await this.finalDigest(id, dataPath, size, digest);
-      if (computed.value !== digest.value) {
-        await this.forget(name, id);
-        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
-          expected: digest.value,
-          actual: computed.value,
-        });
-      }
+      if (computed.value !== digest.value) await this.forget(name, id);
+      checkDigest(digest, computed);
       await this.blobs.store(dataPath, name, digest, size);
       await this.forget(name, id);
       return { digest, size };
@@ -102,10 +112,17 @@ export class UploadStore {
   }
 
   /**
-   * A whole blob in one request (`POST ?digest=`): no session to resume, so the bytes go to a
-   * scratch file, hashed on the way, and are moved into place only if they match `digest`.
+   * A whole blob in one request (`POST ?digest=`): no session to resume. A body already read
+   * (small) is verified and stored in one write; a stream goes to a scratch file, hashed on the
+   * way, and is moved into place only if it matches `digest`.
    */
-  async putWhole(name: string, digest: Digest, body: Readable): Promise<{ digest: Digest; size: number }> {
+  async putWhole(name: string, digest: Digest, body: UploadBody): Promise<{ digest: Digest; size: number }> {
+    if (Buffer.isBuffer(body)) {
+      this.onBytes(body.length);
+      checkDigest(digest, digestOf(body, digest.algorithm));
+      await this.blobs.storeContent(name, digest, body);
+      return { digest, size: body.length };
+    }
     const scratch = this.driver.scratchPath();
     let adopted = false;
     try {
@@ -114,13 +131,7 @@ export class UploadStore {
       await pipeline(body, tap, await this.driver.writer(scratch, false, { durable: true }));
       const size = tap.bytes;
       this.onBytes(size);
-      const computed = digestFromHash(hash, digest.algorithm);
-      if (computed.value !== digest.value) {
-        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
-          expected: digest.value,
-          actual: computed.value,
-        });
-      }
+      checkDigest(digest, digestFromHash(hash, digest.algorithm));
       adopted = await this.blobs.store(scratch, name, digest, size);
       return { digest, size };
     } finally {
@@ -138,8 +149,9 @@ export class UploadStore {
     id: string,
     body: Readable,
     range?: ChunkRange,
+    known?: UploadStatus,
   ): Promise<UploadStatus> {
-    const { size } = await this.status(name, id);
+    const { size } = known ?? (await this.status(name, id));
     if (range !== undefined && range.start !== size) {
       throw new RegistryError("RANGE_INVALID", `chunk must start at offset ${size}`, { range, size });
     }
@@ -152,12 +164,7 @@ export class UploadStore {
     await pipeline(body, tap, out);
     const written = tap.bytes;
     this.onBytes(written);
-    if (range !== undefined && written !== range.end - range.start + 1) {
-      throw new RegistryError("RANGE_INVALID", "chunk length does not match its Content-Range", {
-        range,
-        written,
-      });
-    }
+    checkChunkLength(range, written);
     if (hashing !== undefined) {
       hashing.offset = size + written;
       this.rememberHash(id, hashing);
@@ -207,6 +214,31 @@ export class UploadStore {
     } finally {
       this.busy.delete(id);
     }
+  }
+}
+
+/** A request body: a stream, or a small one already read whole. */
+export type UploadBody = Readable | Buffer;
+
+function asStream(body: UploadBody): Readable {
+  return Buffer.isBuffer(body) ? Readable.from([body]) : body;
+}
+
+function checkDigest(expected: Digest, actual: Digest): void {
+  if (actual.value !== expected.value) {
+    throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
+      expected: expected.value,
+      actual: actual.value,
+    });
+  }
+}
+
+function checkChunkLength(range: ChunkRange | undefined, written: number): void {
+  if (range !== undefined && written !== range.end - range.start + 1) {
+    throw new RegistryError("RANGE_INVALID", "chunk length does not match its Content-Range", {
+      range,
+      written,
+    });
   }
 }
 

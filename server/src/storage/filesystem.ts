@@ -10,6 +10,8 @@ import { once } from "node:events";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
+import { getSystemErrorMap } from "node:util";
+import { native, type NativeAddon } from "../native.js";
 import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
 
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
@@ -48,8 +50,17 @@ export class FilesystemDriver implements StorageDriver {
   /** Files whose data was synced when their writer closed, so `move` need not sync them again. */
   private readonly synced = new Set<string>();
 
-  constructor(rootDirectory: string) {
+  /** The addon that writes a small file in one thread-pool job; Node's fs step by step without it. */
+  private readonly addon: NativeAddon | undefined;
+
+  constructor(rootDirectory: string, options: { nativeWrites?: boolean } = {}) {
     this.root = resolve(rootDirectory);
+    this.addon = options.nativeWrites === false ? undefined : native;
+  }
+
+  /** Whether small files are written by the native addon (it is built, and not turned off). */
+  get nativeWrites(): boolean {
+    return this.addon !== undefined;
   }
 
   /** Creates the root and clears temporary files a crash may have left. */
@@ -91,20 +102,47 @@ export class FilesystemDriver implements StorageDriver {
     const full = this.full(path);
     const parent = dirname(full);
     const durable = options?.durable !== false;
+    const data = asBuffer(content);
     if (this.knownDirs.has(parent)) {
       const tmp = this.tempPath();
-      await writeFileTo(tmp, content, durable);
+      try {
+        await writeAndRename(this.addon, { file: tmp, content: data, durable, from: tmp, to: full });
+        return;
+      } catch (error) {
+        if (!renameFailed(error)) throw error;
+        if (errorCode(error) !== "ENOENT") {
+          await fs.rm(tmp, { force: true });
+          throw error;
+        }
+      }
+      // The directory was removed meanwhile: rebuild it around the written file.
       await this.renameInto(tmp, full);
       return;
     }
-    // The directory is probably new (a new link, a new tag): write the file inside a fresh stage
-    // directory and rename that into place, so both appear in one rename without first failing
-    // a rename and probing for the directory.
+    // The directory is probably new (a new link, a new tag, a new blob): write the file inside a
+    // fresh stage directory and rename that into place, so both appear in one rename without
+    // first failing a rename and probing for the directory.
     const stage = this.tempPath();
-    await fs.mkdir(stage);
     const staged = join(stage, basename(full));
-    await writeFileTo(staged, content, durable);
-    await this.publishStaged(stage, staged, full);
+    try {
+      await writeAndRename(this.addon, {
+        stage,
+        file: staged,
+        content: data,
+        durable,
+        from: stage,
+        to: parent,
+      });
+      this.remember(parent);
+      return;
+    } catch (error) {
+      if (!renameFailed(error)) throw error;
+      if (!STAGE_CONFLICTS.has(errorCode(error))) {
+        await fs.rm(stage, { recursive: true, force: true });
+        throw error;
+      }
+    }
+    await this.unstage(stage, staged, full);
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -212,9 +250,17 @@ export class FilesystemDriver implements StorageDriver {
       this.remember(parent);
       return;
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST" && code !== "ENOTEMPTY" && code !== "ENOENT") throw error;
+      if (!STAGE_CONFLICTS.has(errorCode(error))) throw error;
     }
+    await this.unstage(stage, staged, to);
+  }
+
+  /**
+   * The general path for a staged file whose directory could not be renamed into place (it
+   * exists after all, or its own parent is missing): the file alone is moved, then the stage
+   * directory is removed.
+   */
+  private async unstage(stage: string, staged: string, to: string): Promise<void> {
     await this.renameInto(staged, to);
     await fs.rm(stage, { recursive: true, force: true });
   }
@@ -307,6 +353,79 @@ export class FilesystemDriver implements StorageDriver {
     if (this.knownDirs.size >= KNOWN_DIRS_LIMIT) this.knownDirs.clear();
     this.knownDirs.add(dir);
   }
+}
+
+/** Why renaming a stage directory into place can fail while the staged file is still good. */
+const STAGE_CONFLICTS = new Set<string | undefined>(["EEXIST", "ENOTEMPTY", "ENOENT"]);
+
+/** One small file written and published by a rename; see `writeAndRename`. */
+interface StagedWrite {
+  /** A directory to create first, the future parent of `file`; none when `file` goes alone. */
+  readonly stage?: string;
+  readonly file: string;
+  readonly content: Buffer;
+  readonly durable: boolean;
+  /** The rename that publishes the file: the file itself, or its stage directory. */
+  readonly from: string;
+  readonly to: string;
+}
+
+/**
+ * Creates `stage`, writes `file` (synced when durable) and renames `from` to `to` — in one
+ * thread-pool job with the native addon, else step by step. A failure before the rename leaves
+ * nothing behind; a failed rename (`syscall: "rename"`) leaves the written file in place.
+ */
+async function writeAndRename(addon: NativeAddon | undefined, write: StagedWrite): Promise<void> {
+  if (addon !== undefined) {
+    return new Promise((resolve, reject) =>
+      addon.writeFile(
+        write.stage ?? null,
+        write.file,
+        write.content,
+        write.durable,
+        write.from,
+        write.to,
+        (errno, syscall) => {
+          if (errno === 0) resolve();
+          else
+            reject(
+              systemError(errno, syscall ?? "writeFile", syscall === "rename" ? write.from : write.file),
+            );
+        },
+      ),
+    );
+  }
+  if (write.stage !== undefined) await fs.mkdir(write.stage);
+  try {
+    await writeFileTo(write.file, write.content, write.durable);
+  } catch (error) {
+    await fs.rm(write.stage ?? write.file, { recursive: true, force: true });
+    throw error;
+  }
+  await fs.rename(write.from, write.to);
+}
+
+/** An error shaped as Node's fs makes them (code, errno, syscall, path) from a positive errno. */
+function systemError(errno: number, syscall: string, path: string): NodeJS.ErrnoException {
+  const [code, message] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, "unknown error"];
+  const error: NodeJS.ErrnoException = new Error(`${code}: ${message}, ${syscall} '${path}'`);
+  Object.assign(error, { code, errno: -errno, syscall, path });
+  return error;
+}
+
+function renameFailed(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).syscall === "rename";
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException).code;
+}
+
+function asBuffer(content: Uint8Array | string): Buffer {
+  if (typeof content === "string") return Buffer.from(content);
+  return Buffer.isBuffer(content)
+    ? content
+    : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
 }
 
 /** Writes a whole small file, synced before it resolves when `durable`. */

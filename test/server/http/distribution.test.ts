@@ -3,6 +3,7 @@
  * (two workers, so consecutive requests of one upload may land on different processes).
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { startRegistry, type RegistryProcess } from "../../helpers/registry.js";
 import {
@@ -262,6 +263,54 @@ describe("push: monolithic (end-4a, end-4b, end-6)", () => {
     assert.equal(response.status, 400);
     assert.equal((await client.request("GET", location)).status, 404);
   });
+
+  // Bodies up to 1 MiB are read whole and written in one step; larger ones stream through a
+  // scratch file: both must store exactly the same, and refuse the same.
+  for (const [label, size] of [
+    ["small", 3000],
+    ["large (streamed)", 1024 * 1024 + 1],
+  ] as const) {
+    it(`${label} bodies: POST ?digest= and POST-then-PUT store them; a wrong digest stores nothing`, async () => {
+      const single = blob(randomBytes(size));
+      const post = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${single.digest}`, {
+        body: single.data,
+      });
+      assert.equal(post.status, 201);
+      const closing = blob(randomBytes(size));
+      const location = await client.startUpload(repo);
+      const put = await client.request("PUT", `${location}?digest=${closing.digest}`, {
+        body: closing.data,
+        headers: { "Content-Range": `0-${size - 1}` },
+      });
+      assert.equal(put.status, 201);
+      for (const b of [single, closing]) {
+        const get = await client.request("GET", `/v2/${repo}/blobs/${b.digest}`);
+        assert.equal(sha256(Buffer.from(await get.arrayBuffer())), b.digest);
+      }
+
+      const content = blob(randomBytes(size));
+      const wrong = sha256("not this");
+      const refused = await client.request("POST", `/v2/${repo}/blobs/uploads/?digest=${wrong}`, {
+        body: content.data,
+      });
+      assert.equal(refused.status, 400);
+      assert.equal(await errorCode(refused), "DIGEST_INVALID");
+      const session = await client.startUpload(repo);
+      const refusedPut = await client.request("PUT", `${session}?digest=${wrong}`, { body: content.data });
+      assert.equal(refusedPut.status, 400);
+      assert.equal(await errorCode(refusedPut), "DIGEST_INVALID");
+      assert.equal((await client.request("GET", session)).status, 404);
+      const short = await client.startUpload(repo);
+      const mismatched = await client.request("PUT", `${short}?digest=${content.digest}`, {
+        body: content.data,
+        headers: { "Content-Range": `0-${size}` },
+      });
+      assert.equal(mismatched.status, 416);
+      for (const digest of [wrong, content.digest]) {
+        assert.equal((await client.request("HEAD", `/v2/${repo}/blobs/${digest}`)).status, 404);
+      }
+    });
+  }
 
   it("sha512 digests are accepted", async () => {
     const { createHash } = await import("node:crypto");

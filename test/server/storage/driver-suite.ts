@@ -96,6 +96,48 @@ export function runDriverSuite(name: string, create: () => Promise<StorageDriver
       assert.equal((await driver.getContent("/nd/file")).toString(), "two");
     });
 
+    it("putContent creates new directories for concurrent writers without losing any file", async () => {
+      const driver = await create();
+      // Same new directory from many writers (one wins the directory, the others join it), and
+      // a new directory each.
+      await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          Promise.all([
+            driver.putContent(`/c/shared/${i}`, `shared ${i}`),
+            driver.putContent(`/c/own${i}/sub/link`, `own ${i}`),
+          ]),
+        ),
+      );
+      assert.equal((await driver.list("/c/shared")).length, 24);
+      for (let i = 0; i < 24; i++) {
+        assert.equal((await driver.getContent(`/c/shared/${i}`)).toString(), `shared ${i}`);
+        assert.equal((await driver.getContent(`/c/own${i}/sub/link`)).toString(), `own ${i}`);
+      }
+    });
+
+    it("putContent into a directory deleted since the last write recreates it", async () => {
+      const driver = await create();
+      await driver.putContent("/gone/dir/one", "1");
+      await driver.delete("/gone/dir");
+      await driver.putContent("/gone/dir/two", "2");
+      assert.deepEqual(await driver.list("/gone/dir"), ["two"]);
+      await driver.delete("/gone");
+      await driver.putContent("/gone/dir/three", "3");
+      assert.equal((await driver.getContent("/gone/dir/three")).toString(), "3");
+    });
+
+    it("putContent that cannot be done fails and leaves what was stored", async () => {
+      const driver = await create();
+      await driver.putContent("/x/file", "kept");
+      await assert.rejects(driver.putContent("/x/file/child", "nope"));
+      await assert.rejects(driver.putContent("/x/file/new/child", "nope"));
+      assert.equal((await driver.getContent("/x/file")).toString(), "kept");
+      await driver.putContent("/x/dir/a", "a");
+      // A directory where the file should go: the rename fails, the directory stays as it was.
+      await assert.rejects(driver.putContent("/x/dir", "nope"));
+      assert.deepEqual(await driver.list("/x/dir"), ["a"]);
+    });
+
     it("rejects paths that could escape the root", async () => {
       const driver = await create();
       for (const path of ["/../etc/passwd", "relative", "/a/../../b", "/a\0b"]) {
