@@ -3,8 +3,8 @@
 // close, rename); for the many small files of a push (blobs, links, tags) those trips and their
 // thread wake-ups cost more than the disk work itself.
 //
-// writeFile(stage, file, content, durable, from, to, callback(errno, syscall))
-//   stage    a directory to create first, or null
+// writeFile(dirs, file, content, durable, from, to, callback(errno, syscall))
+//   dirs     directories to create first, in order (a stage directory and any below it), or null
 //   file     the file to create (or truncate) and fill with `content` (a Buffer)
 //   durable  fsync the file before the rename
 //   from/to  the rename that publishes it (the file itself, or the stage directory around it)
@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@
 #include "native.h"
 
 typedef struct {
-  char* stage;  // NULL when there is none
+  char** dirs;
+  uint32_t dir_count;
   char* file;
   char* from;
   char* to;
@@ -43,12 +45,20 @@ static void Fail(Job* job, const char* syscall) {
   job->syscall = syscall;
 }
 
+// Removes the first `count` directories of the job, deepest first.
+static void RemoveDirs(Job* job, uint32_t count) {
+  while (count > 0) rmdir(job->dirs[--count]);
+}
+
 static void Execute(napi_env env, void* data) {
   (void)env;
   Job* job = data;
-  if (job->stage != NULL && mkdir(job->stage, 0777) != 0) {
-    Fail(job, "mkdir");
-    return;
+  for (uint32_t i = 0; i < job->dir_count; i++) {
+    if (mkdir(job->dirs[i], 0777) != 0) {
+      Fail(job, "mkdir");
+      RemoveDirs(job, i);
+      return;
+    }
   }
   int fd = open(job->file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) {
@@ -73,7 +83,16 @@ static void Execute(napi_env env, void* data) {
     }
     unlink(job->file);
   }
-  if (job->stage != NULL) rmdir(job->stage);
+  RemoveDirs(job, job->dir_count);
+}
+
+static void FreeJob(Job* job) {
+  for (uint32_t i = 0; i < job->dir_count; i++) free(job->dirs[i]);
+  free(job->dirs);
+  free(job->file);
+  free(job->from);
+  free(job->to);
+  free(job);
 }
 
 static void Complete(napi_env env, napi_status status, void* data) {
@@ -95,11 +114,7 @@ static void Complete(napi_env env, napi_status status, void* data) {
   napi_delete_reference(env, job->callback);
   napi_delete_reference(env, job->content);
   napi_delete_async_work(env, job->work);
-  free(job->stage);
-  free(job->file);
-  free(job->from);
-  free(job->to);
-  free(job);
+  FreeJob(job);
 }
 
 // A copy of a JS string argument, or NULL (with `*ok` cleared) when it is not a string.
@@ -119,35 +134,40 @@ napi_value WriteFile(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  const char* usage = "writeFile(stage, file, content, durable, from, to, callback): bad arguments";
+  const char* usage = "writeFile(dirs, file, content, durable, from, to, callback): bad arguments";
   if (argc != 7) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  napi_valuetype stage_type, callback_type;
-  napi_typeof(env, argv[0], &stage_type);
+  napi_valuetype dirs_type, callback_type;
+  napi_typeof(env, argv[0], &dirs_type);
   napi_typeof(env, argv[6], &callback_type);
-  bool is_buffer = false, durable = false, ok = true;
+  bool is_buffer = false, is_array = false, durable = false, ok = true;
   napi_is_buffer(env, argv[2], &is_buffer);
+  napi_is_array(env, argv[0], &is_array);
   void* data = NULL;
   size_t length = 0;
   if (!is_buffer || napi_get_buffer_info(env, argv[2], &data, &length) != napi_ok ||
       napi_get_value_bool(env, argv[3], &durable) != napi_ok || callback_type != napi_function ||
-      (stage_type != napi_null && stage_type != napi_string)) {
+      (dirs_type != napi_null && !is_array)) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   Job* job = calloc(1, sizeof(Job));
-  job->stage = stage_type == napi_string ? CopyString(env, argv[0], &ok) : NULL;
+  if (is_array) {
+    napi_get_array_length(env, argv[0], &job->dir_count);
+    job->dirs = calloc(job->dir_count > 0 ? job->dir_count : 1, sizeof(char*));
+    for (uint32_t i = 0; i < job->dir_count; i++) {
+      napi_value dir;
+      napi_get_element(env, argv[0], i, &dir);
+      job->dirs[i] = CopyString(env, dir, &ok);
+    }
+  }
   job->file = CopyString(env, argv[1], &ok);
   job->from = CopyString(env, argv[4], &ok);
   job->to = CopyString(env, argv[5], &ok);
   if (!ok) {
-    free(job->stage);
-    free(job->file);
-    free(job->from);
-    free(job->to);
-    free(job);
+    FreeJob(job);
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }

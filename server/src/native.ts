@@ -10,7 +10,7 @@ export interface NativeAddon {
     callback: (error: string | null, sent: number) => void,
   ): void;
   writeFile(
-    stage: string | null,
+    dirs: string[] | null,
     file: string,
     content: Buffer,
     durable: boolean,

@@ -8,7 +8,7 @@ import {
 } from "node:fs";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { getSystemErrorMap } from "node:util";
 import { native, type NativeAddon } from "../native.js";
@@ -66,6 +66,7 @@ export class FilesystemDriver implements StorageDriver {
   /** Creates the root and clears temporary files a crash may have left. */
   async init(): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });
+    this.knownDirs.add(this.root);
     await fs.rm(this.full(TMP_DIR), { recursive: true, force: true });
     // Temporary files spread over many directories: one directory is one lock for every create.
     await Promise.all(
@@ -119,30 +120,47 @@ export class FilesystemDriver implements StorageDriver {
       await this.renameInto(tmp, full);
       return;
     }
-    // The directory is probably new (a new link, a new tag, a new blob): write the file inside a
-    // fresh stage directory and rename that into place, so both appear in one rename without
-    // first failing a rename and probing for the directory.
-    const stage = this.tempPath();
-    const staged = join(stage, basename(full));
+    // New directories (a new blob, link or tag): see stagePlan.
+    const plan = this.stagePlan(full);
     try {
       await writeAndRename(this.addon, {
-        stage,
-        file: staged,
+        dirs: plan.dirs,
+        file: plan.staged,
         content: data,
         durable,
-        from: stage,
-        to: parent,
+        from: plan.stage,
+        to: plan.top,
       });
       this.remember(parent);
       return;
     } catch (error) {
       if (!renameFailed(error)) throw error;
       if (!STAGE_CONFLICTS.has(errorCode(error))) {
-        await fs.rm(stage, { recursive: true, force: true });
+        await fs.rm(plan.stage, { recursive: true, force: true });
         throw error;
       }
     }
-    await this.unstage(stage, staged, full);
+    // A guess was wrong (a directory there after all, or one missing): the careful way.
+    await this.unstage(plan.stage, plan.staged, full);
+  }
+
+  /**
+   * Where a file going into directories not known to exist is staged: inside a fresh stage
+   * directory, below it the missing directories between the file and the nearest directory known
+   * to exist (knowing none, the parent's parent is assumed to), so that renaming the stage to
+   * `top` makes them all appear at once, file included.
+   */
+  private stagePlan(full: string): { stage: string; dirs: string[]; staged: string; top: string } {
+    const parent = dirname(full);
+    const anchor = this.knownAncestor(parent) ?? dirname(parent);
+    const missing = relative(anchor, parent).split(sep);
+    const stage = this.tempPath();
+    return {
+      stage,
+      dirs: missing.map((_, i) => join(stage, ...missing.slice(1, i + 1))),
+      staged: join(stage, ...missing.slice(1), basename(full)),
+      top: join(anchor, missing[0]!),
+    };
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -226,39 +244,27 @@ export class FilesystemDriver implements StorageDriver {
       return;
     }
     // Probably a new directory (a new blob): stage it around the file, as putContent does.
-    const stage = this.tempPath();
-    await fs.mkdir(stage);
-    const staged = join(stage, basename(to));
+    const plan = this.stagePlan(to);
     try {
-      await fs.rename(from, staged);
+      await fs.mkdir(dirname(plan.staged), { recursive: true });
+      await fs.rename(from, plan.staged);
     } catch (error) {
-      await fs.rm(stage, { recursive: true, force: true });
+      await fs.rm(plan.stage, { recursive: true, force: true });
       throw mapError(error, source);
     }
-    await this.publishStaged(stage, staged, to);
-  }
-
-  /**
-   * Renames `stage` (a fresh directory holding only `staged`) to be `to`'s directory, so the
-   * directory and its file appear in one rename. When that directory exists after all (or its own
-   * parent is missing), falls back to the general path.
-   */
-  private async publishStaged(stage: string, staged: string, to: string): Promise<void> {
-    const parent = dirname(to);
     try {
-      await fs.rename(stage, parent);
-      this.remember(parent);
+      await fs.rename(plan.stage, plan.top);
+      this.remember(dirname(to));
       return;
     } catch (error) {
       if (!STAGE_CONFLICTS.has(errorCode(error))) throw error;
     }
-    await this.unstage(stage, staged, to);
+    await this.unstage(plan.stage, plan.staged, to);
   }
 
   /**
-   * The general path for a staged file whose directory could not be renamed into place (it
-   * exists after all, or its own parent is missing): the file alone is moved, then the stage
-   * directory is removed.
+   * The general path for a staged file whose directories could not be renamed into place (one
+   * exists after all, or one above is missing): the file alone is moved, then the stage removed.
    */
   private async unstage(stage: string, staged: string, to: string): Promise<void> {
     await this.renameInto(staged, to);
@@ -349,9 +355,21 @@ export class FilesystemDriver implements StorageDriver {
     this.remember(dirname(to));
   }
 
+  /** Notes that `dir` exists, and so do its ancestors. */
   private remember(dir: string): void {
     if (this.knownDirs.size >= KNOWN_DIRS_LIMIT) this.knownDirs.clear();
-    this.knownDirs.add(dir);
+    for (let d = dir; !this.knownDirs.has(d) && d.length > this.root.length; d = dirname(d)) {
+      this.knownDirs.add(d);
+    }
+  }
+
+  /** The nearest ancestor of `dir` known to exist, if any (the root is, once initialised). */
+  private knownAncestor(dir: string): string | undefined {
+    for (let d = dirname(dir); d.length >= this.root.length; d = dirname(d)) {
+      if (this.knownDirs.has(d)) return d;
+      if (d === this.root) break;
+    }
+    return undefined;
   }
 }
 
@@ -360,8 +378,8 @@ const STAGE_CONFLICTS = new Set<string | undefined>(["EEXIST", "ENOTEMPTY", "ENO
 
 /** One small file written and published by a rename; see `writeAndRename`. */
 interface StagedWrite {
-  /** A directory to create first, the future parent of `file`; none when `file` goes alone. */
-  readonly stage?: string;
+  /** Directories to create first, in order: a stage directory and any below it holding `file`. */
+  readonly dirs?: readonly string[];
   readonly file: string;
   readonly content: Buffer;
   readonly durable: boolean;
@@ -371,7 +389,7 @@ interface StagedWrite {
 }
 
 /**
- * Creates `stage`, writes `file` (synced when durable) and renames `from` to `to` — in one
+ * Creates `dirs`, writes `file` (synced when durable) and renames `from` to `to` — in one
  * thread-pool job with the native addon, else step by step. A failure before the rename leaves
  * nothing behind; a failed rename (`syscall: "rename"`) leaves the written file in place.
  */
@@ -379,7 +397,7 @@ async function writeAndRename(addon: NativeAddon | undefined, write: StagedWrite
   if (addon !== undefined) {
     return new Promise((resolve, reject) =>
       addon.writeFile(
-        write.stage ?? null,
+        write.dirs === undefined ? null : [...write.dirs],
         write.file,
         write.content,
         write.durable,
@@ -395,11 +413,12 @@ async function writeAndRename(addon: NativeAddon | undefined, write: StagedWrite
       ),
     );
   }
-  if (write.stage !== undefined) await fs.mkdir(write.stage);
+  const created = write.dirs?.[0] ?? write.file;
   try {
+    for (const dir of write.dirs ?? []) await fs.mkdir(dir);
     await writeFileTo(write.file, write.content, write.durable);
   } catch (error) {
-    await fs.rm(write.stage ?? write.file, { recursive: true, force: true });
+    await fs.rm(created, { recursive: true, force: true });
     throw error;
   }
   await fs.rename(write.from, write.to);

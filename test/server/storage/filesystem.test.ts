@@ -40,6 +40,32 @@ for (const nativeWrites of [true, false]) {
       assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
     }
   });
+
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, writes find the directories already there`, async () => {
+    // A new driver knows only the root: its guesses about which directories exist are wrong
+    // until it has looked, and a wrong guess must cost time, not content.
+    const root = tempDir();
+    const before = new FilesystemDriver(root, { nativeWrites });
+    await before.init();
+    await before.putContent("/r/repo/_layers/sha256/aa/link", "aa");
+    await before.putContent("/r/repo/tags/v1/current/link", "v1");
+    const after = new FilesystemDriver(root, { nativeWrites });
+    await after.init();
+    await after.putContent("/r/repo/_layers/sha256/bb/link", "bb");
+    await after.putContent("/r/repo/tags/v2/current/link", "v2");
+    await after.putContent("/r/repo/tags/v2/index/sha256/cc/link", "cc");
+    await after.putContent("/r/other/tags/v1/current/link", "other");
+    await after.putContent("/r/repo/tags/v1/current/link", "v1 again");
+    assert.deepEqual(readdirSync(join(root, "r/repo/_layers/sha256")).sort(), ["aa", "bb"]);
+    assert.deepEqual(readdirSync(join(root, "r/repo/tags")).sort(), ["v1", "v2"]);
+    assert.deepEqual(readdirSync(join(root, "r/repo/tags/v2")).sort(), ["current", "index"]);
+    assert.equal((await after.getContent("/r/repo/tags/v1/current/link")).toString(), "v1 again");
+    assert.equal((await after.getContent("/r/other/tags/v1/current/link")).toString(), "other");
+    assert.equal((await after.getContent("/r/repo/_layers/sha256/aa/link")).toString(), "aa");
+    for (const bucket of readdirSync(join(root, ".neam-tmp"))) {
+      assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
+    }
+  });
 }
 
 it("filesystem: files land under the root at their logical path; temporaries are cleared at start", async () => {
