@@ -7,7 +7,7 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendfile", NAPI_AUTO_LENGTH, Sendfile, NULL, &fn);
   napi_set_named_property(env, exports, "sendfile", fn);
-  napi_create_function(env, "writeFile", NAPI_AUTO_LENGTH, WriteFile, NULL, &fn);
-  napi_set_named_property(env, exports, "writeFile", fn);
+  napi_create_function(env, "writeFiles", NAPI_AUTO_LENGTH, WriteFiles, NULL, &fn);
+  napi_set_named_property(env, exports, "writeFiles", fn);
   return exports;
 }

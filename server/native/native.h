@@ -4,6 +4,6 @@
 #include <node_api.h>
 
 napi_value Sendfile(napi_env env, napi_callback_info info);
-napi_value WriteFile(napi_env env, napi_callback_info info);
+napi_value WriteFiles(napi_env env, napi_callback_info info);
 
 #endif

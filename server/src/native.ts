@@ -9,14 +9,16 @@ export interface NativeAddon {
     length: number,
     callback: (error: string | null, sent: number) => void,
   ): void;
-  writeFile(
-    dirs: string[] | null,
-    file: string,
-    content: Buffer,
-    durable: boolean,
-    from: string,
-    to: string,
-    callback: (errno: number, syscall: string | null) => void,
+  writeFiles(
+    files: [
+      dirs: string[] | null,
+      file: string,
+      content: Buffer,
+      durable: boolean,
+      from: string,
+      to: string,
+    ][],
+    callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;
 }
 

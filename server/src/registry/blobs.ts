@@ -84,24 +84,19 @@ export class BlobStore {
   }
 
   /**
-   * Stores small content (a manifest, a small blob) under its digest, verified by the caller;
-   * a no-op when it is already there. Says whether it wrote.
-   */
-  async putSmall(digest: Digest, content: Buffer): Promise<boolean> {
-    if ((await this.globalSize(digest)) === content.length) return false;
-    await this.driver.putContent(layout.blobData(digest), content);
-    return true;
-  }
-
-  /**
-   * Stores verified content held in memory as a blob (unless already stored) and links it into
-   * `name`, safe against a running collection: the whole-body form of `store`.
+   * Stores verified content held in memory as a blob and links it into `name`, safe against a
+   * running collection: the whole-body form of `store`. Data and link go in one batch, data
+   * first. Content already stored is written again (the same bytes replace it): checking first
+   * would cost every new blob a round trip to save one on a rare re-upload (clients check with
+   * HEAD before uploading).
    */
   async storeContent(name: string, digest: Digest, content: Buffer): Promise<void> {
     await this.guard.write([digest], async () => {
-      const written = await this.putSmall(digest, content);
-      // New data has no link to it yet: write one without reading first.
-      await this.link(name, digest, content.length, !written);
+      await this.driver.putContents([
+        { path: layout.blobData(digest), content },
+        { path: layout.layerLink(name, digest), content: digest.value },
+      ]);
+      this.cache.set(cacheKeys.blob(name, digest.value), content.length);
     });
   }
 

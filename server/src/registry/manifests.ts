@@ -3,7 +3,7 @@ import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
 import { digestOf, isDigest, parseDigest, type Digest } from "./digest.js";
 import { RegistryError, manifestUnknown } from "./errors.js";
-import { exists, listOrEmpty, readLink, writeLink } from "./links.js";
+import { exists, listOrEmpty, readLink } from "./links.js";
 import { LruCache } from "./lru.js";
 import { cacheKeys, MetadataCache } from "./metadata-cache.js";
 import { parseManifest, type ParsedManifest } from "./manifest.js";
@@ -92,19 +92,23 @@ export class ManifestStore {
   ): Promise<void> {
     if (checkReferences) await this.checkReferences(name, parsed);
 
-    // Order matters for crash safety: content, then revision, then index entries, then the tag.
-    await this.blobs.putSmall(digest, bytes);
-    await writeLink(this.driver, layout.revisionLink(name, digest), digest);
-    if (parsed.subject !== undefined) {
-      await writeLink(this.driver, layout.referrerLink(name, parsed.subject, digest), digest);
-    }
+    // Order matters for crash safety: content, then revision, then index entries, then the tag;
+    // one batch writes them in that order. Content already stored is written again (the same
+    // bytes), which costs less than asking first on every push.
+    const link = (path: string, durable = true) => ({ path, content: digest.value, durable });
+    const files = [
+      { path: layout.blobData(digest), content: bytes },
+      link(layout.revisionLink(name, digest)),
+    ];
+    if (parsed.subject !== undefined) files.push(link(layout.referrerLink(name, parsed.subject, digest)));
     if (reference.kind === "tag") {
-      // The current link is one atomic rename: it creates the tag, so a listed tag always resolves.
-      await writeLink(this.driver, layout.tagCurrentLink(name, reference.tag), digest);
-      // The tag's history entry is informational: not worth a sync.
-      await this.driver.putContent(layout.tagIndexLink(name, reference.tag, digest), digest.value, {
-        durable: false,
-      });
+      // The current link is one atomic rename: it creates the tag, so a listed tag always
+      // resolves. The tag's history entry is informational: not worth a sync.
+      files.push(link(layout.tagCurrentLink(name, reference.tag)));
+      files.push(link(layout.tagIndexLink(name, reference.tag, digest), false));
+    }
+    await this.driver.putContents(files);
+    if (reference.kind === "tag") {
       await this.metadata.invalidate([cacheKeys.tag(name, reference.tag), cacheKeys.tagList(name)]);
     }
   }

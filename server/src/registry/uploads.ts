@@ -48,10 +48,10 @@ export class UploadStore {
   async create(name: string): Promise<UploadStatus> {
     const id = randomUUID();
     // A session lost to a power cut is only an upload the client restarts: no need to sync.
-    await this.driver.putContent(layout.uploadStartedAt(name, id), new Date().toISOString(), {
-      durable: false,
-    });
-    await this.driver.putContent(layout.uploadData(name, id), "", { durable: false });
+    await this.driver.putContents([
+      { path: layout.uploadStartedAt(name, id), content: new Date().toISOString(), durable: false },
+      { path: layout.uploadData(name, id), content: "", durable: false },
+    ]);
     this.rememberHash(id, { hash: newHash("sha256"), offset: 0 });
     return { id, size: 0 };
   }

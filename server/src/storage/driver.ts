@@ -14,6 +14,13 @@ export interface StorageDriver {
    * (synced before it resolves) unless `durable: false`, for state that is cheap to lose.
    */
   putContent(path: string, content: Uint8Array | string, options?: { durable?: boolean }): Promise<void>;
+  /**
+   * Writes several small files as `putContent` does, in order: each is in place before the next
+   * is written (a blob before its link, a manifest before its tag). A failure stops there.
+   */
+  putContents(
+    files: readonly { path: string; content: Uint8Array | string; durable?: boolean }[],
+  ): Promise<void>;
   /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /**

@@ -47,6 +47,11 @@ export class FilesystemDriver implements StorageDriver {
    * rename that fails with ENOENT forgets the entry and takes the careful path.
    */
   private readonly knownDirs = new Set<string>();
+  /**
+   * Small writes whose guess about existing directories was wrong and that took the careful
+   * (several round trips) way; a few after a start, then rare.
+   */
+  carefulWrites = 0;
   /** Files whose data was synced when their writer closed, so `move` need not sync them again. */
   private readonly synced = new Set<string>();
 
@@ -100,67 +105,83 @@ export class FilesystemDriver implements StorageDriver {
     content: Uint8Array | string,
     options?: { durable?: boolean },
   ): Promise<void> {
-    const full = this.full(path);
-    const parent = dirname(full);
-    const durable = options?.durable !== false;
-    const data = asBuffer(content);
-    if (this.knownDirs.has(parent)) {
-      const tmp = this.tempPath();
-      try {
-        await writeAndRename(this.addon, { file: tmp, content: data, durable, from: tmp, to: full });
-        return;
-      } catch (error) {
-        if (!renameFailed(error)) throw error;
-        if (errorCode(error) !== "ENOENT") {
-          await fs.rm(tmp, { force: true });
-          throw error;
-        }
-      }
-      // The directory was removed meanwhile: rebuild it around the written file.
-      await this.renameInto(tmp, full);
-      return;
+    await this.putContents([{ path, content, durable: options?.durable }]);
+  }
+
+  async putContents(files: readonly ContentWrite[]): Promise<void> {
+    let rest = files;
+    while (rest.length > 0) {
+      const plans = this.planWrites(rest);
+      const failure = await writeFiles(this.addon, plans);
+      for (const plan of plans.slice(0, failure?.index ?? plans.length)) this.remember(plan.parent);
+      if (failure === undefined) return;
+      await this.recover(plans[failure.index]!, failure.error);
+      rest = rest.slice(failure.index + 1);
     }
-    // New directories (a new blob, link or tag): see stagePlan.
-    const plan = this.stagePlan(full);
-    try {
-      await writeAndRename(this.addon, {
-        dirs: plan.dirs,
-        file: plan.staged,
-        content: data,
-        durable,
-        from: plan.stage,
-        to: plan.top,
-      });
-      this.remember(parent);
-      return;
-    } catch (error) {
-      if (!renameFailed(error)) throw error;
-      if (!STAGE_CONFLICTS.has(errorCode(error))) {
-        await fs.rm(plan.stage, { recursive: true, force: true });
-        throw error;
-      }
-    }
-    // A guess was wrong (a directory there after all, or one missing): the careful way.
-    await this.unstage(plan.stage, plan.staged, full);
   }
 
   /**
-   * Where a file going into directories not known to exist is staged: inside a fresh stage
-   * directory, below it the missing directories between the file and the nearest directory known
-   * to exist (knowing none, the parent's parent is assumed to), so that renaming the stage to
-   * `top` makes them all appear at once, file included.
+   * How each file gets written. Into a directory known to exist: a temporary file renamed over
+   * it. Into new directories (a new blob, link or tag): inside a fresh stage directory, below it
+   * the missing directories between the file and the nearest directory known to exist (knowing
+   * none, the parent's parent is assumed to), so that one rename of the stage makes them all
+   * appear at once, file included. Directories an earlier file of the batch creates count as
+   * known for the later ones.
    */
-  private stagePlan(full: string): { stage: string; dirs: string[]; staged: string; top: string } {
+  private planWrites(files: readonly ContentWrite[]): WritePlan[] {
+    const planned = new Set<string>();
+    const exists = (dir: string) => this.knownDirs.has(dir) || planned.has(dir);
+    return files.map(({ path, content, durable }) => {
+      const full = this.full(path);
+      const parent = dirname(full);
+      const common = { full, parent, content: asBuffer(content), durable: durable !== false };
+      if (exists(parent)) {
+        const tmp = this.tempPath();
+        return { ...common, file: tmp, from: tmp, to: full };
+      }
+      const plan = { ...common, ...this.stagePlan(full, exists) };
+      for (let d = parent; d !== dirname(plan.to); d = dirname(d)) planned.add(d);
+      return plan;
+    });
+  }
+
+  /** Where a file going into new directories is staged (see planWrites). */
+  private stagePlan(full: string, exists?: (dir: string) => boolean) {
     const parent = dirname(full);
-    const anchor = this.knownAncestor(parent) ?? dirname(parent);
+    const anchor = this.knownAncestor(parent, exists) ?? dirname(parent);
     const missing = relative(anchor, parent).split(sep);
     const stage = this.tempPath();
     return {
       stage,
       dirs: missing.map((_, i) => join(stage, ...missing.slice(1, i + 1))),
-      staged: join(stage, ...missing.slice(1), basename(full)),
-      top: join(anchor, missing[0]!),
+      file: join(stage, ...missing.slice(1), basename(full)),
+      from: stage,
+      to: join(anchor, missing[0]!),
     };
+  }
+
+  /** Finishes (or gives up on) a planned write whose job failed at `error`. */
+  private async recover(plan: WritePlan, error: unknown): Promise<void> {
+    // Failed before its rename: nothing of it is left.
+    if (!renameFailed(error)) throw error;
+    const code = errorCode(error);
+    if (plan.stage === undefined) {
+      if (code !== "ENOENT") {
+        await fs.rm(plan.file, { force: true });
+        throw error;
+      }
+      // The directory was removed meanwhile: rebuild it around the written file.
+      this.carefulWrites++;
+      await this.renameInto(plan.file, plan.full);
+      return;
+    }
+    if (!STAGE_CONFLICTS.has(code)) {
+      await fs.rm(plan.stage, { recursive: true, force: true });
+      throw error;
+    }
+    // A guess was wrong (a directory there after all, or one missing): the careful way.
+    this.carefulWrites++;
+    await this.unstage(plan.stage, plan.file, plan.full);
   }
 
   async reader(path: string, offset = 0, end?: number): Promise<Readable> {
@@ -246,20 +267,20 @@ export class FilesystemDriver implements StorageDriver {
     // Probably a new directory (a new blob): stage it around the file, as putContent does.
     const plan = this.stagePlan(to);
     try {
-      await fs.mkdir(dirname(plan.staged), { recursive: true });
-      await fs.rename(from, plan.staged);
+      await fs.mkdir(dirname(plan.file), { recursive: true });
+      await fs.rename(from, plan.file);
     } catch (error) {
       await fs.rm(plan.stage, { recursive: true, force: true });
       throw mapError(error, source);
     }
     try {
-      await fs.rename(plan.stage, plan.top);
+      await fs.rename(plan.stage, plan.to);
       this.remember(dirname(to));
       return;
     } catch (error) {
       if (!STAGE_CONFLICTS.has(errorCode(error))) throw error;
     }
-    await this.unstage(plan.stage, plan.staged, to);
+    await this.unstage(plan.stage, plan.file, to);
   }
 
   /**
@@ -364,9 +385,9 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /** The nearest ancestor of `dir` known to exist, if any (the root is, once initialised). */
-  private knownAncestor(dir: string): string | undefined {
+  private knownAncestor(dir: string, exists = (d: string) => this.knownDirs.has(d)): string | undefined {
     for (let d = dirname(dir); d.length >= this.root.length; d = dirname(d)) {
-      if (this.knownDirs.has(d)) return d;
+      if (exists(d)) return d;
       if (d === this.root) break;
     }
     return undefined;
@@ -376,52 +397,72 @@ export class FilesystemDriver implements StorageDriver {
 /** Why renaming a stage directory into place can fail while the staged file is still good. */
 const STAGE_CONFLICTS = new Set<string | undefined>(["EEXIST", "ENOTEMPTY", "ENOENT"]);
 
-/** One small file written and published by a rename; see `writeAndRename`. */
-interface StagedWrite {
-  /** Directories to create first, in order: a stage directory and any below it holding `file`. */
-  readonly dirs?: readonly string[];
-  readonly file: string;
+/** A small file to write: see StorageDriver.putContents. */
+type ContentWrite = Parameters<StorageDriver["putContents"]>[0][number];
+
+/**
+ * One small file of a batch, as it will be written: `dirs` (a stage directory and any below it)
+ * created in order, `file` written (synced when durable), then `from` renamed to `to`, which
+ * publishes it at `full`.
+ */
+interface WritePlan {
+  readonly full: string;
+  readonly parent: string;
   readonly content: Buffer;
   readonly durable: boolean;
-  /** The rename that publishes the file: the file itself, or its stage directory. */
+  /** The stage directory, when the file goes into new directories. */
+  readonly stage?: string;
+  readonly dirs?: readonly string[];
+  readonly file: string;
   readonly from: string;
   readonly to: string;
 }
 
 /**
- * Creates `dirs`, writes `file` (synced when durable) and renames `from` to `to` — in one
- * thread-pool job with the native addon, else step by step. A failure before the rename leaves
- * nothing behind; a failed rename (`syscall: "rename"`) leaves the written file in place.
+ * Carries out planned writes in order, in one thread-pool job with the native addon, else step
+ * by step; stops at the first failure and says where. A failure before a file's rename leaves
+ * nothing of that file behind; a failed rename (`syscall: "rename"`) leaves it in place.
  */
-async function writeAndRename(addon: NativeAddon | undefined, write: StagedWrite): Promise<void> {
+async function writeFiles(
+  addon: NativeAddon | undefined,
+  plans: readonly WritePlan[],
+): Promise<{ index: number; error: unknown } | undefined> {
   if (addon !== undefined) {
-    return new Promise((resolve, reject) =>
-      addon.writeFile(
-        write.dirs === undefined ? null : [...write.dirs],
-        write.file,
-        write.content,
-        write.durable,
-        write.from,
-        write.to,
-        (errno, syscall) => {
-          if (errno === 0) resolve();
-          else
-            reject(
-              systemError(errno, syscall ?? "writeFile", syscall === "rename" ? write.from : write.file),
-            );
+    return new Promise((resolve) =>
+      addon.writeFiles(
+        plans.map((p) => [
+          p.dirs === undefined ? null : [...p.dirs],
+          p.file,
+          p.content,
+          p.durable,
+          p.from,
+          p.to,
+        ]),
+        (errno, syscall, index) => {
+          if (errno === 0) return resolve(undefined);
+          const plan = plans[index]!;
+          const path = syscall === "rename" ? plan.from : plan.file;
+          resolve({ index, error: systemError(errno, syscall ?? "writeFiles", path) });
         },
       ),
     );
   }
-  const created = write.dirs?.[0] ?? write.file;
-  try {
-    for (const dir of write.dirs ?? []) await fs.mkdir(dir);
-    await writeFileTo(write.file, write.content, write.durable);
-  } catch (error) {
-    await fs.rm(created, { recursive: true, force: true });
-    throw error;
+  for (const [index, plan] of plans.entries()) {
+    const created = plan.dirs?.[0] ?? plan.file;
+    try {
+      for (const dir of plan.dirs ?? []) await fs.mkdir(dir);
+      await writeFileTo(plan.file, plan.content, plan.durable);
+    } catch (error) {
+      await fs.rm(created, { recursive: true, force: true });
+      return { index, error };
+    }
+    try {
+      await fs.rename(plan.from, plan.to);
+    } catch (error) {
+      return { index, error };
+    }
   }
-  await fs.rename(write.from, write.to);
+  return undefined;
 }
 
 /** An error shaped as Node's fs makes them (code, errno, syscall, path) from a positive errno. */

@@ -41,6 +41,53 @@ for (const nativeWrites of [true, false]) {
     }
   });
 
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: batches of a push land in order, in one pass each`, async () => {
+    const root = tempDir();
+    const driver = new FilesystemDriver(root, { nativeWrites });
+    await driver.init();
+    const repo = "/docker/registry/v2/repositories/app";
+    const blobs = "/docker/registry/v2/blobs/sha256";
+    // A blob and its link, then a manifest, its revision, its tag and the tag's history: every
+    // directory new, several created by an earlier file of the same batch.
+    for (const [i, hex] of ["aa11", "aa22", "bb33"].entries()) {
+      await driver.putContents([
+        { path: `${blobs}/${hex.slice(0, 2)}/${hex}/data`, content: `blob ${i}` },
+        { path: `${repo}/_layers/sha256/${hex}/link`, content: `sha256:${hex}` },
+      ]);
+      await driver.putContents([
+        { path: `${blobs}/cc/cc${i}/data`, content: `manifest ${i}` },
+        { path: `${repo}/_manifests/revisions/sha256/cc${i}/link`, content: `sha256:cc${i}` },
+        { path: `${repo}/_manifests/tags/v${i}/current/link`, content: `sha256:cc${i}` },
+        {
+          path: `${repo}/_manifests/tags/v${i}/index/sha256/cc${i}/link`,
+          content: `sha256:cc${i}`,
+          durable: false,
+        },
+      ]);
+    }
+    // Knowing only the root at first, the driver guessed every directory right.
+    assert.equal(driver.carefulWrites, 0);
+    assert.deepEqual(readdirSync(join(root, repo, "_manifests/tags")).sort(), ["v0", "v1", "v2"]);
+    assert.deepEqual(readdirSync(join(root, repo, "_manifests/tags/v1")).sort(), ["current", "index"]);
+    assert.equal(
+      (await driver.getContent(`${repo}/_manifests/tags/v2/current/link`)).toString(),
+      "sha256:cc2",
+    );
+    assert.equal((await driver.getContent(`${blobs}/aa/aa22/data`)).toString(), "blob 1");
+    // A batch stops at the file that cannot be written: the ones before it are in place, the
+    // ones after it untouched.
+    await assert.rejects(
+      driver.putContents([
+        { path: "/s/first", content: "1" },
+        { path: `${blobs}/aa/aa11/data/child`, content: "x" },
+        { path: "/s/third", content: "3" },
+      ]),
+    );
+    assert.equal((await driver.getContent("/s/first")).toString(), "1");
+    assert.deepEqual(readdirSync(join(root, "s")), ["first"]);
+    assert.equal((await driver.getContent(`${blobs}/aa/aa11/data`)).toString(), "blob 0");
+  });
+
   it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, writes find the directories already there`, async () => {
     // A new driver knows only the root: its guesses about which directories exist are wrong
     // until it has looked, and a wrong guess must cost time, not content.
@@ -56,6 +103,7 @@ for (const nativeWrites of [true, false]) {
     await after.putContent("/r/repo/tags/v2/index/sha256/cc/link", "cc");
     await after.putContent("/r/other/tags/v1/current/link", "other");
     await after.putContent("/r/repo/tags/v1/current/link", "v1 again");
+    assert.ok(after.carefulWrites > 0);
     assert.deepEqual(readdirSync(join(root, "r/repo/_layers/sha256")).sort(), ["aa", "bb"]);
     assert.deepEqual(readdirSync(join(root, "r/repo/tags")).sort(), ["v1", "v2"]);
     assert.deepEqual(readdirSync(join(root, "r/repo/tags/v2")).sort(), ["current", "index"]);
