@@ -1,6 +1,7 @@
 // What Node lacks and the registry needs, as an optional addon (Linux only): zero-copy pulls
-// (sendfile.c) and small durable writes in one thread-pool job (write_file.c). Without it the
-// registry does the same work in JavaScript, more slowly.
+// (sendfile.c), small durable writes in one thread-pool job (write_file.c), and memory given back
+// after large transfers (memory.c). Without it the registry does the same work in JavaScript,
+// more slowly, and keeps more memory.
 #include "native.h"
 
 NAPI_MODULE_INIT() {
@@ -9,5 +10,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "sendfile", fn);
   napi_create_function(env, "writeFiles", NAPI_AUTO_LENGTH, WriteFiles, NULL, &fn);
   napi_set_named_property(env, exports, "writeFiles", fn);
+  napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
+  napi_set_named_property(env, exports, "trimMemory", fn);
   return exports;
 }

@@ -5,5 +5,6 @@
 
 napi_value Sendfile(napi_env env, napi_callback_info info);
 napi_value WriteFiles(napi_env env, napi_callback_info info);
+napi_value TrimMemory(napi_env env, napi_callback_info info);
 
 #endif

@@ -20,6 +20,7 @@ export interface NativeAddon {
     ][],
     callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;
+  trimMemory(): void;
 }
 
 /**

@@ -41,6 +41,7 @@ import { TaskStatusStore } from "./maintenance/status.js";
 import { upstreamClients } from "./sync/upstreams.js";
 import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
 import { registerCertificateMetrics } from "./metrics/certificate-metrics.js";
+import { MemoryReleaser } from "./memory-release.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -164,8 +165,12 @@ async function startPublicServer(
   bus: InvalidationBus,
 ) {
   const metrics = new HttpMetrics();
+  const memory = new MemoryReleaser();
   const options: RegistryOptions = {
-    onUploadBytes: (bytes) => metrics.uploadBytes.inc(bytes),
+    onUploadBytes: (bytes) => {
+      metrics.uploadBytes.inc(bytes);
+      memory.transferred(bytes);
+    },
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
     bus,
