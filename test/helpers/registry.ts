@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 
 const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
+/** The node flags the registry runs with, from its executable's `#!/usr/bin/env -S node …` line. */
+export const NODE_FLAGS = readFileSync(MAIN, "utf8").split("\n", 1)[0]!.split(" ").slice(3);
 
 export interface RegistryProcess {
   readonly url: string;
@@ -87,7 +89,7 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
   const logPath = join(dir, "registry.log");
   const { openSync } = await import("node:fs");
   const out = openSync(logPath, "a");
-  const child = spawn(process.execPath, [MAIN, "serve", "--config", configPath], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, "serve", "--config", configPath], {
     stdio: ["ignore", out, out],
     env: { ...process.env },
   });

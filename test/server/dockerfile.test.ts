@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { it } from "node:test";
 import { loadConfig } from "../../server/src/config/load.js";
+import { NODE_FLAGS } from "../helpers/registry.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 
@@ -13,7 +14,8 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   const dockerfile = readFileSync(`${ROOT}server/Dockerfile`, "utf8");
   const entrypoint = JSON.parse(/^ENTRYPOINT (.+)$/m.exec(dockerfile)![1]!) as string[];
   assert.equal(entrypoint[0], "node");
-  assert.ok(existsSync(`${ROOT}${entrypoint[1]!.replace("/app/", "")}`), `${entrypoint[1]} is built`);
+  const main = entrypoint.at(-1)!;
+  assert.ok(existsSync(`${ROOT}${main.replace("/app/", "")}`), `${main} is built`);
   const cmd = JSON.parse(/^CMD (\[.+\])$/m.exec(dockerfile)![1]!) as string[];
   const copied = /^COPY (server\/config\.default\.yml) (\S+)$/m.exec(dockerfile)!;
   assert.equal(cmd[1], copied[2], "the CMD serves the config the image ships");
@@ -33,4 +35,19 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   const loader = readFileSync(`${ROOT}server/src/native.ts`, "utf8");
   const relative = /"([^"]+neam_native\.node)"/.exec(loader)![1]!;
   assert.equal(new URL(relative, "file:///app/dist/server/src/native.js").pathname, `/app/${addon[2]}`);
+});
+
+it("the registry runs with the same node flags from its executable, the image and npm start", () => {
+  const shebang = readFileSync(`${ROOT}server/src/main.ts`, "utf8").split("\n", 1)[0]!;
+  assert.match(shebang, /^#!\/usr\/bin\/env -S node( --[a-z-]+=\S+)*$/);
+  const flags = shebang.split(" ").slice(3);
+  assert.ok(flags.length > 0);
+  assert.deepEqual(NODE_FLAGS, flags, "tests and benchmarks start it so");
+  const dockerfile = readFileSync(`${ROOT}server/Dockerfile`, "utf8");
+  const entrypoint = JSON.parse(/^ENTRYPOINT (.+)$/m.exec(dockerfile)![1]!) as string[];
+  assert.deepEqual(entrypoint.slice(1, -1), flags);
+  const start = (
+    JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as { scripts: Record<string, string> }
+  ).scripts.start!;
+  assert.ok(start.includes(`node ${flags.join(" ")} dist/server/src/main.js serve`), start);
 });
