@@ -16,7 +16,13 @@ import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.j
 
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
 const TMP_DIR = "/.neam-tmp";
+/** Bytes a reader reads at a time. */
 const STREAM_CHUNK = 1024 * 1024;
+/**
+ * Bytes a writer buffers before it holds its source back. With 1 MiB the socket paused at every
+ * write and a 2 GiB push to tmpfs ran at 490-500 MB/s; with 8 MiB, 670-870 (16 MiB: no better).
+ */
+const WRITE_BUFFER = 8 * 1024 * 1024;
 /** Bytes written between background syncs of a large write. */
 const WRITEBACK_BYTES = 32 * 1024 * 1024;
 /** How many directories temporary files are spread over. */
@@ -198,7 +204,7 @@ export class FilesystemDriver implements StorageDriver {
     const open = async () => {
       const stream = createWriteStream(full, {
         flags: append ? "a" : "w",
-        highWaterMark: STREAM_CHUNK,
+        highWaterMark: WRITE_BUFFER,
         flush: durable,
       });
       await opened(stream, path);
