@@ -138,6 +138,29 @@ export function runDriverSuite(name: string, create: () => Promise<StorageDriver
       assert.deepEqual(await driver.list("/x/dir"), ["a"]);
     });
 
+    it("putContents writes files in order, each in place before the next; a failure stops there", async () => {
+      const driver = await create();
+      await driver.putContents([
+        { path: "/b/blobs/aa/data", content: "blob" },
+        { path: "/b/repo/_layers/aa/link", content: "sha256:aa" },
+        { path: "/b/repo/tags/t/current/link", content: "sha256:aa" },
+        { path: "/b/repo/tags/t/index/aa/link", content: "sha256:aa", durable: false },
+      ]);
+      assert.equal((await driver.getContent("/b/blobs/aa/data")).toString(), "blob");
+      assert.deepEqual((await driver.list("/b/repo/tags/t")).sort(), ["current", "index"]);
+      assert.equal((await driver.getContent("/b/repo/tags/t/index/aa/link")).toString(), "sha256:aa");
+      await assert.rejects(
+        driver.putContents([
+          { path: "/b/first", content: "1" },
+          { path: "/b/blobs/aa/data/child", content: "cannot: data is a file" },
+          { path: "/b/third", content: "3" },
+        ]),
+      );
+      assert.equal((await driver.getContent("/b/first")).toString(), "1");
+      await assert.rejects(driver.stat("/b/third"), PathNotFoundError);
+      assert.equal((await driver.getContent("/b/blobs/aa/data")).toString(), "blob");
+    });
+
     it("rejects paths that could escape the root", async () => {
       const driver = await create();
       for (const path of ["/../etc/passwd", "relative", "/a/../../b", "/a\0b"]) {
