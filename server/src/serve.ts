@@ -45,15 +45,6 @@ import { MemoryReleaser } from "./memory-release.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
-/** Features whose config keys are accepted but which this build cannot honour yet: refuse, never ignore. */
-function refuseUnsupported(config: Config): void {
-  if (config.http.prefix !== undefined && config.http.prefix.replace(/\/+$/, "") !== "") {
-    throw new Error(
-      "config: http.prefix is not supported by this build; serve the registry at the root of its host",
-    );
-  }
-}
-
 /**
  * `serve`. With `http.workers: 1` (the default) one process serves everything: one event loop
  * already answers many times the reference registry's request rate, and a single process keeps
@@ -62,7 +53,6 @@ function refuseUnsupported(config: Config): void {
  */
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
-  refuseUnsupported(config);
   const logger = createLogger(config.log);
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
   await driver.init();
@@ -199,6 +189,7 @@ async function startPublicServer(
     maxManifestBytes: config.http.maxmanifestbytes,
     headers: config.http.headers,
     locationBase: locationBaseFor(config.http),
+    pathPrefix: config.http.prefix,
     authz,
     tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),

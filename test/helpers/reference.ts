@@ -4,7 +4,10 @@ import { join } from "node:path";
 import { freePort, tempDir, waitUntil } from "./registry.js";
 
 /** The reference registry (Debian `docker-registry`, CNCF Distribution 2.8) on loopback. */
-export async function startReference(root: string, options: { deleteEnabled?: boolean } = {}) {
+export async function startReference(
+  root: string,
+  options: { deleteEnabled?: boolean; prefix?: string } = {},
+) {
   const port = await freePort();
   const dir = tempDir("neam-ref-");
   const config = join(dir, "config.yml");
@@ -14,7 +17,7 @@ export async function startReference(root: string, options: { deleteEnabled?: bo
       "version: 0.1",
       "log: {level: error, accesslog: {disabled: true}}",
       `storage: {filesystem: {rootdirectory: ${root}}, delete: {enabled: ${options.deleteEnabled ?? true}}}`,
-      `http: {addr: "127.0.0.1:${port}"}`,
+      `http: {addr: "127.0.0.1:${port}"${options.prefix ? `, prefix: ${options.prefix}` : ""}}`,
       "",
     ].join("\n"),
   );
@@ -24,7 +27,8 @@ export async function startReference(root: string, options: { deleteEnabled?: bo
   const host = `127.0.0.1:${port}`;
   await waitUntil(async () => {
     if (child.exitCode !== null) throw new Error("docker-registry exited");
-    return (await fetch(`http://${host}/v2/`).catch(() => undefined))?.status === 200;
+    const prefix = (options.prefix ?? "").replace(/\/+$/, "");
+    return (await fetch(`http://${host}${prefix}/v2/`).catch(() => undefined))?.status === 200;
   }, 15_000);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {

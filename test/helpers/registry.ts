@@ -103,7 +103,8 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
       if (response?.status !== 200) return false;
       if (scheme === "https") return true;
       // 401 is an answer too: the registry is up and asks for credentials.
-      const status = (await fetch(`${url}/v2/`).catch(() => undefined))?.status;
+      const prefix = ((extra.http as { prefix?: string } | undefined)?.prefix ?? "").replace(/\/+$/, "");
+      const status = (await fetch(`${url}${prefix}/v2/`).catch(() => undefined))?.status;
       return status === 200 || status === 401;
     }, 15_000);
   } catch (error) {

@@ -76,7 +76,8 @@ function send(
   path: string,
   body?: { content: string; type: string },
 ): Promise<IncomingMessage> {
-  const url = new URL(path, target.url);
+  // The registry may be served under a path (`http.prefix`): the API path goes below it.
+  const url = new URL(`${target.url.replace(/\/+$/, "")}${path}`);
   const client = url.protocol === "https:" ? https : http;
   const headers: Record<string, string> = {};
   if (target.username !== undefined) {

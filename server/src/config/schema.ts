@@ -67,7 +67,15 @@ const Http = z
   .strictObject({
     addr: ListenAddress.default(":5000"),
     host: z.url().optional(),
-    prefix: z.string().optional(),
+    /**
+     * Serve under this path (registry:2's `http.prefix`, e.g. `/nested/registry/`): normalised
+     * to `/nested/registry` ("" for the root).
+     */
+    prefix: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/, "must be a URL path starting with /, like /path/")
+      .transform((p) => p.replace(/\/+$/, ""))
+      .default(""),
     secret: z.string().optional(),
     relativeurls: z.boolean().default(false),
     draintimeout: Duration.optional(),

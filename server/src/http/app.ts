@@ -28,6 +28,8 @@ export interface AppOptions {
   readonly headers?: Record<string, string[]>;
   /** See DistributionOptions.locationBase; relative Locations when absent. */
   readonly locationBase?: (ctx: Context) => string;
+  /** The path everything is served under (`http.prefix`, normalised: "/nested/registry"); "" for none. */
+  readonly pathPrefix?: string;
   /** Authentication and access policy; everything open when absent. */
   readonly authz?: RequestAuthorizer;
   /** `GET /token`, when the registry issues its own tokens. */
@@ -46,9 +48,11 @@ export function createApp(options: AppOptions): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
   const authz = options.authz ?? OPEN;
+  const prefix = options.pathPrefix ?? "";
   const match = distributionRoutes(registry, {
     maxManifestBytes: options.maxManifestBytes,
-    locationBase: options.locationBase ?? (() => ""),
+    locationBase: options.locationBase ?? (() => prefix),
+    pathPrefix: prefix,
     authz,
   });
   const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz);
@@ -63,7 +67,7 @@ export function createApp(options: AppOptions): Koa {
     try {
       ctx.set("Docker-Distribution-API-Version", "registry/2.0");
       for (const [header, values] of extraHeaders) ctx.set(header, values);
-      const path = ctx.path;
+      const path = routedPath(ctx.path, prefix);
       if (path === "/debug/health") {
         routeName = "health";
         await health.respond(ctx);
@@ -200,4 +204,14 @@ function auditEvent(ctx: Context, route: string, params: string[]): AuditEvent |
 function isClientAbort(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNABORTED";
+}
+
+/**
+ * The request's path as the routes see it: below `http.prefix` (a path outside it routes
+ * nowhere). The health endpoint answers at the root as well, for probes that know no prefix.
+ */
+function routedPath(path: string, prefix: string): string {
+  if (prefix === "" || path === "/debug/health") return path;
+  if (path === prefix) return "/";
+  return path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : "";
 }

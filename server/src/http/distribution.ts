@@ -25,6 +25,8 @@ export interface DistributionOptions {
   readonly locationBase: (ctx: Context) => string;
   /** Who may do what; everything is open without auth. */
   readonly authz: RequestAuthorizer;
+  /** The path the API is served under (`http.prefix`), for the `Link` headers; "" for the root. */
+  readonly pathPrefix?: string;
 }
 
 const NAME = "(.+?)";
@@ -76,7 +78,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     authz.requireSomeAccess(ctx);
     const { n, last } = pagination(ctx);
     const page = await registry.listRepositories(n, last, (name) => authz.may(ctx, "pull", name));
-    setNextLink(ctx, "/v2/_catalog", n, page);
+    setNextLink(ctx, `${options.pathPrefix ?? ""}/v2/_catalog`, n, page);
     ctx.body = { repositories: page.items };
   }
 
@@ -85,7 +87,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     authz.require(ctx, "pull", name);
     const { n, last } = pagination(ctx);
     const page = await registry.listTags(name, n, last);
-    setNextLink(ctx, `/v2/${name}/tags/list`, n, page);
+    setNextLink(ctx, `${options.pathPrefix ?? ""}/v2/${name}/tags/list`, n, page);
     ctx.body = { name, tags: page.items };
   }
 

@@ -2,7 +2,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Client, blob, errorCode, imageManifest } from "../../helpers/oci.js";
+
+const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
 import { startRegistry } from "../../helpers/registry.js";
+import { startReference } from "../../helpers/reference.js";
+import { tempDir } from "../../helpers/registry.js";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 describe("Location headers", () => {
   it("are absolute, from the request's scheme and Host, by default (as the reference)", async () => {
@@ -95,5 +102,78 @@ describe("storage.maintenance.readonly", () => {
     } finally {
       await registry.stop();
     }
+  });
+});
+
+describe("http.prefix", () => {
+  it("serves the API below the path, with Location and Link headers under it, as the reference does", async () => {
+    const ours = await startRegistry({ config: { http: { prefix: "/nested/reg/" } } });
+    const reference = await startReference(join(tempDir("neam-prefix-ref-"), "data"), {
+      prefix: "/nested/reg/",
+    });
+    try {
+      for (const server of [ours, reference]) {
+        const base = `${server.url}/nested/reg`;
+        assert.equal((await fetch(`${base}/v2/`)).status, 200, server.url);
+        assert.equal((await fetch(`${server.url}/v2/`)).status, 404, "outside the prefix");
+        assert.equal((await fetch(`${server.url}/nested/regv2/`)).status, 404);
+        for (const repo of ["pre/one", "pre/two"]) {
+          const image = imageManifest({ layers: 1 });
+          for (const b of image.blobs) {
+            const post = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+            const location = post.headers.get("Location")!;
+            assert.ok(location.startsWith(`${base}/v2/${repo}/blobs/uploads/`), location);
+            const put = await fetch(`${location}${location.includes("?") ? "&" : "?"}digest=${b.digest}`, {
+              method: "PUT",
+              body: b.data,
+            });
+            assert.equal(put.status, 201);
+            assert.equal(put.headers.get("Location"), `${base}/v2/${repo}/blobs/${b.digest}`);
+          }
+          const manifest = await fetch(`${base}/v2/${repo}/manifests/v1`, {
+            method: "PUT",
+            body: image.bytes,
+            headers: { "Content-Type": image.mediaType },
+          });
+          assert.equal(manifest.status, 201);
+          assert.ok(manifest.headers.get("Location")!.startsWith(`${base}/v2/${repo}/manifests/sha256:`));
+          assert.equal(
+            (
+              await fetch(`${base}/v2/${repo}/manifests/v1`, {
+                method: "HEAD",
+                headers: { Accept: image.mediaType },
+              })
+            ).status,
+            200,
+          );
+        }
+        const page = await fetch(`${base}/v2/_catalog?n=1`);
+        assert.deepEqual(await page.json(), { repositories: ["pre/one"] });
+        const link = page.headers.get("Link")!;
+        assert.match(link, /^<\/nested\/reg\/v2\/_catalog\?/, link);
+        const next = /^<([^>]+)>/.exec(link)![1]!;
+        assert.deepEqual(await (await fetch(`${server.url}${next}`)).json(), { repositories: ["pre/two"] });
+      }
+      // Our own paths live below it too: the chart repository and the admin API the CLI calls.
+      assert.equal((await fetch(`${ours.url}/nested/reg/chartrepo/index.yaml`)).status, 200);
+      assert.equal((await fetch(`${ours.url}/chartrepo/index.yaml`)).status, 404);
+      const gc = spawnSync(process.execPath, [MAIN, "gc", "--url", `${ours.url}/nested/reg/`], {
+        encoding: "utf8",
+      });
+      assert.equal(gc.status, 0, gc.stderr);
+    } finally {
+      await ours.stop();
+      await reference.stop();
+    }
+  });
+
+  it("that is not a path is refused at start, naming the key", () => {
+    const config = join(tempDir(), "config.yml");
+    writeFileSync(config, "version: 0.1\nhttp: {prefix: 'nested/reg'}\n");
+    const result = spawnSync(process.execPath, [MAIN, "config", "check", "--config", config], {
+      encoding: "utf8",
+    });
+    assert.notEqual(result.status, 0);
+    assert.match(result.stderr, /http\.prefix/);
   });
 });
