@@ -7,4 +7,12 @@ napi_value Sendfile(napi_env env, napi_callback_info info);
 napi_value WriteFiles(napi_env env, napi_callback_info info);
 napi_value TrimMemory(napi_env env, napi_callback_info info);
 
+// Calls the JS function `callback` refers to with `args` (from a job's completion, on the event
+// loop) and releases the reference.
+void CallBack(napi_env env, napi_ref callback, size_t argc, napi_value* args);
+
+// Runs `execute` on libuv's thread pool, then `complete` on the event loop, with `data`.
+void QueueJob(napi_env env, const char* name, napi_async_execute_callback execute,
+              napi_async_complete_callback complete, void* data, napi_async_work* work);
+
 #endif

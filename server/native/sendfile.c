@@ -66,9 +66,7 @@ static void Execute(napi_env env, void* data) {
 
 static void Complete(napi_env env, napi_status status, void* data) {
   Job* job = data;
-  napi_value callback, global, args[2];
-  napi_get_reference_value(env, job->callback, &callback);
-  napi_get_global(env, &global);
+  napi_value args[2];
   if (status != napi_ok && job->error == 0) job->error = ECANCELED;
   if (job->error != 0) {
     napi_create_string_utf8(env, strerror(job->error), NAPI_AUTO_LENGTH, &args[0]);
@@ -76,8 +74,7 @@ static void Complete(napi_env env, napi_status status, void* data) {
     napi_get_null(env, &args[0]);
   }
   napi_create_int64(env, job->sent, &args[1]);
-  napi_call_function(env, global, callback, 2, args, NULL);
-  napi_delete_reference(env, job->callback);
+  CallBack(env, job->callback, 2, args);
   napi_delete_async_work(env, job->work);
   free(job);
 }
@@ -113,9 +110,6 @@ napi_value Sendfile(napi_env env, napi_callback_info info) {
   job->offset = offset;
   job->remaining = length;
   napi_create_reference(env, argv[4], 1, &job->callback);
-  napi_value name;
-  napi_create_string_utf8(env, "neam_sendfile", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, Execute, Complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
+  QueueJob(env, "neam_sendfile", Execute, Complete, job, &job->work);
   return NULL;
 }

@@ -123,9 +123,7 @@ static void FreeJob(Job* job) {
 
 static void Complete(napi_env env, napi_status status, void* data) {
   Job* job = data;
-  napi_value callback, global, args[3];
-  napi_get_reference_value(env, job->callback, &callback);
-  napi_get_global(env, &global);
+  napi_value args[3];
   if (status != napi_ok && job->error == 0) {
     job->error = ECANCELED;
     job->syscall = "writeFiles";
@@ -138,8 +136,7 @@ static void Complete(napi_env env, napi_status status, void* data) {
     napi_get_null(env, &args[1]);
   }
   napi_create_uint32(env, job->failed, &args[2]);
-  napi_call_function(env, global, callback, 3, args, NULL);
-  napi_delete_reference(env, job->callback);
+  CallBack(env, job->callback, 3, args);
   napi_delete_reference(env, job->array);
   napi_delete_async_work(env, job->work);
   FreeJob(job);
@@ -224,9 +221,6 @@ napi_value WriteFiles(napi_env env, napi_callback_info info) {
   // The array holds the content buffers: a reference keeps them (and their memory) alive.
   napi_create_reference(env, argv[0], 1, &job->array);
   napi_create_reference(env, argv[1], 1, &job->callback);
-  napi_value name;
-  napi_create_string_utf8(env, "neam_write_files", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, Execute, Complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
+  QueueJob(env, "neam_write_files", Execute, Complete, job, &job->work);
   return NULL;
 }
