@@ -7,8 +7,9 @@ const RELEASE_DELAY_MS = 1000;
 
 /**
  * Gives freed memory back to the system after large transfers. Streaming a big blob through
- * JavaScript buffers fragments the C heap: without this, a 2 GiB push leaves about 30 MiB of
- * freed buffers in the process's RSS for good. Needs the native addon; without it, does nothing.
+ * JavaScript buffers fragments the C heap: without this, a 2 GiB push (or a pull over TLS)
+ * leaves 25-30 MiB of freed buffers in the process's RSS for good. Needs the native addon;
+ * without it, does nothing.
  */
 export class MemoryReleaser {
   private pending = 0;

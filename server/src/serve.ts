@@ -190,6 +190,7 @@ async function startPublicServer(
     headers: config.http.headers,
     locationBase: locationBaseFor(config.http),
     pathPrefix: config.http.prefix,
+    onBlobStreamed: (bytes) => memory.transferred(bytes),
     authz,
     tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),

@@ -30,6 +30,8 @@ export interface AppOptions {
   readonly locationBase?: (ctx: Context) => string;
   /** The path everything is served under (`http.prefix`, normalised: "/nested/registry"); "" for none. */
   readonly pathPrefix?: string;
+  /** See DistributionOptions.onBlobStreamed. */
+  readonly onBlobStreamed?: (bytes: number) => void;
   /** Authentication and access policy; everything open when absent. */
   readonly authz?: RequestAuthorizer;
   /** `GET /token`, when the registry issues its own tokens. */
@@ -54,6 +56,7 @@ export function createApp(options: AppOptions): Koa {
     locationBase: options.locationBase ?? (() => prefix),
     pathPrefix: prefix,
     authz,
+    onBlobStreamed: options.onBlobStreamed,
   });
   const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz);
   const charts = chartRoutes(new ChartRepository(registry), registry, authz);

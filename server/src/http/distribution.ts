@@ -27,6 +27,8 @@ export interface DistributionOptions {
   readonly authz: RequestAuthorizer;
   /** The path the API is served under (`http.prefix`), for the `Link` headers; "" for the root. */
   readonly pathPrefix?: string;
+  /** Told the size of each large blob streamed through JavaScript buffers (not sendfile). */
+  readonly onBlobStreamed?: (bytes: number) => void;
 }
 
 const NAME = "(.+?)";
@@ -166,6 +168,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     }
     ctx.body =
       size === 0 ? Buffer.alloc(0) : await registry.readBlob(digest, size, start, start + length - 1);
+    if (length > SMALL_BLOB_BYTES) ctx.res.once("close", () => options.onBlobStreamed?.(length));
   }
 
   async function deleteBlob(ctx: Context, [rawName, rawDigest]: string[]) {
