@@ -9,6 +9,7 @@ import { loadConfig } from "../../server/src/config/load.js";
 import { parseSyncManifest } from "../../server/src/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
 import { tempDir } from "../helpers/registry.js";
+import { testApp } from "../helpers/cdk8s.js";
 
 /** Synthesized objects are plain JSON; the assertions below read into them freely. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,7 +22,7 @@ type Manifest = {
 };
 
 function synth(props: LocalRegistryProps): Manifest[] {
-  const chart = new Chart(Testing.app(), "test", { disableResourceNameHashes: true });
+  const chart = new Chart(testApp(), "test", { disableResourceNameHashes: true });
   new LocalRegistry(chart, "registry", props);
   return Testing.synth(chart) as Manifest[];
 }

@@ -16,6 +16,7 @@ import { ENVIRONMENTS } from "../../stacks/environments.js";
 import { Client, imageManifest, sha256 } from "../helpers/oci.js";
 import { startReference } from "../helpers/reference.js";
 import { startRegistry, tempDir } from "../helpers/registry.js";
+import { testApp } from "../helpers/cdk8s.js";
 
 const run = promisify(execFile);
 const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
@@ -24,7 +25,7 @@ const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
 type Loose = any;
 
 function synth(props: LocalRegistryProps): Loose[] {
-  const chart = new Chart(Testing.app(), "test", { disableResourceNameHashes: true });
+  const chart = new Chart(testApp(), "test", { disableResourceNameHashes: true });
   new LocalRegistry(chart, "registry", props);
   return Testing.synth(chart);
 }

@@ -16,6 +16,7 @@ import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitorin
 import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
 import { LocalRegistry } from "../../constructs/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
+import { testApp } from "../helpers/cdk8s.js";
 
 type Validating = new (data: never) => { validate(): void };
 const MODELS: Record<string, Validating> = {
@@ -36,7 +37,7 @@ const MODELS: Record<string, Validating> = {
 describe("synthesized objects validate against their schemas", () => {
   for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
     it(environment, () => {
-      const chart = new Chart(Testing.app(), environment, { disableResourceNameHashes: true });
+      const chart = new Chart(testApp(), environment, { disableResourceNameHashes: true });
       new LocalRegistry(chart, "registry", {
         ...props,
         auth: props.auth ?? { enabled: true, htpasswd: "admin:$2y$05$x" },

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,9 +64,31 @@ export function tempDir(prefix = "neam-test-"): string {
 export async function startRegistry(options: StartOptions = {}): Promise<RegistryProcess> {
   const dir = tempDir();
   const root = options.root ?? join(dir, "data");
+  const extra = options.config ?? {};
+  const scheme = (extra.http as { tls?: unknown } | undefined)?.tls ? "https" : "http";
+  // A port found free can be taken by another test process before the registry binds it: then
+  // the registry exits with EADDRINUSE and is started again on other ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const started = await launchRegistry(dir, root, options, extra, scheme);
+      return registryProcess(started, root, dir, scheme);
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function launchRegistry(
+  dir: string,
+  root: string,
+  options: StartOptions,
+  extra: Record<string, unknown>,
+  scheme: string,
+) {
   const port = options.port ?? (await freePort());
   const debugPort = await freePort();
-  const extra = options.config ?? {};
   const { log: _log, storage: _storage, http: _http, ...otherSections } = extra;
   const config = {
     ...otherSections,
@@ -87,18 +109,22 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
   const configPath = join(dir, "config.yml");
   writeFileSync(configPath, stringify(config));
   const logPath = join(dir, "registry.log");
-  const { openSync } = await import("node:fs");
+  writeFileSync(logPath, "");
   const out = openSync(logPath, "a");
   const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, "serve", "--config", configPath], {
     stdio: ["ignore", out, out],
     env: { ...process.env },
   });
+  closeSync(out);
   const host = `127.0.0.1:${port}`;
   const url = `http://${host}`;
-  const scheme = (extra.http as { tls?: unknown } | undefined)?.tls ? "https" : "http";
   try {
     await waitUntil(async () => {
-      if (child.exitCode !== null) throw new Error(`registry exited: ${readFileSync(logPath, "utf8")}`);
+      if (child.exitCode !== null) {
+        const log = readFileSync(logPath, "utf8");
+        if (options.port === undefined && log.includes("EADDRINUSE")) throw new PortTaken(log);
+        throw new Error(`registry exited: ${log}`);
+      }
       const response = await fetch(`http://127.0.0.1:${debugPort}/debug/health`).catch(() => undefined);
       if (response?.status !== 200) return false;
       if (scheme === "https") return true;
@@ -111,6 +137,15 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
     child.kill("SIGKILL");
     throw error;
   }
+  return { child, host, debugPort, logPath };
+}
+
+function registryProcess(
+  { child, host, debugPort, logPath }: Awaited<ReturnType<typeof launchRegistry>>,
+  root: string,
+  dir: string,
+  scheme: string,
+): RegistryProcess {
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
     url: `${scheme}://${host}`,
