@@ -132,8 +132,10 @@ export class Registry {
     return this.uploads.cancel(name, id);
   }
 
-  /** Single-request upload: the whole blob in one body, verified against `digest`. */
-  /** A whole blob in one request; a small body may come already read (a Buffer). */
+  /**
+   * Single-request upload: the whole blob in one body, verified against `digest`; a small body
+   * may come already read (a Buffer).
+   */
   async putBlob(name: string, digest: Digest, body: UploadBody) {
     this.requireWritable();
     return this.uploads.putWhole(name, digest, body);

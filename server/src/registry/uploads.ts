@@ -89,13 +89,15 @@ export class UploadStore {
         // The whole blob in the closing request (POST, then PUT with the body): no need to go
         // through the session's file.
         checkChunkLength(finalChunk?.range, whole.length);
-        this.onBytes(whole.length);
-        const computed = digestOf(whole, digest.algorithm);
-        if (computed.value !== digest.value) await this.forget(name, id);
-        checkDigest(digest, computed);
-        await this.blobs.storeContent(name, digest, whole);
+        let stored;
+        try {
+          stored = await this.storeRead(name, digest, whole);
+        } catch (error) {
+          if (error instanceof RegistryError && error.code === "DIGEST_INVALID") await this.forget(name, id);
+          throw error;
+        }
         await this.forget(name, id);
-        return { digest, size: whole.length };
+        return stored;
       }
       const { size } =
         finalChunk !== undefined
@@ -117,12 +119,7 @@ export class UploadStore {
    * way, and is moved into place only if it matches `digest`.
    */
   async putWhole(name: string, digest: Digest, body: UploadBody): Promise<{ digest: Digest; size: number }> {
-    if (Buffer.isBuffer(body)) {
-      this.onBytes(body.length);
-      checkDigest(digest, digestOf(body, digest.algorithm));
-      await this.blobs.storeContent(name, digest, body);
-      return { digest, size: body.length };
-    }
+    if (Buffer.isBuffer(body)) return this.storeRead(name, digest, body);
     const scratch = this.driver.scratchPath();
     let adopted = false;
     try {
@@ -137,6 +134,18 @@ export class UploadStore {
     } finally {
       if (!adopted) await this.driver.delete(scratch);
     }
+  }
+
+  /** Verifies a whole body already read and stores it as the blob, data and link in one batch. */
+  private async storeRead(
+    name: string,
+    digest: Digest,
+    content: Buffer,
+  ): Promise<{ digest: Digest; size: number }> {
+    this.onBytes(content.length);
+    checkDigest(digest, digestOf(content, digest.algorithm));
+    await this.blobs.storeContent(name, digest, content);
+    return { digest, size: content.length };
   }
 
   async cancel(name: string, id: string): Promise<void> {
