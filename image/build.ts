@@ -250,7 +250,12 @@ function summary(result: BuildResult): Record<string, unknown> {
   };
 }
 
-function push(result: BuildResult, destination: string, tlsVerify: boolean): void {
+/** `--push`: the built layout into a registry with skopeo (credentials from NEAM_REGISTRY_USERNAME/PASSWORD). */
+export function push(
+  result: Pick<BuildResult, "reference" | "layout">,
+  destination: string,
+  tlsVerify: boolean,
+): void {
   const args = ["copy", "--quiet", `--dest-tls-verify=${tlsVerify}`];
   const user = process.env.NEAM_REGISTRY_USERNAME;
   if (user) args.push("--dest-creds", `${user}:${process.env.NEAM_REGISTRY_PASSWORD ?? ""}`);

@@ -13,11 +13,11 @@ import { after, before, describe, it } from "node:test";
 import { Chart } from "cdk8s";
 import { LocalRegistry } from "../../constructs/index.js";
 import { walk } from "../../image/app-files.js";
-import { CMD, ENTRYPOINT, HEALTHCHECK } from "../../image/build.js";
+import { CMD, ENTRYPOINT, HEALTHCHECK, push } from "../../image/build.js";
 import { qualifiedReference } from "../../image/oci.js";
 import { testApp } from "../helpers/cdk8s.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
-import { freePort, tempDir, waitUntil } from "../helpers/registry.js";
+import { freePort, startRegistry, tempDir, waitUntil } from "../helpers/registry.js";
 import { run, servedDigest, skopeo } from "../helpers/tools.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -138,6 +138,20 @@ describe("the registry image (npm run image)", { timeout: 20 * 60_000 }, () => {
       readFileSync(join(ROOT, copied[1]!)),
       "the default config at registry:2's path",
     );
+  });
+
+  it("--push puts the same image into a registry", async () => {
+    const registry = await startRegistry();
+    try {
+      push(
+        { reference: first.reference, layout: join(work, "a/oci") },
+        `${registry.host}/neam-registry:test`,
+        false,
+      );
+      assert.equal(servedDigest(`docker://${registry.host}/neam-registry:test`), first.manifestDigest);
+    } finally {
+      await registry.stop();
+    }
   });
 
   describe("run by podman, read-only, as 65532", () => {
