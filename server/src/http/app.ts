@@ -63,7 +63,8 @@ export function createApp(options: AppOptions): Koa {
     authz,
     onBlobStreamed: options.onBlobStreamed,
   });
-  const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz, registry);
+  const admin =
+    options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz, registry);
   const charts = chartRoutes(new ChartRepository(registry), registry, authz);
   const extraHeaders = Object.entries(options.headers ?? {});
 
