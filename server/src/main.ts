@@ -12,6 +12,8 @@ import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
 import { GC_USAGE, gcCommand } from "./cli/gc.js";
 import { SYNC_USAGE, syncCommand } from "./cli/sync.js";
 import { BACKUP_USAGE, backupCommand, restoreCommand } from "./cli/backup.js";
+import { MIRROR_CONFIG_USAGE, mirrorConfigCommand } from "./cli/mirror-config.js";
+import { BUNDLE_USAGE, bundleCommand } from "./cli/bundle.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
@@ -22,7 +24,7 @@ commands:
                                  add a user or change a password (bcrypt; PASSWORD from stdin if absent)
   user remove --file HTPASSWD USER
   user list --file HTPASSWD
-${GC_USAGE}${SYNC_USAGE}${BACKUP_USAGE}`;
+${GC_USAGE}${SYNC_USAGE}${BACKUP_USAGE}${BUNDLE_USAGE}${MIRROR_CONFIG_USAGE}`;
 
 function option(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -64,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
       return backupCommand(rest);
     case "restore":
       return restoreCommand(rest);
+    case "bundle":
+      return bundleCommand(rest);
+    case "mirror-config":
+      return mirrorConfigCommand(rest);
     case "help":
     case "--help":
     case "-h":

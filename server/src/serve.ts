@@ -42,6 +42,8 @@ import { upstreamClients } from "./sync/upstreams.js";
 import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
 import { registerCertificateMetrics } from "./metrics/certificate-metrics.js";
 import { MemoryReleaser } from "./memory-release.js";
+import { MirrorMap } from "./sync/mirror-map.js";
+import { WatchedMirrorMap } from "./sync/mirror-source.js";
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -180,6 +182,12 @@ async function startPublicServer(
         : "online garbage collection needs http.workers: 1 (with several workers, run `neam-registry gc --offline` while the registry is stopped or read-only)",
     upstreams: () => upstreamClients(config.sync.upstreams, config.http.maxmanifestbytes),
   });
+  // Pulls by upstream name always resolve (an empty map: each name where it was pushed); with
+  // `sync.manifest`, the names the sync manifest renames are found under their targets.
+  const mirror =
+    config.sync.manifest === undefined
+      ? { current: new MirrorMap() }
+      : new WatchedMirrorMap(config.sync.manifest, logger);
   const app = createApp({
     registry,
     logger,
@@ -195,6 +203,7 @@ async function startPublicServer(
     tokenEndpoint: token,
     audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
     maintenance,
+    mirror,
     ...(notifier !== undefined
       ? {
           notifications: {
@@ -207,7 +216,10 @@ async function startPublicServer(
   const stopExpiry =
     config.proxy === undefined ? () => {} : startCacheExpiry(config, registry, maintenance, logger);
   const server = createServer(config, app.callback());
-  server.on("close", stopExpiry);
+  server.on("close", () => {
+    stopExpiry();
+    if (mirror instanceof WatchedMirrorMap) mirror.close();
+  });
   if (config.http.tls !== undefined) watchCertificates(server as https.Server, config.http.tls, logger);
   // Long uploads must not be cut by Node's request timeout; idle sockets still are.
   server.requestTimeout = 0;

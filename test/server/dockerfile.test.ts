@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { it } from "node:test";
 import { loadConfig } from "../../server/src/config/load.js";
+import { ADDON_PATH } from "../../image/app-files.js";
 import { NODE_FLAGS } from "../helpers/registry.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -28,13 +29,14 @@ it("server/Dockerfile runs what the build produces, with a valid default config,
   const runtime = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
   for (const pkg of ["wget", "netcat-openbsd", "bind9-dnsutils", "net-tools"])
     assert.match(runtime, new RegExp(`\\b${pkg}\\b`), pkg);
-  // The sendfile addon lands where dist/server/src/http/sendfile.js loads it from.
-  const addon = /^COPY --from=build \/src\/(server\/native\/\S+) \.\/(\S+)$/m.exec(dockerfile)!;
-  assert.equal(addon[1], addon[2]);
-  assert.ok(existsSync(`${ROOT}${addon[1]}`), "the build produces the addon");
+  // The application is image/app-files.ts's set (as `npm run image` ships it), and the addon in
+  // it lands where dist/server/src/native.js loads it from.
+  assert.match(dockerfile, /^RUN npm run build && node dist\/image\/app-files\.js \/out\/app$/m);
+  assert.match(dockerfile, /^COPY --from=build \/out\/app \/app$/m);
+  assert.ok(existsSync(`${ROOT}${ADDON_PATH}`), "the build produces the addon");
   const loader = readFileSync(`${ROOT}server/src/native.ts`, "utf8");
   const relative = /"([^"]+neam_native\.node)"/.exec(loader)![1]!;
-  assert.equal(new URL(relative, "file:///app/dist/server/src/native.js").pathname, `/app/${addon[2]}`);
+  assert.equal(new URL(relative, "file:///app/dist/server/src/native.js").pathname, `/app/${ADDON_PATH}`);
 });
 
 it("the registry runs with the same node flags from its executable, the image and npm start", () => {

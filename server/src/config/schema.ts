@@ -201,6 +201,11 @@ const Audit = z
  * sync manifest's `source` references). A host not listed is reached over HTTPS, anonymously.
  */
 const Sync = z.strictObject({
+  /**
+   * The sync manifest (the mounted `registry-sync-manifest` ConfigMap) whose source → target map
+   * answers nodes that pull upstream names through this registry; followed when it changes.
+   */
+  manifest: z.string().min(1).optional(),
   upstreams: z
     .array(
       z.strictObject({

@@ -2,6 +2,9 @@ import type { Context } from "koa";
 import { parseDuration } from "../config/duration.js";
 import { RegistryError } from "../registry/errors.js";
 import type { Maintenance } from "../maintenance/maintenance.js";
+import type { Registry } from "../registry/registry.js";
+import { storedBlobs } from "../registry/inventory.js";
+import { statfs } from "node:fs/promises";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
 import { readLimited } from "../read-limited.js";
@@ -22,13 +25,31 @@ export const DEFAULT_GC_GRACE = "1h";
  * the operations guide uses) and the status of the last runs. Names starting with `_` are never
  * repository names, so these paths cannot shadow a repository.
  */
-export function adminRoutes(maintenance: Maintenance, authz: RequestAuthorizer): Matcher {
+export function adminRoutes(
+  maintenance: Maintenance,
+  authz: RequestAuthorizer,
+  registry?: Registry,
+): Matcher {
   return matcher([
+    { name: "admin_have", pattern: /^\/v2\/_neam\/have$/, methods: { GET: have } },
     { name: "admin_gc", pattern: /^\/v2\/_oci\/artifacts\/delete$/, methods: { POST: collectGarbage } },
     { name: "admin_sync", pattern: /^\/v2\/_neam\/sync$/, methods: { POST: sync } },
     { name: "admin_backup", pattern: /^\/v2\/_neam\/backup$/, methods: { GET: backup } },
     { name: "admin_status", pattern: /^\/v2\/_neam\/status$/, methods: { GET: status } },
   ]);
+
+  /**
+   * Every digest stored (blobs and manifests alike, no names) and the bytes free: what a bundle for
+   * this site may leave out, and whether an import fits (`neam-registry bundle have`).
+   */
+  async function have(ctx: Context) {
+    authz.requireAdmin(ctx);
+    if (registry === undefined) throw new RegistryError("UNSUPPORTED", "no registry to list");
+    const digests = (await storedBlobs(registry.driver)).map((d) => d.value).sort();
+    const root = (registry.driver as { root?: string }).root;
+    const free = root === undefined ? undefined : await statfs(root).catch(() => undefined);
+    ctx.body = { digests, freeBytes: free === undefined ? null : free.bavail * free.bsize };
+  }
 
   async function collectGarbage(ctx: Context) {
     authz.requireAdmin(ctx);

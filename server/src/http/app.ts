@@ -16,6 +16,9 @@ import { chartRoutes } from "./chartrepo.js";
 import { ChartRepository } from "../charts/chart-repository.js";
 import type { Notifier } from "../notifications/notifier.js";
 import { notificationEvent } from "./notification-events.js";
+import { mirroredPath } from "./mirror.js";
+import { queryValue } from "./routes.js";
+import type { MirrorMap } from "../sync/mirror-map.js";
 
 export interface AppOptions {
   readonly registry: Registry;
@@ -42,6 +45,8 @@ export interface AppOptions {
   readonly maintenance?: Maintenance;
   /** Webhook notifications (`notifications.endpoints`), and this instance's `host:port` for them. */
   readonly notifications?: { readonly notifier: Notifier; readonly sourceAddr: string };
+  /** Pulls by upstream name (`?ns=docker.io`, `/v2/docker.io/…`) resolved through this map. */
+  readonly mirror?: { readonly current: MirrorMap };
 }
 
 /** The registry's public listener (:5000): the distribution API and the health endpoint. */
@@ -58,7 +63,8 @@ export function createApp(options: AppOptions): Koa {
     authz,
     onBlobStreamed: options.onBlobStreamed,
   });
-  const admin = options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz);
+  const admin =
+    options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz, registry);
   const charts = chartRoutes(new ChartRepository(registry), registry, authz);
   const extraHeaders = Object.entries(options.headers ?? {});
 
@@ -70,7 +76,11 @@ export function createApp(options: AppOptions): Koa {
     try {
       ctx.set("Docker-Distribution-API-Version", "registry/2.0");
       for (const [header, values] of extraHeaders) ctx.set(header, values);
-      const path = routedPath(ctx.path, prefix);
+      const routed = routedPath(ctx.path, prefix);
+      const path =
+        options.mirror !== undefined && routed.startsWith("/v2/")
+          ? mirroredPath(routed, ctx.method, queryValue(ctx, "ns"), options.mirror.current)
+          : routed;
       if (path === "/debug/health") {
         routeName = "health";
         await health.respond(ctx);

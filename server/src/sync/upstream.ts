@@ -103,6 +103,38 @@ export class UpstreamClient {
     return tags;
   }
 
+  /**
+   * The manifests that refer to `digest` (signatures, SBOMs, attestations): the OCI 1.1 referrers
+   * API, or, where the upstream has none (registry:2), the tag schema's `sha256-<hex>…` tags.
+   */
+  async referrers(
+    repository: string,
+    digest: Digest,
+  ): Promise<{ digest: string; mediaType: string; size: number }[]> {
+    try {
+      const response = await this.get(repository, `/v2/${repository}/referrers/${digest.value}`, {
+        Accept: "application/vnd.oci.image.index.v1+json",
+      });
+      const index = JSON.parse((await readLimited(response, this.maxManifestBytes)).toString("utf8")) as {
+        manifests?: { digest: string; mediaType: string; size: number }[];
+      };
+      return (index.manifests ?? []).map(({ digest, mediaType, size }) => ({ digest, mediaType, size }));
+    } catch (error) {
+      if (!(error instanceof UpstreamError) || (error.status !== 404 && error.status !== 400)) throw error;
+    }
+    const prefix = `${digest.algorithm}-${digest.hex}`;
+    const found: { digest: string; mediaType: string; size: number }[] = [];
+    for (const tag of (await this.tags(repository)).filter((t) => t.startsWith(prefix))) {
+      const manifest = await this.manifest(repository, tag);
+      found.push({
+        digest: manifest.digest.value,
+        mediaType: manifest.mediaType,
+        size: manifest.bytes.length,
+      });
+    }
+    return found;
+  }
+
   private async get(
     repository: string,
     path: string,

@@ -1,0 +1,127 @@
+/**
+ * The distribution API calls an import makes against the site's registry: what it holds, uploads
+ * streamed from the bundle (the registry verifies each digest before it links the blob), mounts,
+ * and manifest PUTs. Credentials as every CLI command takes them (NEAM_REGISTRY_USERNAME/PASSWORD).
+ */
+import { readFileSync } from "node:fs";
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import type { Readable } from "node:stream";
+import { readLimited } from "../read-limited.js";
+import type { AdminTarget } from "../cli/admin-client.js";
+import { BundleError, type HaveList } from "./format.js";
+
+const MAX_ANSWER = 64 * 1024 * 1024;
+
+export class PushClient {
+  private readonly agent: http.Agent;
+  private readonly base: URL;
+  private readonly ca?: Buffer;
+  /** Bytes of blob bodies sent (what a resumed import avoids sending again). */
+  bytesSent = 0;
+
+  constructor(private readonly target: AdminTarget) {
+    this.base = new URL(target.url.replace(/\/+$/, "") + "/");
+    this.ca = target.caFile === undefined ? undefined : readFileSync(target.caFile);
+    this.agent =
+      this.base.protocol === "https:"
+        ? new https.Agent({ keepAlive: true })
+        : new http.Agent({ keepAlive: true });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  async have(): Promise<HaveList> {
+    const response = await this.expect("GET", "v2/_neam/have", [200]);
+    return JSON.parse((await readLimited(response, MAX_ANSWER)).toString("utf8")) as HaveList;
+  }
+
+  async blobExists(repository: string, digest: string): Promise<boolean> {
+    const response = await this.expect("HEAD", `v2/${repository}/blobs/${digest}`, [200, 404]);
+    response.resume();
+    return response.statusCode === 200;
+  }
+
+  /** A mount of a blob the registry holds in some repository (no `from`); false when it cannot. */
+  async mount(repository: string, digest: string): Promise<boolean> {
+    const response = await this.expect("POST", `v2/${repository}/blobs/uploads/?mount=${digest}`, [201, 202]);
+    response.resume();
+    if (response.statusCode === 201) return true;
+    const location = response.headers.location;
+    if (location) await this.expect("DELETE", this.resolve(location), [204, 404]).then((r) => r.resume());
+    return false;
+  }
+
+  async upload(repository: string, digest: string, size: number, body: Readable): Promise<void> {
+    const started = await this.expect("POST", `v2/${repository}/blobs/uploads/`, [202]);
+    started.resume();
+    const location = started.headers.location;
+    if (!location) throw new BundleError(`POST ${repository} upload: the registry gave no Location`);
+    const url = new URL(this.resolve(location));
+    url.searchParams.set("digest", digest);
+    body.on("data", (chunk: Buffer) => (this.bytesSent += chunk.length));
+    const done = await this.expect("PUT", url.href, [201], {
+      body,
+      headers: { "Content-Type": "application/octet-stream", "Content-Length": String(size) },
+    });
+    done.resume();
+  }
+
+  async putManifest(repository: string, reference: string, mediaType: string, bytes: Buffer): Promise<void> {
+    const response = await this.expect("PUT", `v2/${repository}/manifests/${reference}`, [201], {
+      body: bytes,
+      headers: { "Content-Type": mediaType, "Content-Length": String(bytes.length) },
+    });
+    response.resume();
+  }
+
+  private resolve(location: string): string {
+    return new URL(location, this.base).href;
+  }
+
+  private expect(
+    method: string,
+    path: string,
+    statuses: number[],
+    send?: { body: Readable | Buffer; headers: Record<string, string> },
+  ): Promise<IncomingMessage> {
+    const url = new URL(path, this.base);
+    const client = url.protocol === "https:" ? https : http;
+    const headers: Record<string, string> = { ...send?.headers };
+    if (this.target.username !== undefined)
+      headers.Authorization = `Basic ${Buffer.from(`${this.target.username}:${this.target.password ?? ""}`).toString("base64")}`;
+    return new Promise((resolve, reject) => {
+      const request = client.request(
+        url,
+        { method, headers, agent: this.agent, ...(this.ca ? { ca: this.ca } : {}) },
+        (response) => {
+          const status = response.statusCode ?? 0;
+          if (statuses.includes(status)) return resolve(response);
+          readLimited(response, 64 * 1024).then((content) => {
+            let detail = "";
+            try {
+              const error = (
+                JSON.parse(content.toString("utf8")) as { errors?: { code?: string; message?: string }[] }
+              ).errors?.[0];
+              if (error) detail = ` ${error.code}: ${error.message}`;
+            } catch {
+              /* not the spec's error body */
+            }
+            reject(new BundleError(`${method} ${url.pathname}: ${status}${detail}`));
+          }, reject);
+        },
+      );
+      request.on("error", (error) =>
+        reject(new BundleError(`cannot reach the registry at ${this.target.url}: ${error.message}`)),
+      );
+      const body = send?.body;
+      if (body === undefined || Buffer.isBuffer(body)) request.end(body);
+      else {
+        body.on("error", (error) => request.destroy(error));
+        body.pipe(request);
+      }
+    });
+  }
+}
