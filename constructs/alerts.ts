@@ -1,4 +1,4 @@
-import { METRICS } from "../server/src/index.js";
+import { METRICS } from "../server/src/contract/index.js";
 
 /** One alerting rule, in the shape Prometheus (and the PrometheusRule CRD) takes. */
 export interface AlertRule {

@@ -1,6 +1,6 @@
 import { Construct } from "constructs";
 import { KubeConfigMap } from "cdk8s-plus-27/lib/imports/k8s.js";
-import { METRICS } from "../server/src/index.js";
+import { METRICS } from "../server/src/contract/index.js";
 
 /** A Grafana panel, typed for what this dashboard uses (schemaVersion 39). */
 export interface Panel {

@@ -14,7 +14,7 @@ import {
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
-import type { ConfigInput, SyncManifestInput } from "../server/src/index.js";
+import type { ConfigInput, SyncManifestInput } from "../server/src/contract/index.js";
 import { checkQuantity } from "./quantities.js";
 import { RegistryMonitoring } from "./monitoring.js";
 import { RegistryCertificate } from "./certificate.js";

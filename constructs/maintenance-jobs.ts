@@ -9,7 +9,12 @@ import {
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
-import { frequencyOf, isCronExpression, schedulesOf, type SyncManifest } from "../server/src/index.js";
+import {
+  frequencyOf,
+  isCronExpression,
+  schedulesOf,
+  type SyncManifest,
+} from "../server/src/contract/index.js";
 
 /** A Secret with the username and password of a registry admin, for the maintenance jobs. */
 export interface MaintenanceCredentials {

@@ -1,5 +1,5 @@
 import { stringify } from "yaml";
-import { validateConfig, type Config, type ConfigInput } from "../server/src/index.js";
+import { validateConfig, type Config, type ConfigInput } from "../server/src/contract/index.js";
 
 /**
  * The registry's `config.yml` as the constructs render it: typed with the server's own config

@@ -1,7 +1,11 @@
 import { Construct } from "constructs";
 import { KubeConfigMap } from "cdk8s-plus-27/lib/imports/k8s.js";
 import { stringify } from "yaml";
-import { validateSyncManifest, type SyncManifest, type SyncManifestInput } from "../server/src/index.js";
+import {
+  validateSyncManifest,
+  type SyncManifest,
+  type SyncManifestInput,
+} from "../server/src/contract/index.js";
 
 export interface RegistrySyncManifestProps {
   readonly namespace: string;

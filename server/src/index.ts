@@ -17,6 +17,6 @@ export {
   type SyncManifest,
   type SyncManifestInput,
 } from "./sync/manifest.js";
-export { DEFAULT_GC_GRACE } from "./http/admin.js";
+export { DEFAULT_GC_GRACE } from "./contract/defaults.js";
 export type { CollectionOptions, CollectionReport } from "./gc/collector.js";
 export type { SyncReport, ImageResult } from "./sync/syncer.js";

@@ -1,63 +1,276 @@
 /**
- * The Pulumi program under `pulumi.runtime.setMocks` (no engine here): the production stack
- * registers one ConfigGroup whose objects are exactly what `cdk8s synth` makes for production.
+ * The Pulumi program itself (stacks/pulumi/index.ts) under `pulumi.runtime.setMocks` (no engine
+ * here), once per stack file with that file's config as the CLI hands it over. The assertions are
+ * on what reaches the engine: each resource's inputs and the RegisterResource request's options
+ * (provider, protect, retainOnDelete, dependencies).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { it } from "node:test";
+import { readdirSync } from "node:fs";
+import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { parse } from "yaml";
+import * as k8s from "@pulumi/kubernetes";
 import { manifestsFor } from "../../stacks/manifests.js";
-import { waitUntil } from "../helpers/registry.js";
+import { deployObjects, type KubeObject } from "../../stacks/pulumi/deploy.js";
+import { cliConfig, projectConfigErrors } from "./pulumi-cli-config.js";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
+const STACKS = readdirSync(ROOT)
+  .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+  .filter((s): s is string => s !== undefined)
+  .sort();
 
-it("pulumi up --stack production deploys the same objects as cdk8s synth production", async () => {
-  const registered: { type: string; name: string; inputs: Record<string, unknown> }[] = [];
+interface Registration {
+  type: string;
+  name: string;
+  urn: string;
+  inputs: Record<string, unknown>;
+  provider: string;
+  protect: boolean;
+  retainOnDelete: boolean;
+  dependencies: string[];
+}
+
+/** Installs the mocks and records every RegisterResource request as the engine would receive it. */
+async function recordRegistrations(stack: string): Promise<Registration[]> {
+  const registered: Registration[] = [];
   await pulumi.runtime.setMocks(
     {
-      newResource: (args) => {
-        registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-        return { id: `${args.name}-id`, state: args.inputs };
-      },
+      newResource: (args) => ({ id: `${args.name}-id`, state: args.inputs }),
       call: (args) => args.inputs,
     },
     "neam-registry",
-    "production",
+    stack,
     false,
   );
-  // The stack's config file, as `pulumi up --stack production` would load it.
-  const stackConfig = parse(readFileSync(`${ROOT}Pulumi.production.yaml`, "utf8")) as {
-    config: Record<string, string>;
+  type Request = {
+    getType(): string;
+    getName(): string;
+    getParent(): string;
+    getProvider(): string;
+    getProtect(): boolean | undefined;
+    getRetainondelete(): boolean | undefined;
+    getDependenciesList(): string[];
+    getObject(): unknown;
   };
-  for (const [key, value] of Object.entries(stackConfig.config)) pulumi.runtime.setConfig(key, value);
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(
+      req: Request,
+      callback: (err: unknown, res: { getUrn(): string } | undefined) => void,
+    ): unknown;
+  };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) =>
+    register(req, (err, res) => {
+      if (res !== undefined) {
+        registered.push({
+          type: req.getType(),
+          name: req.getName(),
+          urn: res.getUrn(),
+          inputs: pulumi.runtime.deserializeProperties(req.getObject() as never) as Record<string, unknown>,
+          provider: req.getProvider(),
+          protect: req.getProtect() === true,
+          retainOnDelete: req.getRetainondelete() === true,
+          dependencies: req.getDependenciesList(),
+        });
+      }
+      callback(err, res);
+    });
+  return registered;
+}
 
-  const program = await import("../../stacks/pulumi/index.js");
-  assert.equal(program.environmentName, "production");
-  // Registrations reach the mock asynchronously.
-  await waitUntil(async () => registered.some((r) => r.type === "kubernetes:yaml/v2:ConfigGroup"), 5000);
+let runs = 0;
+/** `pulumi up --stack <stack>` with `extra` config set on top (`pulumi config set`). */
+async function runProgram(stack: string, extra: Record<string, string> = {}) {
+  const registered = await recordRegistrations(stack);
+  pulumi.runtime.setAllConfig({ ...cliConfig(ROOT, stack), ...extra });
+  // A fresh instance of the program for each run (ES modules are cached by URL).
+  const program = (await import(`../../stacks/pulumi/index.js?run=${++runs}`)) as Record<string, unknown>;
+  await pulumi.runtime.disconnect();
+  return { registered, program };
+}
 
-  const groups = registered.filter((r) => r.type === "kubernetes:yaml/v2:ConfigGroup");
-  assert.equal(groups.length, 1);
-  const objs = groups[0]!.inputs.objs as Record<string, unknown>[];
-  assert.deepEqual(objs, manifestsFor("production"));
-  const kinds = objs.map((o) => o.kind).sort();
-  assert.deepEqual(kinds, [
-    "Certificate",
-    "ConfigMap",
-    "ConfigMap",
-    "ConfigMap",
-    "CronJob",
-    "CronJob",
-    "CronJob",
-    "CronJob",
-    "Deployment",
-    "Namespace",
-    "NetworkPolicy",
-    "NetworkPolicy",
-    "PersistentVolumeClaim",
-    "PrometheusRule",
-    "Service",
-    "ServiceMonitor",
-  ]);
+const kubeObjects = (registered: Registration[]) =>
+  registered.filter((r) => r.type.startsWith("kubernetes:") && !r.type.startsWith("kubernetes:yaml:"));
+const ofKind = (registered: Registration[], kind: string) =>
+  kubeObjects(registered).filter((r) => r.type.endsWith(`:${kind}`));
+const imageOf = (deployment: Registration) =>
+  (deployment.inputs as { spec: { template: { spec: { containers: { image: string }[] } } } }).spec.template
+    .spec.containers[0]!.image;
+
+describe("Pulumi stack config as the CLI checks it", () => {
+  it("there is one stack file per environment", () => {
+    assert.deepEqual(STACKS, ["dev", "production"]);
+  });
+
+  for (const stack of ["dev", "production"]) {
+    it(`Pulumi.${stack}.yaml satisfies Pulumi.yaml's config schema`, () => {
+      const config = cliConfig(ROOT, stack);
+      assert.equal(config["neam-registry:environment"], stack);
+      // Optional keys arrive with their defaults, so `pulumi up` does not stop on them.
+      assert.equal(config["neam-registry:imageTag"], "");
+      assert.equal(config["neam-registry:kubeconfig"], "");
+      assert.ok((config["neam-registry:context"] ?? "") !== "");
+    });
+  }
+
+  it("the checker rejects what the CLI rejects", () => {
+    const project = {
+      name: "neam-registry",
+      config: {
+        environment: { type: "string" },
+        imageTag: { type: "string" },
+        replicas: { type: "integer", default: 1 },
+      },
+    };
+    // The project as it was: imageTag declared without a default is required.
+    assert.deepEqual(
+      projectConfigErrors(project, "production", { "neam-registry:environment": "production" }),
+      ["Stack 'production' is missing configuration value 'imageTag'"],
+    );
+    assert.deepEqual(
+      projectConfigErrors(project, "p", {
+        "neam-registry:environment": "production",
+        "neam-registry:imageTag": "0.2.0",
+        "neam-registry:replicas": "two",
+        "neam-registry:imagetag": "typo",
+        context: "bare",
+      }),
+      [
+        "Stack 'p': neam-registry:replicas should be of type integer",
+        "Stack 'p': neam-registry:imagetag is not declared in Pulumi.yaml",
+        "Stack 'p': config key \"context\" is not namespaced (<project>:<key>)",
+      ],
+    );
+  });
+});
+
+describe("the Pulumi program, per stack", () => {
+  const expected: Record<string, { namespace: string; image: string; context: string }> = {
+    production: {
+      namespace: "registry",
+      image: "registry.neam.internal/neam-registry:0.1.0",
+      context: "neam-production",
+    },
+    dev: { namespace: "registry-dev", image: "neam-registry:0.1.0", context: "neam-dev" },
+  };
+
+  for (const stack of ["dev", "production"]) {
+    it(`pulumi up --stack ${stack}: its environment, through its own provider, data protected`, async () => {
+      const want = expected[stack]!;
+      const { registered, program } = await runProgram(stack);
+      assert.equal(program.environmentName, stack);
+
+      // One explicit provider, on the stack's context; every Kubernetes object goes through it.
+      const providers = registered.filter((r) => r.type === "pulumi:providers:kubernetes");
+      assert.equal(providers.length, 1);
+      assert.equal(providers[0]!.inputs.context, want.context);
+      assert.equal(providers[0]!.inputs.kubeconfig, undefined);
+      const objects = kubeObjects(registered);
+      assert.ok(objects.length > 5);
+      for (const object of objects) {
+        assert.equal(object.provider, `${providers[0]!.urn}::${providers[0]!.name}-id`, object.name);
+      }
+
+      // The objects themselves: the environment's namespace and image.
+      const [namespace] = ofKind(registered, "Namespace");
+      assert.equal((namespace!.inputs.metadata as { name: string }).name, want.namespace);
+      for (const object of objects) {
+        const ns = (object.inputs.metadata as { namespace?: string }).namespace;
+        if (object.type !== "kubernetes:core/v1:Namespace") assert.equal(ns, want.namespace, object.name);
+      }
+      const deployments = ofKind(registered, "Deployment");
+      assert.equal(deployments.length, 1);
+      assert.equal(imageOf(deployments[0]!), want.image);
+      assert.deepEqual(program.images, [want.image]);
+
+      // Protection: the Namespace and the PVC only; everything waits for the Namespace.
+      for (const object of objects) {
+        const keep =
+          object.type === "kubernetes:core/v1:Namespace" || object.type.endsWith(":PersistentVolumeClaim");
+        assert.equal(object.protect, keep, `protect ${object.name}`);
+        assert.equal(object.retainOnDelete, keep, `retainOnDelete ${object.name}`);
+        if (object !== namespace)
+          assert.ok(object.dependencies.includes(namespace!.urn), `${object.name} after Namespace`);
+      }
+      assert.equal(ofKind(registered, "PersistentVolumeClaim").length, stack === "production" ? 1 : 0);
+
+      // Every object cdk8s synthesizes for the environment, each once.
+      const synthesized = manifestsFor(stack).map(
+        (o) => `${String(o.kind)}/${(o.metadata as { name: string }).name}`,
+      );
+      const deployed = objects.map(
+        (o) => `${o.type.split(":").at(-1)}/${(o.inputs.metadata as { name: string }).name}`,
+      );
+      assert.deepEqual(deployed.sort(), synthesized.sort());
+    });
+  }
+
+  it("imageTag replaces the tag and keeps the environment's repository", async () => {
+    const { registered } = await runProgram("production", { "neam-registry:imageTag": "0.2.0" });
+    const [deployment] = ofKind(registered, "Deployment");
+    assert.equal(imageOf(deployment!), "registry.neam.internal/neam-registry:0.2.0");
+  });
+
+  it("kubeconfig from the stack config reaches the provider", async () => {
+    const { registered } = await runProgram("dev", {
+      "neam-registry:kubeconfig": "/etc/neam/dev.kubeconfig",
+    });
+    const [provider] = registered.filter((r) => r.type === "pulumi:providers:kubernetes");
+    assert.equal(provider!.inputs.kubeconfig, "/etc/neam/dev.kubeconfig");
+    assert.equal(provider!.inputs.context, "neam-dev");
+  });
+
+  it("a stack without its context does not start", async () => {
+    await recordRegistrations("production");
+    const config = cliConfig(ROOT, "production");
+    delete config["neam-registry:context"];
+    pulumi.runtime.setAllConfig(config);
+    await assert.rejects(import(`../../stacks/pulumi/index.js?run=${++runs}`), /neam-registry:context/);
+  });
+});
+
+describe("deployObjects", () => {
+  it("orders each Deployment after the pre-pull DaemonSet, and only then", async () => {
+    const objects = manifestsFor("production") as KubeObject[];
+    const prepull: KubeObject = {
+      apiVersion: "apps/v1",
+      kind: "DaemonSet",
+      metadata: { name: "registry-prepull", namespace: "registry" },
+      spec: {
+        selector: { matchLabels: { app: "registry-prepull" } },
+        template: {
+          metadata: { labels: { app: "registry-prepull" } },
+          spec: { containers: [{ name: "pull", image: "registry.neam.internal/neam-registry:0.2.0" }] },
+        },
+      },
+    };
+    const withPrepull = objects.some((o) => o.kind === "DaemonSet") ? objects : [...objects, prepull];
+
+    for (const [list, hasPrepull] of [
+      [withPrepull, true],
+      [objects.filter((o) => o.kind !== "DaemonSet"), false],
+    ] as const) {
+      const registered = await recordRegistrations("ordering");
+      deployObjects("local-registry", list, new k8s.Provider("cluster", { context: "c" }));
+      await pulumi.runtime.disconnect();
+      const daemonSets = ofKind(registered, "DaemonSet");
+      const [deployment] = ofKind(registered, "Deployment");
+      const [namespace] = ofKind(registered, "Namespace");
+      assert.equal(daemonSets.length, hasPrepull ? 1 : 0);
+      if (hasPrepull) {
+        assert.ok(
+          deployment!.dependencies.includes(daemonSets[0]!.urn),
+          "Deployment after the pre-pull DaemonSet",
+        );
+        assert.ok(daemonSets[0]!.dependencies.includes(namespace!.urn), "DaemonSet after the Namespace");
+        assert.ok(!daemonSets[0]!.dependencies.includes(deployment!.urn));
+      }
+      // Nothing else waits for the DaemonSet.
+      for (const object of kubeObjects(registered)) {
+        if (object !== deployment && daemonSets.length > 0) {
+          assert.ok(!object.dependencies.includes(daemonSets[0]!.urn), object.name);
+        }
+      }
+    }
+  });
 });

@@ -8,6 +8,7 @@ import { statfs } from "node:fs/promises";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
 import { readLimited } from "../read-limited.js";
+import { DEFAULT_GC_GRACE } from "../contract/defaults.js";
 import {
   isCronExpression,
   parseSyncManifest,
@@ -17,8 +18,8 @@ import {
 
 const MAX_SYNC_MANIFEST_BYTES = 1024 * 1024;
 
-/** Unreferenced content younger than this survives a collection unless the request says otherwise. */
-export const DEFAULT_GC_GRACE = "1h";
+// The default lives in the contract, where the constructs' CronJobs read it too.
+export { DEFAULT_GC_GRACE };
 
 /**
  * The maintenance API, for admins: garbage collection (`POST /v2/_oci/artifacts/delete`, the path
