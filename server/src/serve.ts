@@ -264,14 +264,7 @@ function authorizerFor(
     jwksFile: token.jwks,
   });
   return {
-    authz: new BearerAuthorizer(
-      verifier,
-      policy,
-      credentials,
-      token.realm,
-      token.service,
-      issuer !== undefined,
-    ),
+    authz: new BearerAuthorizer(verifier, policy, credentials, token.realm, token.service),
     tokenEndpoint: issuer === undefined ? undefined : tokenEndpoint(issuer, policy, credentials),
   };
 }
