@@ -1,5 +1,5 @@
 import type { Context } from "koa";
-import type { HtpasswdUsers } from "../auth/htpasswd.js";
+import { PasswordChecksBusy, type HtpasswdUsers } from "../auth/htpasswd.js";
 import type { LoginLimiter } from "../auth/login-limiter.js";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
 import { grantedActions, type TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
@@ -43,6 +43,8 @@ const RECENT_MS = 30_000;
 
 const unauthorized = (detail?: { scope?: string; error?: string }) =>
   new RegistryError("UNAUTHORIZED", "authentication required", detail);
+const tooManyLogins = (retryAfter: number) =>
+  new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", { retryAfter });
 const notAdmin = () => new RegistryError("DENIED", "this operation is for registry admins");
 
 function callerOf(ctx: Context): Caller {
@@ -83,17 +85,23 @@ export class BasicCredentials {
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
-    const wait = this.limiter?.retryAfter(client, name) ?? 0;
-    if (wait > 0)
-      throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", {
-        retryAfter: wait,
-      });
+    // The attempt is counted before bcrypt runs, so parallel guesses cannot all get past the limit
+    // while the first ones are still being hashed; a success gives the slot back.
+    const wait = this.limiter?.reserve(client, name) ?? 0;
+    if (wait > 0) throw tooManyLogins(wait);
     const generation = this.users.generation;
-    if (!(await this.users.verify(name, decoded.slice(colon + 1)))) {
-      this.limiter?.failed(client, name);
-      throw unauthorized();
+    let ok: boolean;
+    try {
+      ok = await this.users.verify(name, decoded.slice(colon + 1));
+    } catch (error) {
+      if (error instanceof PasswordChecksBusy) {
+        this.limiter?.release(client, name);
+        throw tooManyLogins(1);
+      }
+      throw error;
     }
-    this.limiter?.succeeded(name);
+    if (!ok) throw unauthorized();
+    this.limiter?.succeeded(client, name);
     if (this.recent.size >= 10_000) this.recent.clear();
     this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
     return name;
