@@ -421,7 +421,7 @@ async function startDebugServer(
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
-  registerCertificateMetrics(config.http.tls?.certificate, primaryRegistry);
+  registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {

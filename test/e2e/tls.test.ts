@@ -199,12 +199,14 @@ describe("TLS", () => {
       assert.match(server.log(), /key values mismatch/);
       const answer = await ping(server);
       assert.deepEqual(answer, { status: 200, fingerprint: fingerprintOf(first.cert) });
+      assert.equal(await expiryMetric(server), expiryOf(first.cert), "the expiry of the certificate served");
       replace({ key: second.key });
       await waitUntil(
         async () => (await servedFingerprint({}, server)) === fingerprintOf(second.cert),
         15_000,
       );
       assert.deepEqual(await ping(server), { status: 200, fingerprint: fingerprintOf(second.cert) });
+      assert.equal(await expiryMetric(server), expiryOf(second.cert));
     } finally {
       await server.stop();
     }
