@@ -276,14 +276,7 @@ function authorizerFor(
     jwksFile: token.jwks,
   });
   return {
-    authz: new BearerAuthorizer(
-      verifier,
-      policy,
-      credentials,
-      token.realm,
-      token.service,
-      issuer !== undefined,
-    ),
+    authz: new BearerAuthorizer(verifier, policy, credentials, token.realm, token.service),
     tokenEndpoint: issuer === undefined ? undefined : tokenEndpoint(issuer, policy, credentials),
   };
 }
@@ -440,7 +433,7 @@ async function startDebugServer(
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
-  registerCertificateMetrics(config.http.tls?.certificate, primaryRegistry);
+  registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {

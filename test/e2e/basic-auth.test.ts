@@ -278,7 +278,82 @@ describe("brute-force protection", () => {
       await server.stop();
     }
   });
+
+  it("100 parallel wrong passwords: counted before hashing, those past the limit get 429 at once", async () => {
+    // Cost 10: the ten checks the limit lets through finish well within the wait bound, even on a
+    // loaded machine, so none is given back as busy and exactly ten are counted.
+    const { statuses, slowest, server } = await attack({ clientfailures: 10 }, 10);
+    try {
+      const count = (status: number) => statuses.filter((s) => s === status).length;
+      assert.equal(count(401) + count(429), 100, `only 401 and 429: ${statuses.join(",")}`);
+      assert.equal(count(401), 10, "the limit (10 per client) counts attempts as they start");
+      assert.ok(slowest < 1000, `/debug/health took ${slowest} ms during the attack`);
+      const blocked = await fetch(`${server.url}/v2/`, { headers: basic("victim", "right") });
+      assert.equal(blocked.status, 429, "the client is blocked, even with the right password");
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("100 parallel checks allowed by the limits: hashing is capped, the rest get 429, the server stays responsive", async () => {
+    const { statuses, slowest, server } = await attack({ clientfailures: 1000, userfailures: 1000 }, 12);
+    try {
+      const count = (status: number) => statuses.filter((s) => s === status).length;
+      assert.equal(count(401) + count(429), 100, `only 401 and 429: ${statuses.join(",")}`);
+      // A few run at once and a few wait; the rest are refused rather than queued without bound.
+      assert.ok(count(401) >= 2 && count(429) >= 1, `${count(401)} checked, ${count(429)} refused`);
+      assert.ok(slowest < 1000, `/debug/health took ${slowest} ms during the attack`);
+      const right = await fetch(`${server.url}/v2/`, { headers: basic("victim", "right") });
+      assert.equal(right.status, 200, "the right password works again once the burst is over");
+    } finally {
+      await server.stop();
+    }
+  });
 });
+
+/**
+ * Starts a registry with an htpasswd of bcrypt `cost` (12 as production files have it: one check
+ * costs a few hundred ms of CPU) and sends 100 logins with wrong passwords at once from one
+ * address, for the known user and unknown ones (which cost a hash of the same cost), while
+ * /debug/health is probed.
+ */
+async function attack(limits: Record<string, number>, cost: number) {
+  const file = join(tempDir(), "htpasswd");
+  writeFileSync(
+    file,
+    spawnSync("htpasswd", ["-nbB", "-C", String(cost), "victim", "right"], { encoding: "utf8" }).stdout,
+  );
+  const server = await startRegistry({ config: { auth: { htpasswd: { realm: "r", path: file }, limits } } });
+  let probing = true;
+  let slowest = 0;
+  const probe = (async () => {
+    while (probing) {
+      const started = Date.now();
+      const health = await fetch(`${server.debugUrl}/debug/health`, { signal: AbortSignal.timeout(10_000) });
+      await health.arrayBuffer();
+      assert.equal(health.status, 200);
+      slowest = Math.max(slowest, Date.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  try {
+    const statuses = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const user = i % 2 === 0 ? "victim" : `nobody-${i}`;
+        const response = await fetch(`${server.url}/v2/`, { headers: basic(user, `guess-${i}`) });
+        await response.arrayBuffer();
+        return response.status;
+      }),
+    );
+    return { statuses, slowest, server };
+  } catch (error) {
+    await server.stop();
+    throw error;
+  } finally {
+    probing = false;
+    await probe.catch(() => {});
+  }
+}
 
 describe("audit trail", () => {
   it("records pushes, pulls, deletes, failed logins and denials, with user and client, and never a password", async () => {

@@ -16,7 +16,8 @@ const P256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 
 /**
  * A certificate for `commonName` signed by the CA, written to `dir` as `<file>.crt` and `<file>.key`;
- * `extensions` are openssl x509v3 lines (subjectAltName, extendedKeyUsage).
+ * `extensions` are openssl x509v3 lines (subjectAltName, extendedKeyUsage). `days` sets its
+ * validity: certificates issued in the same second with the same `days` expire at the same time.
  */
 export function issueCertificate(
   ca: { caCert: string; caKey: string },
@@ -24,6 +25,7 @@ export function issueCertificate(
   file: string,
   commonName: string,
   extensions: string[] = [],
+  days = 2,
 ): { cert: string; key: string } {
   const p = (suffix: string) => join(dir, `${file}.${suffix}`);
   openssl("req", ...P256, "-subj", `/CN=${commonName}`, "-keyout", p("key"), "-out", p("csr"));
@@ -39,7 +41,7 @@ export function issueCertificate(
     ca.caKey,
     "-CAcreateserial",
     "-days",
-    "2",
+    String(days),
     "-extfile",
     p("ext"),
     "-out",
@@ -48,8 +50,11 @@ export function issueCertificate(
   return { cert: p("crt"), key: p("key") };
 }
 
-/** A private CA and a server certificate for 127.0.0.1 and localhost it signed, made with openssl. */
-export function makeCertificates(name = "neam"): TestCertificates {
+/**
+ * A private CA and a server certificate for 127.0.0.1 and localhost it signed, made with openssl;
+ * the server certificate is valid for `days`.
+ */
+export function makeCertificates(name = "neam", { days = 2 }: { days?: number } = {}): TestCertificates {
   const dir = tempDir("neam-certs-");
   const ca = { caCert: join(dir, "ca.crt"), caKey: join(dir, "ca.key") };
   openssl(
@@ -57,7 +62,7 @@ export function makeCertificates(name = "neam"): TestCertificates {
     "-x509",
     ...P256,
     "-days",
-    "2",
+    String(Math.max(days, 2)),
     "-subj",
     `/CN=${name} test CA`,
     "-keyout",
@@ -65,9 +70,13 @@ export function makeCertificates(name = "neam"): TestCertificates {
     "-out",
     ca.caCert,
   );
-  const server = issueCertificate(ca, dir, "tls", "127.0.0.1", [
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "extendedKeyUsage=serverAuth",
-  ]);
+  const server = issueCertificate(
+    ca,
+    dir,
+    "tls",
+    "127.0.0.1",
+    ["subjectAltName=IP:127.0.0.1,DNS:localhost", "extendedKeyUsage=serverAuth"],
+    days,
+  );
   return { dir, ...ca, ...server };
 }

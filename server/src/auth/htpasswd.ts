@@ -35,6 +35,57 @@ export function parseHtpasswd(content: string, source = "htpasswd"): Credentials
   return users;
 }
 
+/**
+ * bcryptjs hashes on the event loop (in slices between other callbacks): every hash running at
+ * once adds its slice to each turn of the loop, so 100 parallel logins made every other request
+ * wait for seconds. At most this many run at once; the rest wait in a bounded queue.
+ */
+const MAX_CONCURRENT_HASHES = 2;
+/** Password checks that may wait for a turn; past this, a login is refused (429) at once. */
+const MAX_WAITING_HASHES = 16;
+/** How long a password check waits for a turn before it is refused (429). */
+const MAX_HASH_WAIT_MS = 5_000;
+
+/** No password check could run now: too many are running or waiting. The login may be retried. */
+export class PasswordChecksBusy extends Error {
+  override name = "PasswordChecksBusy";
+}
+
+/** A counting semaphore with a bounded queue and a bounded wait. */
+class HashGate {
+  private running = 0;
+  private readonly waiting: { start: () => void; timer: NodeJS.Timeout }[] = [];
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= MAX_CONCURRENT_HASHES) {
+      if (this.waiting.length >= MAX_WAITING_HASHES) throw new PasswordChecksBusy("password checks are busy");
+      await new Promise<void>((resolve, reject) => {
+        const entry = {
+          start: resolve,
+          timer: setTimeout(() => {
+            this.waiting.splice(this.waiting.indexOf(entry), 1);
+            reject(new PasswordChecksBusy("password checks are busy"));
+          }, MAX_HASH_WAIT_MS),
+        };
+        this.waiting.push(entry);
+      });
+    } else {
+      this.running++;
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next === undefined) this.running--;
+      else {
+        // The slot passes to the next waiter as is.
+        clearTimeout(next.timer);
+        next.start();
+      }
+    }
+  }
+}
+
 /** How long a successful verification is remembered, so a pull does not run bcrypt per request. */
 const VERIFIED_TTL_MS = 60_000;
 /** How often the file is checked for changes (a Kubernetes Secret update swaps it under us). */
@@ -48,6 +99,7 @@ export class HtpasswdUsers {
   private users: Credentials;
   private readonly verified = new Map<string, number>();
   private readonly pending = new Map<string, Promise<boolean>>();
+  private readonly gate = new HashGate();
   /** Compared against when the user is unknown, so timing does not tell which users exist. */
   private decoy = "";
   private version: string;
@@ -127,15 +179,23 @@ export class HtpasswdUsers {
     // Concurrent requests with the same credentials (a pull's parallel layer fetches) share one bcrypt run.
     let pending = this.pending.get(key);
     if (pending === undefined) {
-      pending = bcrypt.compare(password, hash ?? this.decoy).then((ok) => {
-        this.pending.delete(key);
-        if (ok && hash !== undefined) {
-          if (this.verified.size > 10_000) this.verified.clear();
-          this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
-          return true;
-        }
-        return false;
-      });
+      pending = this.gate
+        .run(() => bcrypt.compare(password, hash ?? this.decoy))
+        .then(
+          (ok) => {
+            this.pending.delete(key);
+            if (ok && hash !== undefined) {
+              if (this.verified.size > 10_000) this.verified.clear();
+              this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
+              return true;
+            }
+            return false;
+          },
+          (error: unknown) => {
+            this.pending.delete(key);
+            throw error;
+          },
+        );
       this.pending.set(key, pending);
     }
     return pending;

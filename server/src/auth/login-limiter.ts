@@ -1,7 +1,10 @@
 /**
  * Brute-force protection: failed logins are counted per client address and per user name over a
  * window; past a limit, further attempts from that client or for that user are refused until the
- * window has passed, before any password is checked. Counts are per process.
+ * window has passed, before any password is checked. An attempt is counted as a failure when it
+ * starts (`reserve`), before the password is hashed, and given back when it succeeds: counting
+ * after the hash let a burst of parallel guesses all run bcrypt before the first was counted.
+ * Counts are per process.
  */
 export interface LoginLimits {
   /** Failed logins from one client address within the window before it is blocked. */
@@ -32,13 +35,36 @@ export class LoginLimiter {
     return until > now ? Math.ceil((until - now) / 1000) : 0;
   }
 
+  /**
+   * Starts an attempt: seconds to wait when the client or user is blocked (nothing is counted),
+   * otherwise 0 and the attempt is counted as failed until `succeeded` or `release` says otherwise.
+   */
+  reserve(client: string, user: string, now = Date.now()): number {
+    const wait = this.retryAfter(client, user, now);
+    if (wait === 0) this.failed(client, user, now);
+    return wait;
+  }
+
+  /** Gives back a reserved attempt whose password was never checked. */
+  release(client: string, user: string): void {
+    this.unbump(this.clients, client);
+    this.unbump(this.users, user);
+  }
+
   failed(client: string, user: string, now = Date.now()): void {
     this.bump(this.clients, client, now);
     this.bump(this.users, user, now);
   }
 
-  succeeded(user: string): void {
+  /** A reserved attempt succeeded: it was no failure, and the user's count starts again. */
+  succeeded(client: string, user: string): void {
+    this.unbump(this.clients, client);
     this.users.delete(user);
+  }
+
+  private unbump(map: Map<string, Counter>, key: string): void {
+    const counter = map.get(key);
+    if (counter !== undefined && counter.count > 0) counter.count--;
   }
 
   private bump(map: Map<string, Counter>, key: string, now: number): void {

@@ -2,8 +2,23 @@
 export type Action = "pull" | "push" | "delete";
 export const ACTIONS: readonly Action[] = ["pull", "push", "delete"];
 
-/** Who is asking: a user from htpasswd (or a token), or nobody. */
-export type Caller = { kind: "user"; name: string } | { kind: "anonymous" };
+/**
+ * How a user proved their name: a password checked against htpasswd, a token signed with our own
+ * key (`auth.token.signingkey`, so its subject is one of our users), or a token of a foreign issuer
+ * trusted through `rootcertbundle` or `jwks` (its subject is that issuer's name, not ours).
+ */
+export type Proof = "password" | "own-token" | "foreign-token";
+
+/**
+ * Who is asking: a user from htpasswd (or a token), or nobody. `proof` is optional only so that
+ * older code building callers still compiles; a caller without it is never an admin.
+ */
+export type Caller = { kind: "user"; name: string; proof?: Proof } | { kind: "anonymous" };
+
+/** Only a password or a token we signed ourselves may name an admin: a foreign issuer's `sub: admin` is not ours. */
+function mayNameAdmin(caller: Caller): boolean {
+  return caller.kind === "user" && (caller.proof === "password" || caller.proof === "own-token");
+}
 
 export interface AccessRule {
   /** `user:NAME`, `group:NAME`, or `*` for any authenticated user. */
@@ -99,7 +114,7 @@ export class AccessPolicy {
   }
 
   isAdmin(caller: Caller): boolean {
-    if (caller.kind === "anonymous") return false;
+    if (caller.kind === "anonymous" || !mayNameAdmin(caller)) return false;
     if (this.open) return true;
     return this.subjectsOf(caller.name).some((s) => this.admins.has(s));
   }

@@ -17,9 +17,16 @@ export interface AccessEntry {
   readonly actions: readonly string[];
 }
 
+/**
+ * Which trusted key verified a token: our own signing key (`auth.token.signingkey`, tokens from
+ * `/token`, whose subjects are our users) or a foreign issuer's (`rootcertbundle`, `jwks`).
+ */
+export type TokenKey = "signingkey" | "rootcertbundle" | "jwks";
+
 export interface VerifiedToken {
   readonly subject: string | undefined;
   readonly access: readonly AccessEntry[];
+  readonly verifiedBy: TokenKey;
 }
 
 /** A requested scope, `repository:NAME:pull,push` or `registry:catalog:*`. */
@@ -97,7 +104,7 @@ export class TokenIssuer {
  * symmetric algorithms are never accepted.
  */
 export class TokenVerifier {
-  private readonly keys: KeyObject[];
+  private readonly keys: { key: KeyObject; source: TokenKey }[];
   private readonly jwks: ReturnType<typeof createLocalJWKSet> | undefined;
 
   constructor(
@@ -106,9 +113,14 @@ export class TokenVerifier {
     trusted: { issuer?: TokenIssuer; rootCertBundle?: string; jwksFile?: string },
   ) {
     this.keys = [];
-    if (trusted.issuer !== undefined) this.keys.push(trusted.issuer.publicKey);
+    if (trusted.issuer !== undefined) this.keys.push({ key: trusted.issuer.publicKey, source: "signingkey" });
     if (trusted.rootCertBundle !== undefined)
-      this.keys.push(...certificateKeys(readFileSync(trusted.rootCertBundle, "utf8")));
+      this.keys.push(
+        ...certificateKeys(readFileSync(trusted.rootCertBundle, "utf8")).map((key) => ({
+          key,
+          source: "rootcertbundle" as const,
+        })),
+      );
     this.jwks =
       trusted.jwksFile === undefined
         ? undefined
@@ -118,25 +130,27 @@ export class TokenVerifier {
     }
   }
 
-  /** The token's subject and access; throws when it is not valid here. */
+  /** The token's subject, access and the key that verified it; throws when it is not valid here. */
   async verify(token: string): Promise<VerifiedToken> {
     const options = {
       issuer: this.issuer,
       audience: this.service,
       algorithms: ALLOWED_ALGORITHMS,
       clockTolerance: LEEWAY_SECONDS,
+      // A token without `exp` would be good forever: refused, as the reference registry does.
+      requiredClaims: ["exp"],
     };
     let lastError: unknown = new Error("no trusted key");
-    for (const key of this.keys) {
+    for (const { key, source } of this.keys) {
       try {
-        return toVerified((await jwtVerify(token, key, options)).payload);
+        return toVerified((await jwtVerify(token, key, options)).payload, source);
       } catch (error) {
         lastError = error;
       }
     }
     if (this.jwks !== undefined) {
       try {
-        return toVerified((await jwtVerify(token, this.jwks, options)).payload);
+        return toVerified((await jwtVerify(token, this.jwks, options)).payload, "jwks");
       } catch (error) {
         lastError = error;
       }
@@ -145,7 +159,7 @@ export class TokenVerifier {
   }
 }
 
-function toVerified(payload: JWTPayload): VerifiedToken {
+function toVerified(payload: JWTPayload, verifiedBy: TokenKey): VerifiedToken {
   const raw = Array.isArray(payload.access) ? payload.access : [];
   const access = raw.filter(
     (a): a is AccessEntry =>
@@ -155,7 +169,11 @@ function toVerified(payload: JWTPayload): VerifiedToken {
       typeof a.name === "string" &&
       Array.isArray(a.actions),
   );
-  return { subject: typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : undefined, access };
+  return {
+    subject: typeof payload.sub === "string" && payload.sub !== "" ? payload.sub : undefined,
+    access,
+    verifiedBy,
+  };
 }
 
 function certificateKeys(bundle: string): KeyObject[] {

@@ -1,5 +1,5 @@
 import type { Context } from "koa";
-import type { HtpasswdUsers } from "../auth/htpasswd.js";
+import { PasswordChecksBusy, type HtpasswdUsers } from "../auth/htpasswd.js";
 import type { LoginLimiter } from "../auth/login-limiter.js";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
 import { grantedActions, type TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
@@ -43,10 +43,16 @@ const RECENT_MS = 30_000;
 
 const unauthorized = (detail?: { scope?: string; error?: string }) =>
   new RegistryError("UNAUTHORIZED", "authentication required", detail);
+const tooManyLogins = (retryAfter: number) =>
+  new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", { retryAfter });
 const notAdmin = () => new RegistryError("DENIED", "this operation is for registry admins");
 
 function callerOf(ctx: Context): Caller {
   return (ctx.state.caller as Caller | undefined) ?? { kind: "anonymous" };
+}
+
+function tokenOf(ctx: Context): VerifiedToken | undefined {
+  return ctx.state.token as VerifiedToken | undefined;
 }
 
 /** The token scope a client must ask for to do `action` on `repository` (push implies pull). */
@@ -79,17 +85,23 @@ export class BasicCredentials {
     const colon = decoded.indexOf(":");
     if (colon <= 0) throw unauthorized();
     const name = decoded.slice(0, colon);
-    const wait = this.limiter?.retryAfter(client, name) ?? 0;
-    if (wait > 0)
-      throw new RegistryError("TOOMANYREQUESTS", "too many failed logins; try again later", {
-        retryAfter: wait,
-      });
+    // The attempt is counted before bcrypt runs, so parallel guesses cannot all get past the limit
+    // while the first ones are still being hashed; a success gives the slot back.
+    const wait = this.limiter?.reserve(client, name) ?? 0;
+    if (wait > 0) throw tooManyLogins(wait);
     const generation = this.users.generation;
-    if (!(await this.users.verify(name, decoded.slice(colon + 1)))) {
-      this.limiter?.failed(client, name);
-      throw unauthorized();
+    let ok: boolean;
+    try {
+      ok = await this.users.verify(name, decoded.slice(colon + 1));
+    } catch (error) {
+      if (error instanceof PasswordChecksBusy) {
+        this.limiter?.release(client, name);
+        throw tooManyLogins(1);
+      }
+      throw error;
     }
-    this.limiter?.succeeded(name);
+    if (!ok) throw unauthorized();
+    this.limiter?.succeeded(client, name);
     if (this.recent.size >= 10_000) this.recent.clear();
     this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
     return name;
@@ -112,7 +124,7 @@ export class BasicAuthorizer implements RequestAuthorizer {
     const header = ctx.get("Authorization");
     if (header === "") return;
     const name = await this.credentials.check(header, ctx.ip);
-    if (name !== undefined) ctx.state.caller = { kind: "user", name } satisfies Caller;
+    if (name !== undefined) ctx.state.caller = { kind: "user", name, proof: "password" } satisfies Caller;
   }
 
   require(ctx: Context, action: Action, repository: string): void {
@@ -151,9 +163,11 @@ export class BasicAuthorizer implements RequestAuthorizer {
 
 /**
  * Bearer tokens (Docker token auth): a request is allowed when its token grants the action on the
- * repository. A token without the scope gets 401 with the scope to ask for; when the subject is
- * one of our users and the policy would refuse anyway, 403 DENIED. Basic credentials are accepted
- * too (curl -u), decided by the policy.
+ * repository, and on nothing else: the catalog, mounts and chart indexes are decided by the
+ * token's grants too, never by what the policy would allow its subject. A token without the scope
+ * gets 401 with the scope to ask for; when the token is ours (so its subject is one of our users)
+ * and the policy would refuse anyway, 403 DENIED. Basic credentials are accepted too (curl -u),
+ * decided by the policy.
  */
 export class BearerAuthorizer implements RequestAuthorizer {
   private readonly base: string;
@@ -164,8 +178,6 @@ export class BearerAuthorizer implements RequestAuthorizer {
     private readonly credentials: BasicCredentials | undefined,
     realm: string,
     service: string,
-    /** True when tokens come from our own issuer, so their subjects are users the policy knows. */
-    private readonly subjectsAreOurs: boolean,
   ) {
     this.base = `Bearer realm="${realm.replace(/["\\]/g, "")}",service="${service.replace(/["\\]/g, "")}"`;
   }
@@ -181,21 +193,28 @@ export class BearerAuthorizer implements RequestAuthorizer {
         throw unauthorized({ error: "invalid_token" });
       }
       ctx.state.token = token;
-      if (token.subject !== undefined)
-        ctx.state.caller = { kind: "user", name: token.subject } satisfies Caller;
+      if (token.subject !== undefined) {
+        // Which key verified the token decides whether its subject is one of our users.
+        const proof = token.verifiedBy === "signingkey" ? "own-token" : "foreign-token";
+        ctx.state.caller = { kind: "user", name: token.subject, proof } satisfies Caller;
+      }
       return;
     }
     if (this.credentials === undefined) throw unauthorized();
     const name = await this.credentials.check(header, ctx.ip);
-    if (name !== undefined) ctx.state.caller = { kind: "user", name } satisfies Caller;
+    if (name !== undefined) ctx.state.caller = { kind: "user", name, proof: "password" } satisfies Caller;
   }
 
   require(ctx: Context, action: Action, repository: string): void {
     const caller = callerOf(ctx);
-    const token = ctx.state.token as VerifiedToken | undefined;
+    const token = tokenOf(ctx);
     if (token !== undefined) {
       if (grantedActions(token, repository).has(action)) return;
-      if (caller.kind === "user" && this.subjectsAreOurs && !this.policy.can(caller, action, repository)) {
+      if (
+        caller.kind === "user" &&
+        caller.proof === "own-token" &&
+        !this.policy.can(caller, action, repository)
+      ) {
         throw new RegistryError("DENIED", "requested access to the resource is denied", {
           action,
           repository,
@@ -210,11 +229,11 @@ export class BearerAuthorizer implements RequestAuthorizer {
   }
 
   requireAuthenticated(ctx: Context): void {
-    if (ctx.state.token === undefined && callerOf(ctx).kind === "anonymous") throw unauthorized();
+    if (tokenOf(ctx) === undefined && callerOf(ctx).kind === "anonymous") throw unauthorized();
   }
 
   requireSomeAccess(ctx: Context): void {
-    const token = ctx.state.token as VerifiedToken | undefined;
+    const token = tokenOf(ctx);
     if (token?.access.some((a) => a.type === "registry" && a.name === "catalog")) return;
     if (token === undefined && callerOf(ctx).kind === "user") return;
     throw unauthorized({ scope: "registry:catalog:*" });
@@ -223,18 +242,19 @@ export class BearerAuthorizer implements RequestAuthorizer {
   requireAdmin(ctx: Context): void {
     const caller = callerOf(ctx);
     if (caller.kind === "anonymous") throw unauthorized();
-    // A foreign issuer's subjects are not our users: only Basic or our own tokens name an admin.
-    const ours = ctx.state.token === undefined || this.subjectsAreOurs;
-    if (!ours || !this.policy.isAdmin(caller)) throw notAdmin();
+    // The policy refuses a foreign issuer's subjects: only Basic or our own tokens name an admin.
+    if (!this.policy.isAdmin(caller)) throw notAdmin();
   }
 
   may(ctx: Context, action: Action, repository: string): boolean {
-    const token = ctx.state.token as VerifiedToken | undefined;
-    if (token !== undefined && grantedActions(token, repository).has(action)) return true;
+    const token = tokenOf(ctx);
+    if (token !== undefined) return grantedActions(token, repository).has(action);
     return this.policy.can(callerOf(ctx), action, repository);
   }
 
   mayPullEverywhere(ctx: Context): boolean {
+    // A token names the repositories it grants; none grants them all.
+    if (tokenOf(ctx) !== undefined) return false;
     return this.policy.canPullEverywhere(callerOf(ctx));
   }
 

@@ -25,7 +25,7 @@ export function tokenEndpoint(
     if (header !== "") {
       if (credentials === undefined) throw new RegistryError("UNAUTHORIZED", "authentication required");
       const name = await credentials.check(header, ctx.ip);
-      if (name !== undefined) caller = { kind: "user", name };
+      if (name !== undefined) caller = { kind: "user", name, proof: "password" };
     }
     if (caller.kind === "user") ctx.state.caller = caller;
     const requested = ctx.query.scope;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { AccessPolicy, compilePattern, type Caller } from "../../../server/src/auth/policy.js";
 
-const user = (name: string): Caller => ({ kind: "user", name });
+const user = (name: string): Caller => ({ kind: "user", name, proof: "password" });
 const anonymous: Caller = { kind: "anonymous" };
 const actions = (policy: AccessPolicy, caller: Caller, repo: string) =>
   [...policy.allowed(caller, repo)].sort();
@@ -48,6 +48,13 @@ describe("access policy", () => {
     assert.ok(policy.isAdmin(user("root")));
     assert.ok(!policy.isAdmin(user("alice")));
     assert.ok(!policy.isAdmin(anonymous));
+  });
+
+  it("names an admin only by a password or our own token, never by a foreign issuer's subject", () => {
+    assert.ok(policy.isAdmin({ kind: "user", name: "root", proof: "own-token" }));
+    assert.ok(!policy.isAdmin({ kind: "user", name: "root", proof: "foreign-token" }));
+    assert.ok(!policy.isAdmin({ kind: "user", name: "root" }), "a caller without proof is not trusted");
+    assert.ok(!new AccessPolicy(undefined).isAdmin({ kind: "user", name: "x", proof: "foreign-token" }));
   });
 
   it("gives anonymous callers only the anonymous rules", () => {
