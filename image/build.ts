@@ -32,6 +32,7 @@ import {
 } from "./debian.js";
 import { writeLayer, writeTar } from "./layer.js";
 import { type BuiltImage, writeLayout } from "./oci.js";
+import { DEFAULT_IMAGE } from "../server/src/contract/defaults.js";
 import { buildRootfs, REGISTRY_UID, RUNTIME_PACKAGES } from "./rootfs.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -76,10 +77,9 @@ function packageJson(): PackageJson {
   return JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as PackageJson;
 }
 
-/** The image's name when none is given: the package's name and version. */
+/** The image's name when none is given: the one the constructs deploy (package name and version). */
 export function defaultReference(): string {
-  const pkg = packageJson();
-  return `${pkg.name}:${pkg.version}`;
+  return `${DEFAULT_IMAGE.repository}:${DEFAULT_IMAGE.tag}`;
 }
 
 function git(args: string[]): string | undefined {

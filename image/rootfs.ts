@@ -19,13 +19,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { RUN_AS_USER } from "../server/src/contract/defaults.js";
 import { type DebianPackage, extractPackage } from "./debian.js";
 
 /** What the runtime needs; apt adds their dependencies. */
 export const RUNTIME_PACKAGES = ["nodejs", "busybox", "netcat-openbsd", "ca-certificates"];
 
 /** The uid and gid the registry runs as (the Dockerfile's USER, the constructs' securityContext). */
-export const REGISTRY_UID = 65532;
+export const REGISTRY_UID = RUN_AS_USER;
 
 /**
  * Busybox applets linked into /usr/bin: the guide's diagnostics first, then the small tools an
