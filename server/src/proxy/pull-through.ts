@@ -79,10 +79,18 @@ export class PullThroughRegistry extends Registry {
       if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN") throw error;
     }
     await this.once(`blob ${name}@${digest.value}`, async () => {
-      // Pulled before through another repository: link it, no download.
-      if ((await this.blobs.linkExisting(name, digest)) !== undefined) {
-        this.proxy.onLookup?.("blob", "hit");
-        return;
+      // Pulled before through another repository: link it without a download, but only once the
+      // upstream says this repository holds it too. Stored content is shared; access is not: a
+      // client may read a blob only through a repository that has it.
+      if ((await this.blobs.globalSize(digest)) !== undefined) {
+        const held = await this.upstream.hasBlob(name, digest).catch((error: unknown) => {
+          throw this.unavailable(error, blobUnknown(digest.value));
+        });
+        if (!held) throw blobUnknown(digest.value);
+        if ((await this.blobs.linkExisting(name, digest)) !== undefined) {
+          this.proxy.onLookup?.("blob", "hit");
+          return;
+        }
       }
       const stream = await this.upstream.blob(name, digest).catch((error: unknown) => {
         throw this.unavailable(error, blobUnknown(digest.value));
