@@ -76,7 +76,9 @@ export class PullThroughRegistry extends Registry {
       this.proxy.onLookup?.("blob", "hit");
       return size;
     } catch (error) {
-      if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN") throw error;
+      // Read-only mode: what is cached is served, nothing is fetched (that would write).
+      if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN" || this.options.readOnly)
+        throw error;
     }
     await this.once(`blob ${name}@${digest.value}`, async () => {
       // Pulled before through another repository: link it without a download, but only once the
@@ -114,6 +116,7 @@ export class PullThroughRegistry extends Registry {
 
   /** Points the local tag at what the upstream's tag names now, fetching that manifest if needed. */
   private async refreshTag(name: string, tag: string): Promise<void> {
+    if (this.options.readOnly) return; // serve what is cached: fetching would write
     const key = `${name}:${tag}`;
     const checked = this.checkedAt.get(key);
     if (checked !== undefined && Date.now() - checked < this.proxy.revalidateMs) {
@@ -167,6 +170,7 @@ export class PullThroughRegistry extends Registry {
       this.proxy.onLookup?.("manifest", "hit");
       return;
     }
+    if (this.options.readOnly) throw manifestUnknown(digest.value);
     await this.once(`manifest ${name}@${digest.value}`, async () => {
       const fetched = await this.upstream.manifest(name, digest.value).catch((error: unknown) => {
         throw this.unavailable(error, manifestUnknown(digest.value));
