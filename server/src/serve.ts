@@ -38,7 +38,7 @@ import type { Context } from "koa";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 import { Maintenance } from "./maintenance/maintenance.js";
 import { TaskStatusStore } from "./maintenance/status.js";
-import { upstreamClients } from "./sync/upstreams.js";
+import { defaultTokenRealms, upstreamClients } from "./sync/upstreams.js";
 import { registerMaintenanceMetrics } from "./metrics/maintenance-metrics.js";
 import { registerCertificateMetrics } from "./metrics/certificate-metrics.js";
 import { MemoryReleaser } from "./memory-release.js";
@@ -304,6 +304,7 @@ function pullThrough(
                   : (proxy.password ?? ""),
             }
           : {}),
+        tokenRealms: proxy.tokenrealms ?? defaultTokenRealms(new URL(proxy.remoteurl).hostname),
       },
       config.http.maxmanifestbytes,
     ),

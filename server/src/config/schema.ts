@@ -165,9 +165,21 @@ const Auth = z
     path: ["access"],
   });
 
+/** An upstream's URL: credentials in it would leak into logs, reports and status (use `passwordfile`). */
+const UpstreamUrl = z
+  .url()
+  .refine((u) => !URL.canParse(u) || (new URL(u).username === "" && new URL(u).password === ""), {
+    message: "must not hold a user or password; set username and passwordfile instead",
+  });
+/**
+ * Ours: token realms (URLs, or origins) other than the upstream's own host that may receive its
+ * credentials, as an upstream's 401 challenge names them (Docker Hub's `https://auth.docker.io`).
+ */
+const TokenRealms = z.array(z.url()).optional();
+
 const Proxy = z
   .strictObject({
-    remoteurl: z.url(),
+    remoteurl: UpstreamUrl,
     username: z.string().optional(),
     password: z.string().optional(),
     /** Cached content not pulled for this long is dropped; "0" keeps it forever (as the reference). */
@@ -176,6 +188,7 @@ const Proxy = z
     passwordfile: z.string().min(1).optional(),
     /** Ours: how long a tag checked against the upstream is served without checking again. */
     revalidate: Duration.default("30s"),
+    tokenrealms: TokenRealms,
   })
   .refine((p) => p.password === undefined || p.passwordfile === undefined, {
     message: "set password or passwordfile, not both",
@@ -212,12 +225,13 @@ const Sync = z.strictObject({
         /** The host as sources name it: `docker.io`, `gcr.io`, `mirror.example:5000`. */
         registry: z.string().regex(/^[a-zA-Z0-9.-]+(:\d+)?$/, "must be a host or host:port"),
         /** Where to reach it instead (an air-gapped site's mirror); default https://<registry>. */
-        url: z.url().optional(),
+        url: UpstreamUrl.optional(),
         username: z.string().min(1).optional(),
         /** A file holding the password (a mounted Secret), so it never sits in the config. */
         passwordfile: z.string().min(1).optional(),
         /** PEM bundle of the CAs that sign the upstream's certificate. */
         ca: z.string().min(1).optional(),
+        tokenrealms: TokenRealms,
       }),
     )
     .default([]),

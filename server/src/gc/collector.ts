@@ -3,6 +3,7 @@ import { layout } from "../storage/layout.js";
 import type { BlobStore } from "../registry/blobs.js";
 import { walkRepositoryTree } from "../registry/catalog.js";
 import type { Digest } from "../registry/digest.js";
+import { RegistryError } from "../registry/errors.js";
 import { layersOf, storedBlobs } from "../registry/inventory.js";
 import type { ManifestStore } from "../registry/manifests.js";
 import { inspectRepository, modifiedAfter } from "../registry/reachability.js";
@@ -31,6 +32,11 @@ export interface CollectionReport {
   readonly blobsKept: number;
   /** Untagged manifests removed from their repositories (`repository@digest`). */
   readonly manifestsDeleted: string[];
+  /**
+   * Untagged manifests a client deleted while the pass ran, before it could (`repository@digest`):
+   * gone as the pass meant, so not a failure.
+   */
+  readonly manifestsDeletedMeanwhile: string[];
   /** Blobs whose data was removed. */
   readonly blobsDeleted: string[];
   readonly bytesFreed: number;
@@ -62,6 +68,7 @@ export class GarbageCollector {
       const marked = new Set<string>();
       const linkedFrom = new Map<string, string[]>();
       const manifestsDeleted: string[] = [];
+      const manifestsDeletedMeanwhile: string[] = [];
       const warnings: string[] = [];
       const repositories: string[] = [];
       await walkRepositoryTree(this.driver, (name, children) => {
@@ -77,12 +84,16 @@ export class GarbageCollector {
           const unreachable = new Set(inspected.unreachable.map((d) => d.value));
           kept = [...inspected.tagTargetsWithoutRevision];
           for (const digest of inspected.revisions) {
+            let goneMeanwhile = false;
             const deleted =
               unreachable.has(digest.value) &&
               (options.dryRun
                 ? !guard.isProtected(digest)
-                : await guard.condemn(digest, () => this.manifests.delete(name, { kind: "digest", digest })));
-            if (deleted) manifestsDeleted.push(`${name}@${digest.value}`);
+                : await guard.condemn(digest, async () => {
+                    goneMeanwhile = !(await this.deleteManifest(name, digest));
+                  }));
+            if (goneMeanwhile) manifestsDeletedMeanwhile.push(`${name}@${digest.value}`);
+            else if (deleted) manifestsDeleted.push(`${name}@${digest.value}`);
             else kept.push(digest);
           }
         }
@@ -134,6 +145,7 @@ export class GarbageCollector {
         repositories: repositories.length,
         blobsKept,
         manifestsDeleted,
+        manifestsDeletedMeanwhile,
         blobsDeleted,
         bytesFreed,
         blobsSpared,
@@ -141,6 +153,20 @@ export class GarbageCollector {
       };
     } finally {
       guard.end();
+    }
+  }
+
+  /**
+   * Deletes an untagged manifest; false when it was already gone (a client deleted it after the
+   * pass listed it): what the pass wanted, so it goes on.
+   */
+  private async deleteManifest(name: string, digest: Digest): Promise<boolean> {
+    try {
+      await this.manifests.delete(name, { kind: "digest", digest });
+      return true;
+    } catch (error) {
+      if (error instanceof RegistryError && error.code === "MANIFEST_UNKNOWN") return false;
+      throw error;
     }
   }
 

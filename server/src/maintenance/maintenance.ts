@@ -47,6 +47,7 @@ export class Maintenance {
       (report) => ({
         repositories: report.repositories,
         manifests_deleted: report.manifestsDeleted.length,
+        manifests_deleted_meanwhile: report.manifestsDeletedMeanwhile.length,
         blobs_deleted: report.blobsDeleted.length,
         blobs_kept: report.blobsKept,
         blobs_spared: report.blobsSpared,

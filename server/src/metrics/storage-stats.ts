@@ -65,7 +65,9 @@ export class StorageStats {
     await walkRepositoryTree(this.driver, async (name, children) => {
       if (!children.includes("_manifests")) return;
       repositories++;
-      manifests += (await revisionsOf(this.driver, name)).length;
+      // Visits run concurrently: read the count after the await, or each adds to a stale total.
+      const revisions = await revisionsOf(this.driver, name);
+      manifests += revisions.length;
     });
     this.gauges.bytes.set(bytes);
     this.gauges.blobs.set(blobs);

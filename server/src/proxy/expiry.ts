@@ -16,9 +16,10 @@ export async function expireCachedTags(
   });
   const expired: string[] = [];
   for (const name of repositories) {
-    for (const { tag, pushedAt } of await registry.manifests.tagTimes(name)) {
+    for (const { tag, pushedAt } of await registry.tagTimes(name)) {
       if (pushedAt >= now - ttlMs) continue;
-      await registry.manifests.delete(name, { kind: "tag", tag });
+      // The registry's own operation: refused in read-only mode, like a client's delete.
+      await registry.deleteManifest(name, { kind: "tag", tag });
       expired.push(`${name}:${tag}`);
     }
   }

@@ -76,13 +76,23 @@ export class PullThroughRegistry extends Registry {
       this.proxy.onLookup?.("blob", "hit");
       return size;
     } catch (error) {
-      if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN") throw error;
+      // Read-only mode: what is cached is served, nothing is fetched (that would write).
+      if (!(error instanceof RegistryError) || error.code !== "BLOB_UNKNOWN" || this.options.readOnly)
+        throw error;
     }
     await this.once(`blob ${name}@${digest.value}`, async () => {
-      // Pulled before through another repository: link it, no download.
-      if ((await this.blobs.linkExisting(name, digest)) !== undefined) {
-        this.proxy.onLookup?.("blob", "hit");
-        return;
+      // Pulled before through another repository: link it without a download, but only once the
+      // upstream says this repository holds it too. Stored content is shared; access is not: a
+      // client may read a blob only through a repository that has it.
+      if ((await this.blobs.globalSize(digest)) !== undefined) {
+        const held = await this.upstream.hasBlob(name, digest).catch((error: unknown) => {
+          throw this.unavailable(error, blobUnknown(digest.value));
+        });
+        if (!held) throw blobUnknown(digest.value);
+        if ((await this.blobs.linkExisting(name, digest)) !== undefined) {
+          this.proxy.onLookup?.("blob", "hit");
+          return;
+        }
       }
       const stream = await this.upstream.blob(name, digest).catch((error: unknown) => {
         throw this.unavailable(error, blobUnknown(digest.value));
@@ -106,6 +116,7 @@ export class PullThroughRegistry extends Registry {
 
   /** Points the local tag at what the upstream's tag names now, fetching that manifest if needed. */
   private async refreshTag(name: string, tag: string): Promise<void> {
+    if (this.options.readOnly) return; // serve what is cached: fetching would write
     const key = `${name}:${tag}`;
     const checked = this.checkedAt.get(key);
     if (checked !== undefined && Date.now() - checked < this.proxy.revalidateMs) {
@@ -159,6 +170,7 @@ export class PullThroughRegistry extends Registry {
       this.proxy.onLookup?.("manifest", "hit");
       return;
     }
+    if (this.options.readOnly) throw manifestUnknown(digest.value);
     await this.once(`manifest ${name}@${digest.value}`, async () => {
       const fetched = await this.upstream.manifest(name, digest.value).catch((error: unknown) => {
         throw this.unavailable(error, manifestUnknown(digest.value));

@@ -32,6 +32,8 @@ export function parseReference(reference: string): ManifestReference {
 }
 
 const CACHE_BYTES = 64 * 1024 * 1024;
+/** References of one manifest checked at once. */
+const REFERENCE_CHECKS = 8;
 /** The platform served to clients that cannot read an index (the reference registry's choice). */
 const DEFAULT_PLATFORM = { os: "linux", architecture: "amd64" };
 
@@ -260,26 +262,41 @@ export class ManifestStore {
     return manifest;
   }
 
+  /**
+   * Checks that everything the manifest references is in `name`, a few at a time, stopping at
+   * the first that is not: an index may list tens of thousands of children, and checking all at
+   * once (or listing every missing one in the error) costs memory and time a push must not.
+   */
   private async checkReferences(name: string, parsed: ParsedManifest): Promise<void> {
-    const missing: string[] = [];
-    await Promise.all([
-      ...parsed.blobs.map(async (d) => {
-        await this.blobs.stat(name, d).catch((error: unknown) => {
-          if (!(error instanceof RegistryError && error.code === "BLOB_UNKNOWN")) throw error;
-          missing.push(d.value);
-        });
-      }),
-      ...parsed.children.map(async (d) => {
-        if (!(await exists(this.driver, layout.revisionLink(name, d)))) missing.push(d.value);
-      }),
-    ]);
-    if (missing.length > 0) {
+    const blobs = parsed.blobs;
+    const children = parsed.children;
+    const total = blobs.length + children.length;
+    let next = 0;
+    let missing: Digest | undefined;
+    const present = async (i: number): Promise<boolean> => {
+      if (i < blobs.length) {
+        return this.blobs.stat(name, blobs[i]!).then(
+          () => true,
+          (error: unknown) => {
+            if (error instanceof RegistryError && error.code === "BLOB_UNKNOWN") return false;
+            throw error;
+          },
+        );
+      }
+      return exists(this.driver, layout.revisionLink(name, children[i - blobs.length]!));
+    };
+    const worker = async () => {
+      while (missing === undefined && next < total) {
+        const i = next++;
+        if (!(await present(i))) missing ??= i < blobs.length ? blobs[i] : children[i - blobs.length];
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(REFERENCE_CHECKS, total) }, worker));
+    if (missing !== undefined) {
       throw new RegistryError(
         "MANIFEST_BLOB_UNKNOWN",
         "manifest references a manifest or blob unknown to registry",
-        {
-          digests: missing,
-        },
+        { digests: [missing.value] },
       );
     }
   }

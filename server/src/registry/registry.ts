@@ -10,6 +10,7 @@ import type { Descriptor } from "./manifest.js";
 import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
 import { UploadStore, type ChunkRange, type UploadBody } from "./uploads.js";
 import { GarbageCollector, type CollectionOptions, type CollectionReport } from "../gc/collector.js";
+import { inspectRepository } from "./reachability.js";
 
 export interface RegistryOptions {
   readonly deleteEnabled: boolean;
@@ -52,8 +53,13 @@ export class Registry {
     this.collector = new GarbageCollector(driver, this.blobs, this.manifests);
   }
 
-  /** Mark and sweep, safe while this process serves requests (not while other processes write). */
+  /**
+   * Mark and sweep, safe while this process serves requests (not while other processes write).
+   * Refused in read-only mode unless a dry run (another process may be collecting offline); like
+   * the reference's `garbage-collect`, it does not depend on `storage.delete.enabled`.
+   */
   collectGarbage(options: CollectionOptions): Promise<CollectionReport> {
+    if (!options.dryRun) this.requireNotReadOnly();
     return this.collector.collect(options);
   }
 
@@ -162,6 +168,16 @@ export class Registry {
     await this.manifests.delete(name, reference);
   }
 
+  /** Tags of a repository with when each was last pushed (ms since the epoch). */
+  tagTimes(name: string): Promise<{ tag: string; pushedAt: number }[]> {
+    return this.manifests.tagTimes(name);
+  }
+
+  /** Manifests of `name` no tag reaches (see reachability.ts), older than `before` (ms). */
+  async untaggedManifests(name: string, before: number): Promise<readonly Digest[]> {
+    return (await inspectRepository(this.driver, this.manifests, name, before)).unreachable;
+  }
+
   async listTags(name: string, n?: number, last?: string): Promise<Page> {
     if (!(await this.repositoryExists(name))) throw nameUnknown(name);
     return paginate(await this.manifests.tags(name), n, last);
@@ -182,15 +198,19 @@ export class Registry {
   }
 
   private requireDelete(): void {
-    if (this.options.readOnly)
-      throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
+    this.requireNotReadOnly();
     if (!this.options.deleteEnabled) throw unsupported("deletion is disabled (storage.delete.enabled)");
   }
 
   private requireWritable(): void {
+    this.requireNotReadOnly();
+    if (this.options.pushRefused !== undefined) throw unsupported(this.options.pushRefused);
+  }
+
+  /** Every write to storage checks this first, including those the registry makes for itself. */
+  protected requireNotReadOnly(): void {
     if (this.options.readOnly)
       throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
-    if (this.options.pushRefused !== undefined) throw unsupported(this.options.pushRefused);
   }
 }
 

@@ -1,5 +1,4 @@
 import type { Registry } from "../registry/registry.js";
-import { inspectRepository } from "../registry/reachability.js";
 import type { SyncManifest } from "./manifest.js";
 
 export interface RetentionResult {
@@ -21,7 +20,9 @@ const CLEANUP_GRACE_MS = 3_600_000;
  * - `max_image_age_days: D` removes tags pushed more than D days ago;
  * - `cleanup_unused: true` removes the manifests no tag reaches any more, so that garbage
  *   collection frees their blobs.
- * Retention is the admin's policy, so it applies whether or not `storage.delete` is enabled.
+ * Deletions go through the registry's own operations, so they obey what clients' deletes obey:
+ * refused in read-only mode and when `storage.delete.enabled` is false (the first refusal ends
+ * retention for the repository; the syncer reports why).
  */
 export async function applyRetention(
   registry: Registry,
@@ -34,7 +35,7 @@ export async function applyRetention(
   const manifestsDeleted: string[] = [];
   const { keep_last_versions: keepLast, max_image_age_days: maxAgeDays } = policies;
   if (keepLast !== undefined || maxAgeDays !== undefined) {
-    const tags = await registry.manifests.tagTimes(repository);
+    const tags = await registry.tagTimes(repository);
     const listedPresent = tags.filter((t) => listed.has(t.tag)).length;
     const others = tags.filter((t) => !listed.has(t.tag)).sort((a, b) => b.pushedAt - a.pushedAt);
     const allowance = keepLast === undefined ? Infinity : Math.max(0, keepLast - listedPresent);
@@ -42,19 +43,13 @@ export async function applyRetention(
       const tooMany = rank >= allowance;
       const tooOld = maxAgeDays !== undefined && pushedAt < now - maxAgeDays * DAY_MS;
       if (!tooMany && !tooOld) continue;
-      await registry.manifests.delete(repository, { kind: "tag", tag });
+      await registry.deleteManifest(repository, { kind: "tag", tag });
       tagsDeleted.push(`${repository}:${tag}`);
     }
   }
   if (policies.cleanup_unused) {
-    const { unreachable } = await inspectRepository(
-      registry.driver,
-      registry.manifests,
-      repository,
-      now - CLEANUP_GRACE_MS,
-    );
-    for (const digest of unreachable) {
-      await registry.manifests.delete(repository, { kind: "digest", digest });
+    for (const digest of await registry.untaggedManifests(repository, now - CLEANUP_GRACE_MS)) {
+      await registry.deleteManifest(repository, { kind: "digest", digest });
       manifestsDeleted.push(`${repository}@${digest.value}`);
     }
   }

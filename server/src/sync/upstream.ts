@@ -13,6 +13,11 @@ export interface UpstreamEndpoint {
   readonly password?: string;
   /** PEM bundle of trusted CAs, replacing the system's. */
   readonly ca?: Buffer;
+  /**
+   * Token realms off the upstream's host that may receive the credentials (URLs, or origins):
+   * a challenge naming any other realm gets no credentials.
+   */
+  readonly tokenRealms?: readonly string[];
 }
 
 export interface FetchedManifest {
@@ -79,6 +84,21 @@ export class UpstreamClient {
       return typeof header === "string" ? parseDigest(header) : undefined;
     } catch {
       return undefined;
+    }
+  }
+
+  /**
+   * Whether the upstream's `repository` holds the blob, by HEAD: true on 2xx, false on 404;
+   * anything else (unreachable, denied) is an UpstreamError.
+   */
+  async hasBlob(repository: string, digest: Digest): Promise<boolean> {
+    try {
+      const response = await this.get(repository, `/v2/${repository}/blobs/${digest.value}`, {}, "HEAD");
+      response.resume();
+      return true;
+    } catch (error) {
+      if (error instanceof UpstreamError && error.status === 404) return false;
+      throw error;
     }
   }
 
@@ -160,7 +180,7 @@ export class UpstreamClient {
     } catch {
       /* not the spec's error body */
     }
-    throw new UpstreamError(`${method} ${url.href}: ${status}${detail}`, status);
+    throw new UpstreamError(`${method} ${redact(url)}: ${status}${detail}`, status);
   }
 
   private cachedAuthorization(scope: string): Record<string, string> {
@@ -184,42 +204,73 @@ export class UpstreamClient {
     const scheme = challenge.split(/\s+/, 1)[0]!.toLowerCase();
     if (scheme === "basic") {
       if (this.endpoint.username === undefined)
-        throw new UpstreamError(`GET ${url.href}: 401: the upstream asks for credentials (sync.upstreams)`);
+        throw new UpstreamError(
+          `GET ${redact(url)}: 401: the upstream asks for credentials (sync.upstreams)`,
+        );
       this.basicFirst = true;
       return this.basic();
     }
     if (scheme !== "bearer")
-      throw new UpstreamError(`GET ${url.href}: 401 with an unknown challenge: ${challenge}`);
+      throw new UpstreamError(
+        `GET ${redact(url)}: 401 with an unknown challenge: ${challenge.slice(0, 200)}`,
+      );
     const params = Object.fromEntries(
       [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]),
     );
     if (params.realm === undefined)
-      throw new UpstreamError(`GET ${url.href}: 401: bearer challenge without realm`);
-    const tokenUrl = new URL(params.realm);
+      throw new UpstreamError(`GET ${redact(url)}: 401: bearer challenge without realm`);
+    let tokenUrl: URL;
+    try {
+      tokenUrl = new URL(params.realm);
+    } catch {
+      throw new UpstreamError(`GET ${redact(url)}: 401: bearer challenge with an invalid realm`);
+    }
+    if (tokenUrl.protocol !== "https:" && tokenUrl.protocol !== "http:")
+      throw new UpstreamError(`GET ${redact(url)}: 401: bearer realm ${redact(tokenUrl)} is not HTTP(S)`);
+    const credentials = this.endpoint.username !== undefined;
+    // The challenge comes from whoever answers as the upstream: credentials go only where the
+    // config says they may, never in clear text unless the upstream itself is plain HTTP.
+    if (credentials) this.checkRealm(tokenUrl, url);
     if (params.service !== undefined) tokenUrl.searchParams.set("service", params.service);
     tokenUrl.searchParams.set("scope", params.scope ?? scope);
-    const response = await this.send(
-      tokenUrl,
-      this.endpoint.username !== undefined ? { Authorization: this.basic() } : {},
-    );
+    const response = await this.send(tokenUrl, credentials ? { Authorization: this.basic() } : {});
     const body = await readLimited(response, 1024 * 1024);
     if (response.statusCode !== 200)
-      throw new UpstreamError(
-        `GET ${tokenUrl.origin}${tokenUrl.pathname}: ${response.statusCode} (token request)`,
-      );
+      throw new UpstreamError(`GET ${redact(tokenUrl, false)}: ${response.statusCode} (token request)`);
     const parsed = JSON.parse(body.toString("utf8")) as {
       token?: string;
       access_token?: string;
       expires_in?: number;
     };
     const token = parsed.token ?? parsed.access_token;
-    if (token === undefined)
-      throw new UpstreamError(`${tokenUrl.origin}${tokenUrl.pathname}: no token in the answer`);
+    if (token === undefined) throw new UpstreamError(`${redact(tokenUrl, false)}: no token in the answer`);
     const header = `Bearer ${token}`;
     // Renew a little early; the spec's default lifetime is 60 s.
     const seconds = Math.max(10, (parsed.expires_in ?? 60) - 10);
     this.authorizations.set(scope, { header, until: Date.now() + seconds * 1000 });
     return header;
+  }
+
+  /** Throws unless the upstream's credentials may be sent to the token realm `realm`. */
+  private checkRealm(realm: URL, upstream: URL): void {
+    const base = new URL(this.endpoint.url);
+    const listed = (this.endpoint.tokenRealms ?? []).some((entry) => {
+      const allowed = new URL(entry);
+      return (
+        allowed.origin === realm.origin && (allowed.pathname === "/" || allowed.pathname === realm.pathname)
+      );
+    });
+    // The same origin, not only the same host name: another port is another server.
+    if (!listed && realm.origin !== base.origin)
+      throw new UpstreamError(
+        `GET ${redact(upstream)}: 401: the token realm ${redact(realm, false)} is not the upstream's own ` +
+          "server; its credentials are sent there only if its tokenrealms lists it",
+      );
+    if (realm.protocol === "http:" && base.protocol !== "http:")
+      throw new UpstreamError(
+        `GET ${redact(upstream)}: 401: the token realm ${redact(realm, false)} is plain HTTP; ` +
+          "credentials of an HTTPS upstream are not sent in clear text",
+      );
   }
 
   private async send(
@@ -237,7 +288,7 @@ export class UpstreamClient {
       );
       request.on("timeout", () => request.destroy(new Error("no answer in time")));
       request.on("error", (error) =>
-        reject(new UpstreamError(`${method} ${url.origin}${url.pathname}: ${error.message}`)),
+        reject(new UpstreamError(`${method} ${redact(url, false)}: ${error.message}`)),
       );
       request.end();
     });
@@ -245,13 +296,28 @@ export class UpstreamClient {
     const location = response.headers.location;
     if ([301, 302, 303, 307, 308].includes(status) && location !== undefined) {
       response.resume();
-      if (redirects >= MAX_REDIRECTS) throw new UpstreamError(`GET ${url.href}: too many redirects`);
+      if (redirects >= MAX_REDIRECTS)
+        throw new UpstreamError(`GET ${redact(url, false)}: too many redirects`);
       const next = new URL(location, url);
       const { Authorization: _dropped, ...rest } = headers;
       return this.send(next, next.origin === url.origin ? headers : rest, method, redirects + 1);
     }
     return response;
   }
+}
+
+/**
+ * A URL as error texts show it: never its user or password (a redirect or a realm may carry
+ * them); with its query only when `query` (a token realm's may carry secrets).
+ */
+export function redact(url: URL | string, query = true): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "(invalid URL)";
+  }
+  return `${parsed.origin}${parsed.pathname}${query ? parsed.search : ""}`;
 }
 
 function readLimited(stream: IncomingMessage, limit: number): Promise<Buffer> {

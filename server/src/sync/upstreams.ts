@@ -7,6 +7,17 @@ export function defaultUpstreamUrl(registry: string): string {
   return registry === "docker.io" ? "https://registry-1.docker.io" : `https://${registry}`;
 }
 
+const DOCKER_HUB_HOSTS = new Set(["docker.io", "registry-1.docker.io", "index.docker.io"]);
+
+/**
+ * Token realms off the upstream's host trusted without `tokenrealms`: Docker Hub's token service
+ * (its own host) for Docker Hub, none for any other registry. `host` is the registry's name or
+ * its URL's host.
+ */
+export function defaultTokenRealms(host: string): string[] {
+  return DOCKER_HUB_HOSTS.has(host) ? ["https://auth.docker.io/token"] : [];
+}
+
 /**
  * A client per upstream host for one sync run, from `sync.upstreams`. Password and CA files are
  * read for each run, so a rotated Secret is picked up without a restart.
@@ -28,6 +39,7 @@ export function upstreamClients(
             ? { password: readFileSync(entry.passwordfile, "utf8").replace(/\r?\n$/, "") }
             : {}),
           ...(entry?.ca !== undefined ? { ca: readFileSync(entry.ca) } : {}),
+          tokenRealms: entry?.tokenrealms ?? defaultTokenRealms(registry),
         },
         maxManifestBytes,
       );
