@@ -3,16 +3,22 @@
 // NODE_V8_COVERAGE, so what they run counts too (except those killed with SIGKILL, which write
 // nothing). Source maps take the numbers back to the .ts files.
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const reportDir = `${root}coverage`;
 const c8 = `${root}node_modules/.bin/c8`;
+// Some tests run the server as an unprivileged user (setpriv): it must be able to write its
+// coverage too, or node says so on stderr and the test that reads stderr fails.
+rmSync(reportDir, { recursive: true, force: true });
+mkdirSync(`${reportDir}/tmp`, { recursive: true });
+chmodSync(`${reportDir}/tmp`, 0o1777);
 const run = spawnSync(
   c8,
   [
     "--all",
+    "--clean=false",
     "--reporter=json-summary",
     "--reporter=text-summary",
     `--report-dir=${reportDir}`,
