@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../../../server/src/config/load.js";
@@ -247,6 +248,24 @@ describe("restore", () => {
     const result = run(["restore", "--input", archive], { cwd });
     assertOneLine(result, /^neam-registry: restore needs --config FILE .* or --root DIR$/);
     assert.deepEqual(readdirSync(cwd), ["backup.tar.gz"]);
+  });
+
+  it("--root DIR restores into DIR", () => {
+    // A storage root of one blob, tarred as the operations guide does.
+    const source = tempDir();
+    const content = Buffer.from("one blob");
+    const hex = createHash("sha256").update(content).digest("hex");
+    const blobDir = join(source, "docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex);
+    mkdirSync(blobDir, { recursive: true });
+    writeFileSync(join(blobDir, "data"), content);
+    const archive = join(tempDir(), "root.tar.gz");
+    assert.equal(spawnSync("tar", ["-czf", archive, "-C", source, "docker"]).status, 0);
+    const target = join(tempDir(), "restored");
+    const result = run(["restore", "--input", archive, "--root", target]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /1 blobs .* restored into .*restored/);
+    const restored = join(target, "docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex, "data");
+    assert.deepEqual(readFileSync(restored), content);
   });
 
   it("with both it refuses; a --root on /proc is refused naming --root", () => {
