@@ -7,6 +7,8 @@
 process.env.UV_THREADPOOL_SIZE ??= "16";
 import cluster from "node:cluster";
 import { ConfigError, loadConfig } from "./config/load.js";
+import { checkStorageRoot } from "./config/storage-root.js";
+import { createLogger } from "./log.js";
 import { serve } from "./serve.js";
 import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
 import { GC_USAGE, gcCommand } from "./cli/gc.js";
@@ -44,13 +46,22 @@ async function main(argv: string[]): Promise<number> {
       }
       // `serve FILE` is how the reference registry's image runs; `--config FILE` is ours.
       const path = option(rest, "--config") ?? rest.find((a) => !a.startsWith("-"));
-      await serve(loadConfig(path));
+      const warnings: string[] = [];
+      const config = loadConfig(path, process.env, (line) => warnings.push(line));
+      // Refused here in one line naming the key, before the storage driver meets it.
+      checkStorageRoot(config.storage.filesystem.rootdirectory);
+      if (warnings.length > 0) {
+        const logger = createLogger(config.log);
+        for (const line of warnings) logger.warn(line);
+      }
+      await serve(config);
       return -1;
     }
     case "config": {
       if (rest[0] !== "check") break;
       const path = option(rest, "--config") ?? rest.slice(1).find((a) => !a.startsWith("-"));
-      loadConfig(path);
+      const config = loadConfig(path);
+      checkStorageRoot(config.storage.filesystem.rootdirectory);
       process.stdout.write(`config ok${path ? `: ${path}` : " (embedded default)"}\n`);
       return 0;
     }

@@ -94,11 +94,14 @@ async function runSingle(
   driver: FilesystemDriver,
   logger: Logger,
 ): Promise<() => Promise<void>> {
-  const { server, metrics } = await startPublicServer(config, driver, logger, localBus);
+  const { server, metrics, audit } = await startPublicServer(config, driver, logger, localBus);
   const debug = await startDebugServer(config, driver, logger, () => metrics.registry.metrics());
   return async () => {
     debug.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await drain(server);
+    // After the drain, so the requests that finished in it are in the trail; before exit, which
+    // would drop what the file stream has not written yet.
+    await audit?.close();
   };
 }
 
@@ -142,11 +145,23 @@ async function runCluster(
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const { server, metrics } = await startPublicServer(config, driver, logger, workerBus());
-  process.on("disconnect", () => server.close());
+  const { server, metrics, audit } = await startPublicServer(config, driver, logger, workerBus());
+  process.on("disconnect", () => void drain(server).then(() => audit?.close()));
   // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([metrics.registry]);
+}
+
+/**
+ * Stops accepting connections and resolves when the open ones are done. `close()` drops the
+ * connections idle at that moment only; one whose request finishes during the drain would stay
+ * open (keep-alive) until its client let go, holding the exit until the drain timeout.
+ */
+async function drain(server: http.Server | https.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const idle = setInterval(() => server.closeIdleConnections(), 100);
+  await closed;
+  clearInterval(idle);
 }
 
 /** The public listener (:5000) over `driver`. */
@@ -158,6 +173,7 @@ async function startPublicServer(
 ) {
   const metrics = new HttpMetrics();
   const memory = new MemoryReleaser();
+  const audit = config.audit === undefined ? undefined : new AuditLog(config.audit);
   const options: RegistryOptions = {
     onUploadBytes: (bytes) => {
       metrics.uploadBytes.inc(bytes);
@@ -201,7 +217,7 @@ async function startPublicServer(
     onBlobStreamed: (bytes) => memory.transferred(bytes),
     authz,
     tokenEndpoint: token,
-    audit: config.audit === undefined ? undefined : new AuditLog(config.audit),
+    audit,
     maintenance,
     mirror,
     ...(notifier !== undefined
@@ -231,7 +247,7 @@ async function startPublicServer(
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
-  return { server, metrics };
+  return { server, metrics, audit };
 }
 
 /** The authorizer `auth` asks for (Bearer tokens, Basic against htpasswd, or none) and the token endpoint. */

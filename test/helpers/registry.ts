@@ -1,5 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +41,11 @@ export interface StartOptions {
   /** Extra config merged over the defaults (deep for `http`, `storage`, `log`). */
   config?: Record<string, unknown>;
   port?: number;
+  /**
+   * Run the server as this uid (and gid) through `setpriv`, e.g. 65534: tests run as root, for
+   * whom permission bits stop nothing. The storage root is created for and owned by that user.
+   */
+  user?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -111,7 +126,24 @@ async function launchRegistry(
   const logPath = join(dir, "registry.log");
   writeFileSync(logPath, "");
   const out = openSync(logPath, "a");
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, "serve", "--config", configPath], {
+  const user = options.user;
+  if (user !== undefined) {
+    chmodSync(dir, 0o755);
+    mkdirSync(root, { recursive: true });
+    chownSync(root, user, user);
+  }
+  const asUser =
+    user === undefined ? [] : ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--clear-groups"];
+  const [command, ...args] = [
+    ...asUser,
+    process.execPath,
+    ...NODE_FLAGS,
+    MAIN,
+    "serve",
+    "--config",
+    configPath,
+  ];
+  const child = spawn(command!, args, {
     stdio: ["ignore", out, out],
     env: { ...process.env },
   });

@@ -2,6 +2,7 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
+import { checkStorageRoot } from "../config/storage-root.js";
 import { restoreArchive } from "../backup/restore.js";
 import { adminDownload, adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
@@ -9,9 +10,10 @@ export const BACKUP_USAGE = `  backup --output FILE | --output-dir DIR [--keep N
                                  a consistent tar.gz of the running registry's data, taken online;
                                  in DIR as registry-backup-<UTC time>.tar.gz, keeping the newest N;
                                  credentials from ${USERNAME_ENV} / ${PASSWORD_ENV}
-  restore --input FILE --config FILE [--force]
+  restore --input FILE (--config FILE | --root DIR) [--force]
                                  restore a backup (ours, or the guide's tar of the root) into the
-                                 storage of FILE's config, with the registry stopped; blobs are verified
+                                 storage of FILE's config (or DIR), with the registry stopped; blobs
+                                 are verified
 `;
 
 export async function backupCommand(args: string[]): Promise<number> {
@@ -60,12 +62,20 @@ export async function restoreCommand(args: string[]): Promise<number> {
     options: {
       input: { type: "string" },
       config: { type: "string" },
+      root: { type: "string" },
       force: { type: "boolean", default: false },
     },
   });
   if (values.input === undefined) throw new Error("restore needs --input FILE");
-  const config = loadConfig(values.config);
-  const root = config.storage.filesystem.rootdirectory;
+  // Without either, the embedded default (./data) would be restored into wherever this runs.
+  if (values.config === undefined && values.root === undefined)
+    throw new Error(
+      "restore needs --config FILE (the registry's config, for its storage root) or --root DIR",
+    );
+  if (values.config !== undefined && values.root !== undefined)
+    throw new Error("restore takes --config FILE or --root DIR, not both");
+  const root = values.root ?? loadConfig(values.config).storage.filesystem.rootdirectory;
+  checkStorageRoot(root, values.root !== undefined ? "--root" : undefined);
   const report = await restoreArchive(root, values.input, { force: values.force });
   process.stdout.write(
     `restore: ${report.files} files, ${report.blobs} blobs (${report.bytes} bytes) verified and restored into ${root}\n`,

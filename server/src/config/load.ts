@@ -8,8 +8,17 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** Where warnings about the configuration go: one line each (stderr unless the caller says). */
+export type ConfigWarn = (line: string) => void;
+
+const warnOnStderr: ConfigWarn = (line) => process.stderr.write(`neam-registry: warning: ${line}\n`);
+
 /** Reads, overrides from the environment, and validates. */
-export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(
+  path: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  warn: ConfigWarn = warnOnStderr,
+): Config {
   let raw: unknown;
   if (path === undefined) {
     raw = structuredClone(EMBEDDED_DEFAULT);
@@ -28,7 +37,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv = pr
       );
     }
   }
-  return validateConfig(applyEnvironment(raw, env));
+  return validateConfig(applyEnvironment(raw, env, warn));
 }
 
 export function validateConfig(raw: unknown): Config {
@@ -52,12 +61,17 @@ function describe(error: z.ZodError): string {
  * Applies `REGISTRY_<SECTION>_<KEY>` variables as the reference registry does: the variable
  * names a path of config keys joined by `_`, and its value (parsed as YAML) replaces that key.
  */
-export function applyEnvironment(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+export function applyEnvironment(raw: unknown, env: NodeJS.ProcessEnv, warn: ConfigWarn = () => {}): unknown {
   const config = isRecord(raw) ? raw : {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("REGISTRY_") || value === undefined) continue;
     const path = resolveEnvPath(name.slice("REGISTRY_".length).toLowerCase().split("_"), ConfigSchema);
-    if (path === undefined) continue; // not a config key (e.g. a variable the platform sets)
+    if (path === undefined) {
+      // A misspelt override would otherwise be ignored without a word; what Kubernetes injects
+      // for a Service named `registry…` is not ours and passes silently.
+      if (!KUBERNETES_SERVICE_VARIABLE.test(name)) warn(unknownVariable(name));
+      continue;
+    }
     let target = config;
     for (const key of path.slice(0, -1)) {
       if (!isRecord(target[key])) target[key] = {};
@@ -66,6 +80,55 @@ export function applyEnvironment(raw: unknown, env: NodeJS.ProcessEnv): unknown 
     target[path.at(-1)!] = parseScalar(value);
   }
   return config;
+}
+
+/**
+ * The service links Kubernetes sets for a Service named `registry` (or `registry-…`):
+ * `REGISTRY_SERVICE_HOST`, `REGISTRY_SERVICE_PORT[_<port name>]`, `REGISTRY_PORT`,
+ * `REGISTRY_PORT_5000_TCP[_PROTO|_PORT|_ADDR]`.
+ */
+const KUBERNETES_SERVICE_VARIABLE =
+  /^REGISTRY_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$/;
+
+function unknownVariable(name: string): string {
+  let nearest: string | undefined;
+  let best = Infinity;
+  for (const candidate of environmentVariables(ConfigSchema, "REGISTRY")) {
+    const distance = editDistance(name, candidate);
+    if (distance < best) [nearest, best] = [candidate, distance];
+  }
+  // Only a near miss is worth naming; a far one would mislead.
+  const hint =
+    nearest !== undefined && best <= Math.max(2, Math.floor(name.length / 5))
+      ? `; did you mean ${nearest}?`
+      : "";
+  return `environment variable ${name} names no config key and is ignored${hint}`;
+}
+
+/** Every `REGISTRY_…` name that sets a key of the schema (sections and leaves). */
+function environmentVariables(schema: z.ZodType, prefix: string): string[] {
+  const shape = objectShape(schema);
+  if (shape === undefined) return [];
+  return Object.entries(shape).flatMap(([key, child]) => {
+    const name = `${prefix}_${key.toUpperCase()}`;
+    return [name, ...environmentVariables(child, name)];
+  });
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 function parseScalar(value: string): unknown {

@@ -11,10 +11,12 @@ const Duration = z
   .string()
   .regex(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, "must be a duration such as 30s, 5m or 1h");
 
-/** `host:port`, `:port` or `[v6]:port`. */
+/** `host:port`, `:port` or `[v6]:port`; port 0 asks the system for a free port. */
 const ListenAddress = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, "must be host:port or :port");
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, "must be host:port or :port")
+  // Checked here, so `config check` refuses what `listen` would later refuse in Node's words.
+  .refine((a) => Number(a.slice(a.lastIndexOf(":") + 1)) <= 65535, "port must be between 0 and 65535");
 
 const Log = z.strictObject({
   level: z.enum(["error", "warn", "info", "debug"]).default("info"),

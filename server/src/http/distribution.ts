@@ -1,8 +1,8 @@
 import type { Context } from "koa";
-import { parseDigest, type Digest } from "../registry/digest.js";
-import { RegistryError } from "../registry/errors.js";
-import { parseReference } from "../registry/manifests.js";
-import { validateName } from "../registry/names.js";
+import { isDigest, parseDigest, type Digest } from "../registry/digest.js";
+import { RegistryError, manifestUnknown } from "../registry/errors.js";
+import { parseReference, type ManifestReference } from "../registry/manifests.js";
+import { isValidTag, validateName } from "../registry/names.js";
 import type { Page, Registry } from "../registry/registry.js";
 import { MANIFEST_MEDIA_TYPES, MediaType } from "../registry/media-types.js";
 import { badRequest, writeError } from "./errors.js";
@@ -70,6 +70,18 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     },
   ];
 
+  /**
+   * The reference of a GET, HEAD or DELETE. A name that can be no tag (`.INVALID_MANIFEST_NAME`)
+   * names no manifest: 404 MANIFEST_UNKNOWN, as the conformance suite and the reference registry
+   * answer. Only PUT, which would create it, refuses it as invalid (400). A reference with a `:`
+   * is a digest, and a malformed one stays 400 DIGEST_INVALID as on every other route.
+   */
+  function lookupReference(raw: string): ManifestReference {
+    const reference = decode(raw);
+    if (!isDigest(reference) && !isValidTag(reference)) throw manifestUnknown(reference.slice(0, 200));
+    return parseReference(reference);
+  }
+
   function base(ctx: Context) {
     authz.requireAuthenticated(ctx);
     ctx.type = "application/json";
@@ -96,11 +108,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
   async function getManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
     authz.require(ctx, "pull", name);
-    const manifest = await registry.getManifest(
-      name,
-      parseReference(decode(rawReference!)),
-      acceptedTypes(ctx),
-    );
+    const manifest = await registry.getManifest(name, lookupReference(rawReference!), acceptedTypes(ctx));
     ctx.set("Docker-Content-Digest", manifest.digest.value);
     ctx.set("ETag", `"${manifest.digest.value}"`);
     ctx.type = manifest.parsed.mediaType;
@@ -122,7 +130,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
   async function deleteManifest(ctx: Context, [rawName, rawReference]: string[]) {
     const name = repositoryName(rawName!);
     authz.require(ctx, "delete", name);
-    await registry.deleteManifest(name, parseReference(decode(rawReference!)));
+    await registry.deleteManifest(name, lookupReference(rawReference!));
     accepted(ctx);
   }
 

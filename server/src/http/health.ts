@@ -35,19 +35,29 @@ export class HealthCheck {
     if (now - this.checkedAt >= this.options.intervalMs) {
       this.checkedAt = now;
       try {
-        await this.driver.stat(ROOT);
+        await this.probe();
         this.failures = 0;
       } catch (e) {
-        // An empty root (nothing pushed yet) is healthy; anything else is not.
-        if (isNotFound(e)) {
-          this.failures = 0;
-        } else {
-          this.failures++;
-          this.lastError = (e as Error).message;
-        }
+        this.failures++;
+        this.lastError = (e as Error).message;
       }
     }
     return this.failures >= this.options.threshold ? this.lastError : undefined;
+  }
+
+  /**
+   * The storage root must be there and be a directory: `serve` created it, so its absence means
+   * the volume is gone (unmounted, replaced), not that nothing was pushed. Below it, an empty
+   * registry (no layout yet) is healthy; anything else the layout cannot be read for is not.
+   */
+  private async probe(): Promise<void> {
+    const root = await this.driver.stat("/").catch((e: unknown) => {
+      throw isNotFound(e) ? new Error("storage root is missing or not a directory") : e;
+    });
+    if (!root.isDir) throw new Error("storage root is missing or not a directory");
+    await this.driver.stat(ROOT).catch((e: unknown) => {
+      if (!isNotFound(e)) throw e;
+    });
   }
 
   async respond(ctx: Context): Promise<void> {
