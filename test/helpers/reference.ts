@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, tempDir, waitUntil } from "./registry.js";
+import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, track, tempDir, waitUntil } from "./registry.js";
 
 /**
  * The reference registry (Debian `docker-registry`, CNCF Distribution 2.8) on loopback. It binds
@@ -27,6 +27,7 @@ export async function startReference(
   const env = { ...process.env };
   delete env.AWS_CA_BUNDLE; // its S3 driver panics on it (shared/TESTING-TOOLS.md)
   const child = spawn("docker-registry", ["serve", config], { stdio: ["ignore", "ignore", "pipe"], env });
+  track(child);
   let stderr = "";
   let host: string | undefined;
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => {

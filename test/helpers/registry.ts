@@ -45,6 +45,39 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const children = new Set<ChildProcess>();
+
+/**
+ * Servers this test process started are killed when it ends, however it ends: the runner's
+ * --test-timeout ends a hung test file with SIGTERM, and its servers must not outlive it.
+ */
+export function track(child: ChildProcess): void {
+  if (children.size === 0 && !trackingRegistered) {
+    trackingRegistered = true;
+    const killAll = () => {
+      for (const running of children) {
+        for (const pid of processTree(running.pid!).reverse()) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            /* already gone */
+          }
+        }
+      }
+    };
+    process.on("exit", killAll);
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => {
+        killAll();
+        process.exit(128 + (signal === "SIGTERM" ? 15 : 2));
+      });
+    }
+  }
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+}
+let trackingRegistered = false;
+
 const created: string[] = [];
 let cleanupRegistered = false;
 
@@ -135,6 +168,7 @@ async function launchRegistry(
     env: { ...process.env },
   });
   closeSync(out);
+  track(child);
   let ports: { port: number; debugPort: number } | undefined;
   try {
     await waitUntil(async () => {
