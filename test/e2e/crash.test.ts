@@ -48,6 +48,8 @@ function cutByKill(error: unknown): boolean {
 interface Round {
   killing: boolean;
   readonly random: (min: number, max: number) => number;
+  /** Called at each acknowledged push. */
+  readonly acknowledged: () => void;
 }
 
 async function pushChunked(client: Client, repo: string, b: Blob): Promise<void> {
@@ -103,6 +105,7 @@ async function pusher(
       if (response.status !== 201)
         throw new Error(`manifest put ${response.status}: ${await response.text()}`);
       acknowledged.set(`${repo}:${tag}`, sha256(bytes));
+      round.acknowledged();
     } catch (error) {
       if (round.killing && cutByKill(error)) return; // the server was killed under us
       throw new Error(`pusher ${id} (seed ${SEED}): ${String(error)}`, { cause: error });
@@ -125,13 +128,18 @@ describe("crash safety", () => {
     let registry: RegistryProcess = await startRegistry({ root, workers: 2 });
     for (let round = 0; round < ROUNDS; round++) {
       const client = new Client(registry.url);
-      const state: Round = { killing: false, random };
+      // The kill comes 300-1200 ms after the round's first acknowledged push, so that every
+      // round has pushes to check even when a loaded machine makes the first one slow.
+      let firstAcknowledged: () => void = () => {};
+      const first = new Promise<void>((resolve) => (firstAcknowledged = resolve));
+      const state: Round = { killing: false, random, acknowledged: () => firstAcknowledged() };
       const pushers = Array.from({ length: PUSHERS }, (_, i) =>
         pusher(client, i + round * PUSHERS, acknowledged, state),
       );
       // A pusher failing before the kill fails the round at once (allSettled below reports it).
       const early = Promise.race(pushers.map((p) => p.then(() => new Promise<never>(() => {}))));
       try {
+        await Promise.race([first, early]);
         await Promise.race([new Promise((r) => setTimeout(r, random(300, 1200))), early]);
       } catch (error) {
         state.killing = true;
