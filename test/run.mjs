@@ -14,7 +14,16 @@ const files = [];
       files.push(path);
   }
 })(root);
-const result = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...files], {
-  stdio: "inherit",
-});
+// A bound on each test file, so that a hanging server or client cannot block CI. Node 20 applies
+// --test-timeout to each file as a whole when it runs them (--test), not to each test in it; the
+// slowest file takes about 2 minutes alone here (garbage collection, backup, sync), more when two
+// run at once on a loaded machine, hence 10 minutes. NEAM_TEST_TIMEOUT_MS overrides it.
+const timeout = Number(process.env.NEAM_TEST_TIMEOUT_MS ?? 600_000);
+const result = spawnSync(
+  process.execPath,
+  ["--test", "--test-concurrency=2", `--test-timeout=${timeout}`, ...files],
+  {
+    stdio: "inherit",
+  },
+);
 process.exit(result.status ?? 1);

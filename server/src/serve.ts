@@ -247,6 +247,8 @@ async function startPublicServer(
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
+  // The bound port, which differs from the configured one when that is 0 (tests bind port 0).
+  logger.info({ port: (server.address() as AddressInfo).port }, "public listener up");
   return { server, metrics, audit };
 }
 
@@ -471,6 +473,6 @@ async function startDebugServer(
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
-  logger.debug({ port: (server.address() as AddressInfo).port }, "debug listener up");
+  logger.info({ port: (server.address() as AddressInfo).port }, "debug listener up");
   return server;
 }

@@ -13,6 +13,45 @@ import { startRegistry, tempDir, type RegistryProcess } from "../helpers/registr
 const ROUNDS = 4;
 const PUSHERS = 8;
 
+/**
+ * The seed of the PRNG that picks kill instants and layer sizes: random, logged, and taken from
+ * NEAM_CRASH_SEED to replay a failing run (the instants then repeat; the interleaving of the
+ * pushers with the kill depends on the machine's scheduling, so a replay is likely, not certain).
+ */
+const SEED =
+  process.env.NEAM_CRASH_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.NEAM_CRASH_SEED);
+
+/** mulberry32: a small, well-known seeded PRNG; returns an integer in [min, max). */
+function seededInt(seed: number): (min: number, max: number) => number {
+  let state = seed >>> 0;
+  return (min, max) => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    const unit = ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    return min + Math.floor(unit * (max - min));
+  };
+}
+
+/** Error codes of a request cut by the SIGKILL: reset or closed mid-request, refused once it is gone. */
+const KILL_ERRORS = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+function cutByKill(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (KILL_ERRORS.has((e as { code?: string }).code ?? "")) return true;
+  }
+  return false;
+}
+
+/** What pushers share within a round: whether the kill has started, and the PRNG. */
+interface Round {
+  killing: boolean;
+  readonly random: (min: number, max: number) => number;
+  /** Called at each acknowledged push. */
+  readonly acknowledged: () => void;
+}
+
 async function pushChunked(client: Client, repo: string, b: Blob): Promise<void> {
   let location = await client.startUpload(repo);
   const chunk = Math.max(1, Math.ceil(b.size / 3));
@@ -29,13 +68,22 @@ async function pushChunked(client: Client, repo: string, b: Blob): Promise<void>
   if (put.status !== 201) throw new Error(`put ${put.status}`);
 }
 
-/** Pushes images until the server dies; returns the tags it acknowledged (201) with their digests. */
-async function pusher(client: Client, id: number, acknowledged: Map<string, string>): Promise<void> {
+/**
+ * Pushes images until the server dies; records the tags it acknowledged (201) with their digests.
+ * Any answer other than the expected status fails the test, and so does any error other than a
+ * connection cut by the kill (only once the kill has started).
+ */
+async function pusher(
+  client: Client,
+  id: number,
+  acknowledged: Map<string, string>,
+  round: Round,
+): Promise<void> {
   for (let n = 0; ; n++) {
     const repo = `crash/r${id % 3}`;
     const manifest = imageManifest({ layers: 2 });
     const layers = manifest.blobs.map((b, i) =>
-      i === 0 ? b : blob(randomBytes(randomInt(1, 2 * 1024 * 1024))),
+      i === 0 ? b : blob(randomBytes(round.random(1, 2 * 1024 * 1024))),
     );
     const body = JSON.parse(manifest.bytes.toString());
     body.layers = layers.slice(1).map((l) => ({
@@ -54,9 +102,13 @@ async function pusher(client: Client, id: number, acknowledged: Map<string, stri
         body: bytes,
         headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" },
       });
-      if (response.status === 201) acknowledged.set(`${repo}:${tag}`, sha256(bytes));
-    } catch {
-      return; // the server was killed under us
+      if (response.status !== 201)
+        throw new Error(`manifest put ${response.status}: ${await response.text()}`);
+      acknowledged.set(`${repo}:${tag}`, sha256(bytes));
+      round.acknowledged();
+    } catch (error) {
+      if (round.killing && cutByKill(error)) return; // the server was killed under us
+      throw new Error(`pusher ${id} (seed ${SEED}): ${String(error)}`, { cause: error });
     }
   }
 }
@@ -68,18 +120,36 @@ async function hashFile(path: string): Promise<string> {
 }
 
 describe("crash safety", () => {
-  it(`survives ${ROUNDS} SIGKILLs during ${PUSHERS} concurrent pushers`, async () => {
+  it(`survives ${ROUNDS} SIGKILLs during ${PUSHERS} concurrent pushers`, async (t) => {
+    t.diagnostic(`seed ${SEED} (replay with NEAM_CRASH_SEED=${SEED})`);
+    const random = seededInt(SEED);
     const root = join(tempDir(), "data");
     const acknowledged = new Map<string, string>();
     let registry: RegistryProcess = await startRegistry({ root, workers: 2 });
     for (let round = 0; round < ROUNDS; round++) {
       const client = new Client(registry.url);
+      // The kill comes 300-1200 ms after the round's first acknowledged push, so that every
+      // round has pushes to check even when a loaded machine makes the first one slow.
+      let firstAcknowledged: () => void = () => {};
+      const first = new Promise<void>((resolve) => (firstAcknowledged = resolve));
+      const state: Round = { killing: false, random, acknowledged: () => firstAcknowledged() };
       const pushers = Array.from({ length: PUSHERS }, (_, i) =>
-        pusher(client, i + round * PUSHERS, acknowledged),
+        pusher(client, i + round * PUSHERS, acknowledged, state),
       );
-      await new Promise((r) => setTimeout(r, randomInt(300, 1200)));
+      // A pusher failing before the kill fails the round at once (allSettled below reports it).
+      const early = Promise.race(pushers.map((p) => p.then(() => new Promise<never>(() => {}))));
+      try {
+        await Promise.race([first, early]);
+        await Promise.race([new Promise((r) => setTimeout(r, random(300, 1200))), early]);
+      } catch (error) {
+        state.killing = true;
+        await registry.kill();
+        throw error;
+      }
+      state.killing = true;
       await registry.kill();
-      await Promise.all(pushers);
+      const results = await Promise.allSettled(pushers);
+      for (const result of results) if (result.status === "rejected") throw result.reason;
       registry = await startRegistry({ root, workers: 2 });
     }
     const client = new Client(registry.url);
@@ -90,7 +160,7 @@ describe("crash safety", () => {
       for (const [key, digest] of acknowledged) {
         const [repo, tag] = key.split(":") as [string, string];
         const response = await client.request("GET", `/v2/${repo}/manifests/${tag}`);
-        assert.equal(response.status, 200, `${key} (root ${root})`);
+        assert.equal(response.status, 200, `${key} (root ${root}, seed ${SEED})`);
         assert.equal(sha256(Buffer.from(await response.arrayBuffer())), digest, key);
       }
 

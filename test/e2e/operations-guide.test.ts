@@ -4,10 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeOciLayout } from "../helpers/oci-layout.js";
+import { Client, blob, imageManifest } from "../helpers/oci.js";
 import { startRegistry, tempDir, type RegistryProcess } from "../helpers/registry.js";
 
 let registry: RegistryProcess;
@@ -109,6 +110,8 @@ describe("operations guide commands", () => {
   });
 
   it("Metrics: curl http://local-registry:5001/metrics | grep http_requests_total / storage", () => {
+    // A request answered 200 by this test itself, so that it does not rely on the tests before it.
+    assert.equal(guide("curl -s -u admin:password http://local-registry:5000/v2/").stdout, "{}");
     assert.match(
       guide("curl -s http://local-registry:5001/metrics | grep http_requests_total").stdout,
       /^http_requests_total\{.*status="200"\} \d+/m,
@@ -124,13 +127,32 @@ describe("operations guide commands", () => {
     );
   });
 
-  it("Garbage Collection: curl -X POST http://local-registry:5000/v2/_oci/artifacts/delete", () => {
-    // As written, on a registry without auth; with auth, an admin's credentials (here any user).
+  it("Garbage Collection: curl -X POST http://local-registry:5000/v2/_oci/artifacts/delete", async () => {
+    // On the registry without auth: a tagged image, and an orphan blob older than the default
+    // grace period (1h) that the guide's command must collect, and nothing else.
+    const client = new Client(open.url);
+    const image = imageManifest();
+    assert.equal((await client.pushManifest("gc/kept", "v1", image)).status, 201);
+    const orphan = blob();
+    assert.equal((await client.pushBlob("gc/orphan", orphan)).status, 201);
+    const hex = orphan.digest.slice("sha256:".length);
+    const v2 = join(open.root, "docker/registry/v2");
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const path of [
+      join(v2, "blobs/sha256", hex.slice(0, 2), hex, "data"),
+      join(v2, "repositories/gc/orphan/_layers/sha256", hex, "link"),
+    ])
+      utimesSync(path, twoHoursAgo, twoHoursAgo);
     const report = JSON.parse(
       guide("curl -s -X POST http://local-registry:5000/v2/_oci/artifacts/delete", open).stdout,
     );
     assert.equal(report.dryRun, false);
-    assert.ok(Array.isArray(report.blobsDeleted));
+    assert.deepEqual(report.blobsDeleted, [orphan.digest]);
+    assert.deepEqual(report.manifestsDeleted, []);
+    assert.equal(report.bytesFreed, orphan.size);
+    assert.equal((await client.request("HEAD", `/v2/gc/orphan/blobs/${orphan.digest}`)).status, 404);
+    for (const b of image.blobs)
+      assert.equal((await client.request("HEAD", `/v2/gc/kept/blobs/${b.digest}`)).status, 200, b.digest);
     assert.equal(
       guide(
         "curl -s -o /dev/null -w '%{http_code}' -X POST http://local-registry:5000/v2/_oci/artifacts/delete",

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startRegistry, tempDir, type RegistryProcess } from "../helpers/registry.js";
+import { metricValue, scrape, startRegistry, tempDir, type RegistryProcess } from "../helpers/registry.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { inspectRaw, servedDigest, skopeo } from "../helpers/tools.js";
 
@@ -15,15 +15,17 @@ before(async () => {
   registry = await startRegistry({ workers: 2 });
   layout = join(tempDir(), "layout");
   digests = writeOciLayout(layout, "v1");
+  // Every test starts from this push, so each one runs alone (--test-name-pattern) too.
+  skopeo("copy", "--all", "--dest-tls-verify=false", `oci:${layout}:v1`, ref("apps/multi:v1"));
 });
 after(() => registry?.stop());
 
 describe("skopeo", () => {
   it("copies a multi-arch index with --all; the index and both images keep their digests", () => {
-    skopeo("copy", "--all", "--dest-tls-verify=false", `oci:${layout}:v1`, ref("apps/multi:v1"));
-    assert.equal(servedDigest(ref("apps/multi:v1")), digests.index);
+    skopeo("copy", "--all", "--dest-tls-verify=false", `oci:${layout}:v1`, ref("apps/copied:v1"));
+    assert.equal(servedDigest(ref("apps/copied:v1")), digests.index);
     for (const digest of Object.values(digests.manifests)) {
-      assert.equal(servedDigest(ref(`apps/multi@${digest}`)), digest);
+      assert.equal(servedDigest(ref(`apps/copied@${digest}`)), digest);
     }
   });
 
@@ -76,7 +78,17 @@ describe("skopeo", () => {
     assert.equal(info.Digest, digests.manifests.amd64);
   });
 
-  it("copies between repositories of the registry (blobs are mounted, not re-sent)", () => {
+  it("copies between repositories of the registry (layers are mounted, not re-sent)", async () => {
+    const layers = new Map<string, number>();
+    const configs = new Map<string, number>();
+    for (const digest of Object.values(digests.manifests)) {
+      const manifest = JSON.parse(
+        skopeo("inspect", "--raw", "--tls-verify=false", ref(`apps/multi@${digest}`)).stdout,
+      ) as { config: { digest: string; size: number }; layers: { digest: string; size: number }[] };
+      configs.set(manifest.config.digest, manifest.config.size);
+      for (const layer of manifest.layers) layers.set(layer.digest, layer.size);
+    }
+    const before = await scrape(registry);
     skopeo(
       "copy",
       "--all",
@@ -86,6 +98,20 @@ describe("skopeo", () => {
       ref("mirror/multi:v1"),
     );
     assert.equal(servedDigest(ref("mirror/multi:v1")), digests.index);
+    const after = await scrape(registry);
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      metricValue(after, name, labels) - metricValue(before, name, labels);
+    // Each layer is answered by a mount (201 to the POST) and none of its bytes reach the registry.
+    // skopeo reads every config blob to copy it and sends it again (containers/image does not
+    // mount configs): exactly those bytes, in one upload session each, are all that arrive.
+    const sum = (sizes: Map<string, number>) => [...sizes.values()].reduce((total, size) => total + size, 0);
+    assert.equal(
+      delta("http_requests_total", { method: "POST", route: "upload_start", status: "201" }),
+      layers.size,
+    );
+    assert.equal(delta("http_requests_total", { route: "upload_start", status: "202" }), configs.size);
+    assert.equal(delta("registry_upload_bytes_total"), sum(configs), "only the configs were uploaded");
+    assert.ok(sum(layers) > 0);
   });
 
   it("deletes by digest; the tag is then gone", () => {

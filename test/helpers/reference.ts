@@ -2,8 +2,13 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import { freePort, tempDir, waitUntil } from "./registry.js";
+import { START_TIMEOUT_MS, STOP_TIMEOUT_MS, track, tempDir, waitUntil } from "./registry.js";
 
+/**
+ * The reference registry (Debian `docker-registry`, CNCF Distribution 2.8) on loopback. It binds
+ * port 0 and logs `listening on 127.0.0.1:PORT` at info level; the port is read from there, so no
+ * other process can take it between choosing and binding.
+ */
 export interface ReferenceOptions {
   deleteEnabled?: boolean;
   prefix?: string;
@@ -13,31 +18,16 @@ export interface ReferenceOptions {
   tls?: { cert: string; key: string; ca: string };
 }
 
-/** The reference registry (Debian `docker-registry`, CNCF Distribution 2.8) on loopback. */
 export async function startReference(root: string, options: ReferenceOptions = {}) {
-  // A port found free can be taken by another test process before the registry binds it: then
-  // it exits saying so and is started again on another port.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await launchReference(root, options);
-    } catch (error) {
-      if (!(error instanceof Error && error.message.includes("address already in use")) || attempt === 5)
-        throw error;
-    }
-  }
-}
-
-async function launchReference(root: string, options: ReferenceOptions) {
-  const port = await freePort();
   const dir = tempDir("neam-ref-");
   const config = join(dir, "config.yml");
   writeFileSync(
     config,
     [
       "version: 0.1",
-      "log: {level: error, accesslog: {disabled: true}}",
+      "log: {level: info, accesslog: {disabled: true}}",
       `storage: {filesystem: {rootdirectory: ${root}}, delete: {enabled: ${options.deleteEnabled ?? true}}}`,
-      `http: {addr: "127.0.0.1:${port}"${options.prefix ? `, prefix: ${options.prefix}` : ""}${
+      `http: {addr: "127.0.0.1:0"${options.prefix ? `, prefix: ${options.prefix}` : ""}${
         options.tls ? `, tls: {certificate: ${options.tls.cert}, key: ${options.tls.key}}` : ""
       }}`,
       ...(options.htpasswd ? [`auth: {htpasswd: {realm: reference, path: ${options.htpasswd}}}`] : []),
@@ -47,32 +37,47 @@ async function launchReference(root: string, options: ReferenceOptions) {
   const env = { ...process.env };
   delete env.AWS_CA_BUNDLE; // its S3 driver panics on it (shared/TESTING-TOOLS.md)
   const child = spawn("docker-registry", ["serve", config], { stdio: ["ignore", "ignore", "pipe"], env });
+  track(child);
   let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr = (stderr + chunk).slice(-4096)));
-  const host = `127.0.0.1:${port}`;
-  const scheme = options.tls ? "https" : "http";
+  let host: string | undefined;
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr = (stderr + chunk).slice(-16384);
+    // `listening on 127.0.0.1:PORT` (and `…, tls` with TLS).
+    host ??= /msg="listening on (127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   try {
     await waitUntil(async () => {
       if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+      if (host === undefined) return false;
       const prefix = (options.prefix ?? "").replace(/\/+$/, "");
       const status = options.tls
         ? await httpsStatus(`https://${host}${prefix}/v2/`, readFileSync(options.tls.ca))
         : (await fetch(`http://${host}${prefix}/v2/`).catch(() => undefined))?.status;
       // 401 is an answer too: the registry is up and asks for credentials.
       return status === 200 || (options.htpasswd !== undefined && status === 401);
-    }, 15_000);
+    }, START_TIMEOUT_MS);
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
   }
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
-    host,
-    url: `${scheme}://${host}`,
+    host: host!,
+    url: `${options.tls ? "https" : "http"}://${host!}`,
     pid: child.pid!,
     async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      const hung = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!hung) return;
+      child.kill("SIGKILL");
       await exited;
+      throw new Error(`docker-registry did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM; killed`);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { get } from "node:http";
 import { spawn, type ChildProcess } from "node:child_process";
 import {
   chmodSync,
@@ -59,6 +60,39 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const children = new Set<ChildProcess>();
+
+/**
+ * Servers this test process started are killed when it ends, however it ends: the runner's
+ * --test-timeout ends a hung test file with SIGTERM, and its servers must not outlive it.
+ */
+export function track(child: ChildProcess): void {
+  if (children.size === 0 && !trackingRegistered) {
+    trackingRegistered = true;
+    const killAll = () => {
+      for (const running of children) {
+        for (const pid of processTree(running.pid!).reverse()) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            /* already gone */
+          }
+        }
+      }
+    };
+    process.on("exit", killAll);
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => {
+        killAll();
+        process.exit(128 + (signal === "SIGTERM" ? 15 : 2));
+      });
+    }
+  }
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+}
+let trackingRegistered = false;
+
 const created: string[] = [];
 let cleanupRegistered = false;
 
@@ -81,42 +115,60 @@ export async function startRegistry(options: StartOptions = {}): Promise<Registr
   const root = options.root ?? join(dir, "data");
   const extra = options.config ?? {};
   const scheme = (extra.http as { tls?: unknown } | undefined)?.tls ? "https" : "http";
-  // A port found free can be taken by another test process before the registry binds it: then
-  // the registry exits with EADDRINUSE and is started again on other ports.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const started = await launchRegistry(dir, root, options, extra, scheme);
-      return registryProcess(started, root, dir, scheme);
-    } catch (error) {
-      if (!(error instanceof PortTaken) || attempt === 5) throw error;
-    }
-  }
+  const started = await launchRegistry(dir, options, extra, scheme);
+  return registryProcess(started, root, dir, scheme);
 }
 
-class PortTaken extends Error {}
+/** How long `stop()` waits after SIGTERM before it sends SIGKILL: a hanging server must not block CI. */
+export const STOP_TIMEOUT_MS = 15_000;
+
+/**
+ * How long a server may take to answer after it is started. Two workers take 6-7 s to start on
+ * this shared 2-core machine under load, so 15 s was not always enough.
+ */
+export const START_TIMEOUT_MS = 60_000;
+
+/** The ports a registry logged as bound ("public listener up", "debug listener up"), once both are there. */
+function boundPorts(log: string): { port: number; debugPort: number } | undefined {
+  let port: number | undefined;
+  let debugPort: number | undefined;
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    let entry: { msg?: string; port?: number };
+    try {
+      entry = JSON.parse(line) as { msg?: string; port?: number };
+    } catch {
+      continue;
+    }
+    if (entry.msg === "public listener up") port ??= entry.port;
+    if (entry.msg === "debug listener up") debugPort ??= entry.port;
+  }
+  return port !== undefined && debugPort !== undefined ? { port, debugPort } : undefined;
+}
 
 async function launchRegistry(
   dir: string,
-  root: string,
   options: StartOptions,
   extra: Record<string, unknown>,
   scheme: string,
 ) {
-  const port = options.port ?? (await freePort());
-  const debugPort = await freePort();
-  const { log: _log, storage: _storage, http: _http, ...otherSections } = extra;
+  const root = options.root ?? join(dir, "data");
+  const { log: extraLog, storage: _storage, http: _http, ...otherSections } = extra;
+  // Both listeners bind port 0 and the registry logs the ports it got (at info): no port is
+  // chosen here and bound later, so two test processes can never race for one.
+  const level = (extraLog as { level?: string } | undefined)?.level === "debug" ? "debug" : "info";
   const config = {
     ...otherSections,
     version: "0.1",
-    log: { level: "warn", accesslog: { disabled: true }, ...(extra.log as object) },
+    log: { accesslog: { disabled: true }, ...(extraLog as object), level, formatter: "json" },
     storage: {
       filesystem: { rootdirectory: root },
       delete: { enabled: options.deleteEnabled ?? true },
       ...(extra.storage as object),
     },
     http: {
-      addr: `127.0.0.1:${port}`,
-      debug: { addr: `127.0.0.1:${debugPort}` },
+      addr: `127.0.0.1:${options.port ?? 0}`,
+      debug: { addr: "127.0.0.1:0" },
       workers: options.workers ?? 1,
       ...(extra.http as object),
     },
@@ -148,28 +200,28 @@ async function launchRegistry(
     env: { ...process.env },
   });
   closeSync(out);
-  const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  track(child);
+  let ports: { port: number; debugPort: number } | undefined;
   try {
     await waitUntil(async () => {
-      if (child.exitCode !== null) {
-        const log = readFileSync(logPath, "utf8");
-        if (options.port === undefined && log.includes("EADDRINUSE")) throw new PortTaken(log);
-        throw new Error(`registry exited: ${log}`);
-      }
-      const response = await fetch(`http://127.0.0.1:${debugPort}/debug/health`).catch(() => undefined);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`registry exited: ${readFileSync(logPath, "utf8")}`);
+      ports ??= boundPorts(readFileSync(logPath, "utf8"));
+      if (ports === undefined) return false;
+      const response = await fetch(`http://127.0.0.1:${ports.debugPort}/debug/health`).catch(() => undefined);
       if (response?.status !== 200) return false;
       if (scheme === "https") return true;
       // 401 is an answer too: the registry is up and asks for credentials.
       const prefix = ((extra.http as { prefix?: string } | undefined)?.prefix ?? "").replace(/\/+$/, "");
-      const status = (await fetch(`${url}${prefix}/v2/`).catch(() => undefined))?.status;
+      const status = (await fetch(`http://127.0.0.1:${ports.port}${prefix}/v2/`).catch(() => undefined))
+        ?.status;
       return status === 200 || status === 401;
-    }, 15_000);
+    }, START_TIMEOUT_MS);
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
   }
-  return { child, host, debugPort, logPath };
+  return { child, host: `127.0.0.1:${ports!.port}`, debugPort: ports!.debugPort, logPath };
 }
 
 function registryProcess(
@@ -179,6 +231,19 @@ function registryProcess(
   scheme: string,
 ): RegistryProcess {
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const killTree = async () => {
+    const pids = processTree(child.pid!);
+    for (const pid of pids.reverse()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }
+    await exited;
+    // Workers of a killed primary exit when their IPC channel closes; make sure of it.
+    await waitUntil(async () => pids.every((pid) => !alive(pid)), 5000);
+  };
   return {
     url: `${scheme}://${host}`,
     host,
@@ -189,22 +254,19 @@ function registryProcess(
     pids: () => processTree(child.pid!),
     log: () => readFileSync(logPath, "utf8"),
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await exited;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
+      });
+      const hung = await Promise.race([exited.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (!hung) return;
+      await killTree();
+      throw new Error(`registry did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM; killed`);
     },
-    async kill() {
-      const pids = processTree(child.pid!);
-      for (const pid of pids.reverse()) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          /* already gone */
-        }
-      }
-      await exited;
-      // Workers of a killed primary exit when their IPC channel closes; make sure of it.
-      await waitUntil(async () => pids.every((pid) => !alive(pid)), 5000);
-    },
+    kill: killTree,
   };
 }
 
@@ -243,4 +305,37 @@ export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * The sum of the samples of metric `name` whose labels include all of `labels`, read from a
+ * Prometheus text exposition (0 when there is none).
+ */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match?.[1] !== name) continue;
+    const present = new Map([...(match[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    if (Object.entries(labels).every(([key, value]) => present.get(key) === value)) sum += Number(match[3]);
+  }
+  return sum;
+}
+
+/**
+ * The registry's metrics (`/metrics` on its debug listener), as Prometheus text. A new connection
+ * each time: a kept-alive one can be closed by the server while a test blocks its event loop in
+ * spawnSync (skopeo), and reusing it fails the request.
+ */
+export async function scrape(registry: Pick<RegistryProcess, "debugUrl">): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${registry.debugUrl}/metrics`, { agent: false }, (response) => {
+      let text = "";
+      response.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+      response.on("end", () => {
+        if (response.statusCode === 200) resolve(text);
+        else reject(new Error(`metrics answered ${response.statusCode}`));
+      });
+    }).once("error", reject);
+  });
 }

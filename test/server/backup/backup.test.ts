@@ -76,7 +76,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 describe("backup and restore", () => {
-  it("a backup taken during pushes restores into a registry where every tag is intact", async () => {
+  it("a backup taken during pushes restores into a registry where every tag is intact", async (t) => {
     const source = await startRegistry();
     let restored: RegistryProcess | undefined;
     try {
@@ -96,18 +96,48 @@ describe("backup and restore", () => {
         assert.equal((await client.pushManifest(`apps/app${i % 3}`, `v${i}`, m)).status, 201);
         before.push(m);
       }
-      // Pushes go on while the backup is read.
-      let pushing = true;
+      // A large incompressible blob makes the archive take a while to stream, so that pushes
+      // overlap it; the test checks below that they did.
+      const bigBlob = blob(randomBytes(24 * 1024 * 1024));
+      assert.equal((await client.pushBlob("apps/big", bigBlob)).status, 201);
+      // Pushes go on while the backup is read: each records when it was sent and acknowledged.
+      const live: { tag: string; digest: string; sent: number; acknowledged: number }[] = [];
+      let stopAfter = Infinity; // stop once a push was sent after this instant (the backup's end)
       const pusher = (async () => {
-        for (let i = 0; pushing; i++)
-          await client.pushManifest("apps/live", `t${i}`, imageManifest({ layers: 3 }));
+        for (let i = 0; ; i++) {
+          const sent = Date.now();
+          if (sent > stopAfter && live.some((push) => push.sent > stopAfter)) return;
+          const m = imageManifest({ layers: 3 });
+          assert.equal((await client.pushManifest("apps/live", `t${i}`, m)).status, 201);
+          live.push({ tag: `t${i}`, digest: m.digest, sent, acknowledged: Date.now() });
+        }
       })();
+      const pusherFailed = pusher.then(() => undefined);
+      while (live.length === 0) await Promise.race([new Promise((r) => setTimeout(r, 10)), pusherFailed]);
       const archive = join(tempDir(), "backup.tar.gz");
       const backup = await cli("backup", "--url", source.url, "--output", archive);
-      pushing = false;
-      await pusher;
       assert.equal(backup.code, 0, backup.stderr);
       assert.match(backup.stdout, /^backup: \d+ bytes written to /);
+      // The server's own record of when the backup started (before it listed anything) and ended.
+      const status = (await (await client.request("GET", "/v2/_neam/status")).json()) as {
+        backup: { startedAt: string; finishedAt: string; success: boolean };
+      };
+      assert.equal(status.backup.success, true);
+      const startedAt = Date.parse(status.backup.startedAt);
+      const finishedAt = Date.parse(status.backup.finishedAt);
+      stopAfter = finishedAt;
+      await pusher;
+      const during = live.filter((push) => push.sent > startedAt && push.acknowledged < finishedAt);
+      assert.ok(during.length > 0, `no push ran wholly within the backup (${startedAt}..${finishedAt})`);
+      t.diagnostic(`${live.length} live pushes, ${during.length} wholly within the backup`);
+      assert.ok(
+        live.some((push) => push.acknowledged < startedAt),
+        "pushes before the backup",
+      );
+      assert.ok(
+        live.some((push) => push.sent > finishedAt),
+        "pushes after the backup",
+      );
 
       const root = join(tempDir(), "restored");
       const restore = await cli("restore", "--input", archive, "--config", configFor(root));
@@ -119,7 +149,25 @@ describe("backup and restore", () => {
 
       restored = await startRegistry({ root });
       const restoredClient = new Client(restored.url);
-      assert.ok((await assertEveryTagIntact(restoredClient)) >= 11);
+      // What the backup captured: every live tag acknowledged before it started, with the very
+      // manifest pushed; none sent after it ended; and the ones in between only whole.
+      const listed = await restoredClient.request("GET", "/v2/apps/live/tags/list");
+      assert.equal(listed.status, 200, "apps/live restored");
+      const restoredLive = ((await listed.json()) as { tags: string[] }).tags;
+      for (const push of live) {
+        const captured = restoredLive.includes(push.tag);
+        if (push.acknowledged < startedAt) assert.ok(captured, `${push.tag}, acknowledged before the backup`);
+        if (push.sent > finishedAt) assert.ok(!captured, `${push.tag}, sent after the backup`);
+        if (!captured) continue;
+        const got = await restoredClient.request("GET", `/v2/apps/live/manifests/${push.tag}`, {
+          headers: { Accept: ACCEPT },
+        });
+        assert.equal(sha256(Buffer.from(await got.arrayBuffer())), push.digest, push.tag);
+      }
+      // apps/multi:v1, the ten tags pushed before, and the live tags captured: nothing else.
+      assert.equal(await assertEveryTagIntact(restoredClient), 1 + before.length + restoredLive.length);
+      const big = await restoredClient.request("HEAD", `/v2/apps/big/blobs/${bigBlob.digest}`);
+      assert.equal(big.status, 200);
       for (const [i, m] of before.entries()) {
         const got = await restoredClient.request("GET", `/v2/apps/app${i % 3}/manifests/v${i}`, {
           headers: { Accept: m.mediaType },

@@ -231,7 +231,7 @@ describe("garbage collection while pushes go on", () => {
   });
   after(() => registry.stop());
 
-  it("loses nothing pushed during collections, including pushes that reuse old unreferenced blobs", async () => {
+  it("loses nothing pushed during collections, including pushes that reuse old unreferenced blobs", async (t) => {
     // Old orphans: some are reused by the pushes below (a client finds them with HEAD and does
     // not upload them again), the others must be collected.
     const reused: Blob[] = Array.from({ length: 20 }, () => blob());
@@ -245,17 +245,23 @@ describe("garbage collection while pushes go on", () => {
 
     const pushed: { repo: string; tag: string; manifest: Manifest }[] = [];
     const failures: string[] = [];
+    // Each collection's window and report, and each push's window and the old orphans it
+    // reused (found by HEAD or mount) rather than uploaded again.
+    const runs: { start: number; end: number; report: Report }[] = [];
+    const pushes: { start: number; end: number }[] = [];
+    const claimed: { digest: string; at: number }[] = [];
+    const resent = new Set<string>();
     let collecting = true;
     const collections = (async () => {
-      let runs = 0;
-      while (collecting || runs < 3) {
-        await collect(client, "grace=1h&untagged=true");
-        runs++;
+      while (collecting || runs.length < 3) {
+        const start = Date.now();
+        const report = await collect(client, "grace=1h&untagged=true");
+        runs.push({ start, end: Date.now(), report });
       }
-      return runs;
     })();
     const pusher = async (worker: number) => {
       for (let i = 0; i < 15; i++) {
+        const start = Date.now();
         // Half the pushes go where the old orphans are linked (HEAD finds them), half elsewhere (mount finds them).
         const repo = worker % 2 === 0 ? "race/base" : `race/w${worker}`;
         const m = imageManifest({ layers: 2 });
@@ -268,27 +274,75 @@ describe("garbage collection while pushes go on", () => {
         const manifest: Manifest = { bytes, digest: sha256(bytes), mediaType: m.mediaType, blobs: layers };
         for (const b of layers) {
           const head = await client.request("HEAD", `/v2/${repo}/blobs/${b.digest}`);
-          if (head.status === 200) continue;
-          const mount = await client.request("POST", `/v2/${repo}/blobs/uploads/?mount=${b.digest}`);
-          if (mount.status === 201) continue;
-          await client.request("DELETE", mount.headers.get("Location")!).catch(() => undefined);
-          await client.pushBlob(repo, b);
+          const found = head.status === 200;
+          let mounted = false;
+          if (!found) {
+            const mount = await client.request("POST", `/v2/${repo}/blobs/uploads/?mount=${b.digest}`);
+            mounted = mount.status === 201;
+            if (!mounted) {
+              await client.request("DELETE", mount.headers.get("Location")!).catch(() => undefined);
+              await client.pushBlob(repo, b);
+            }
+          }
+          if (b === old && (found || mounted)) claimed.push({ digest: b.digest, at: Date.now() });
+          else if (b === old) resent.add(b.digest);
         }
         const tag = `w${worker}-t${i}`;
         const response = await client.pushManifest(repo, tag, manifest, false);
         if (response.status === 201) pushed.push({ repo, tag, manifest });
         else failures.push(`${repo}:${tag} ${response.status} ${await response.text()}`);
+        pushes.push({ start, end: Date.now() });
       }
     };
     await Promise.all([0, 1, 2, 3].map(pusher));
     collecting = false;
-    const runs = await collections;
-    assert.ok(runs >= 3);
+    await collections;
     assert.deepEqual(failures, []);
     assert.equal(pushed.length, 60);
     for (const { repo, tag, manifest } of pushed) await assertServed(client, repo, tag, manifest);
+
+    // The collections did run while pushes were in flight: some began after a push had begun
+    // and ended before the last push was acknowledged, and pushes ran wholly within them.
+    const pushing = {
+      start: Math.min(...pushes.map((p) => p.start)),
+      end: Math.max(...pushes.map((p) => p.end)),
+    };
+    const overlapping = runs.filter((run) => run.start > pushing.start && run.end < pushing.end);
+    const within = pushes.filter((push) =>
+      overlapping.some((run) => push.start > run.start && push.end < run.end),
+    );
+    t.diagnostic(
+      `${runs.length} collections, ${overlapping.length} during pushes, ${within.length} pushes within one`,
+    );
+    assert.ok(overlapping.length >= 2, `${overlapping.length} collections ran during the pushes`);
+    assert.ok(within.length > 0, "no push ran wholly within a collection");
+
+    // What they deleted: never a manifest, never a blob an acknowledged push references unless
+    // that push found it gone and sent it again; an old orphan a push reused (HEAD or mount
+    // found it) was protected from every collection. The abandoned orphans are all collected.
+    const deleted = runs.flatMap((run) => run.report.blobsDeleted);
+    assert.deepEqual(
+      runs.flatMap((run) => run.report.manifestsDeleted),
+      [],
+    );
+    const referenced = new Set(pushed.flatMap(({ manifest }) => manifest.blobs.map((b) => b.digest)));
+    for (const digest of deleted) {
+      if (referenced.has(digest)) assert.ok(resent.has(digest), `${digest} deleted after a push reused it`);
+    }
+    // A collection that began after a push found an old orphan must not delete it (one that
+    // deleted it before that HEAD would have made it a 404, and the push would re-send it).
+    for (const claim of claimed) {
+      for (const run of runs.filter((r) => r.start > claim.at))
+        assert.ok(!run.report.blobsDeleted.includes(claim.digest), `${claim.digest} reused, then collected`);
+    }
+    assert.ok(claimed.length > 0, "pushes reused old orphans");
+    assert.deepEqual(
+      deleted.filter((digest) => abandoned.some((b) => b.digest === digest)).sort(),
+      abandoned.map((b) => b.digest).sort(),
+    );
     const final = await collect(client, "grace=1h&untagged=true");
     assert.deepEqual(final.manifestsDeleted, []);
+    assert.deepEqual(final.blobsDeleted, []);
     for (const b of abandoned) assert.equal(existsSync(blobPath(registry.root, b.digest)), false, b.digest);
   });
 });
