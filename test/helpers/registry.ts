@@ -31,6 +31,8 @@ export interface StartOptions {
   /** Extra config merged over the defaults (deep for `http`, `storage`, `log`). */
   config?: Record<string, unknown>;
   port?: number;
+  /** Starts the registry under `ulimit -n` of this many open files. */
+  openFiles?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -111,10 +113,13 @@ async function launchRegistry(
   const logPath = join(dir, "registry.log");
   writeFileSync(logPath, "");
   const out = openSync(logPath, "a");
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, "serve", "--config", configPath], {
-    stdio: ["ignore", out, out],
-    env: { ...process.env },
-  });
+  const args = [...NODE_FLAGS, MAIN, "serve", "--config", configPath];
+  // bash execs the registry under the limit, so the child's PID is the registry's.
+  const [command, argv] =
+    options.openFiles === undefined
+      ? [process.execPath, args]
+      : ["bash", ["-c", `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...args]];
+  const child = spawn(command, argv, { stdio: ["ignore", out, out], env: { ...process.env } });
   closeSync(out);
   const host = `127.0.0.1:${port}`;
   const url = `http://${host}`;
