@@ -75,8 +75,7 @@ export function chartRoutes(
       const namespace = namespaceOf(ns);
       // Only charts the caller may pull are looked for, so a refusal says nothing of what exists.
       const candidates = charts.archiveCandidates(namespace, decode(file!));
-      const readable = candidates.filter((c) => authz.may(ctx, "pull", c.repository));
-      if (readable.length === 0 && candidates.length > 0)
+      if (candidates.length > 0 && !candidates.some((c) => authz.may(ctx, "pull", c.repository)))
         authz.require(ctx, "pull", candidates[0]!.repository);
       authz.requireSomeAccess(ctx);
       const found = await charts.archive(namespace, decode(file!), (repository) =>
