@@ -113,7 +113,9 @@ export function guardListener(
   });
 
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable || (socket as Socket).bytesWritten > 0) {
+    // As Node's own handler: an answer only while no response has begun on this socket.
+    const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!socket.writable || current?.headersSent === true) {
       socket.destroy();
       return;
     }
