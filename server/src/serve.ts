@@ -44,6 +44,13 @@ import { registerCertificateMetrics } from "./metrics/certificate-metrics.js";
 import { MemoryReleaser } from "./memory-release.js";
 import { MirrorMap } from "./sync/mirror-map.js";
 import { WatchedMirrorMap } from "./sync/mirror-source.js";
+import { effectiveMaxConnections, fileDescriptorLimit, guardListener } from "./http/connections.js";
+import { BufferBudget } from "./read-limited.js";
+
+/** Sockets idle (no request, no body byte) this long are closed. */
+const IDLE_TIMEOUT_MS = 10 * 60_000;
+/** The debug listener serves probes and scrapes: a few connections are plenty. */
+const DEBUG_MAX_CONNECTIONS = 64;
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 
@@ -220,6 +227,7 @@ async function startPublicServer(
     audit,
     maintenance,
     mirror,
+    bodyBudget: new BufferBudget(config.http.maxbufferedbytes),
     ...(notifier !== undefined
       ? {
           notifications: {
@@ -241,7 +249,30 @@ async function startPublicServer(
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 75_000;
-  server.setTimeout(10 * 60_000);
+  server.setTimeout(IDLE_TIMEOUT_MS);
+  const descriptors = fileDescriptorLimit();
+  const maxConnections = effectiveMaxConnections(config.http.maxconnections, descriptors?.soft);
+  guardListener(
+    server,
+    {
+      maxConnections,
+      bodyTimeoutMs: parseDuration(config.http.bodytimeout),
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
+      onAbandoned: (bytes) => memory.transferred(bytes),
+    },
+    logger,
+  );
+  (maxConnections < config.http.maxconnections ? logger.warn : logger.info).call(
+    logger,
+    {
+      descriptors: descriptors?.soft,
+      hardLimit: descriptors?.hard,
+      maxconnections: maxConnections,
+    },
+    maxConnections < config.http.maxconnections
+      ? "http.maxconnections lowered to fit the open-file limit (raise it with ulimit -n / the pod's limits)"
+      : "connection limits",
+  );
   const { host, port } = parseListenAddress(config.http.addr);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -468,6 +499,7 @@ async function startDebugServer(
   app.on("error", (error: unknown) => logger.error({ err: error }, "debug listener request failed"));
   app.use(router.routes()).use(router.allowedMethods());
   const server = http.createServer(app.callback());
+  guardListener(server, { maxConnections: DEBUG_MAX_CONNECTIONS, idleTimeoutMs: IDLE_TIMEOUT_MS }, logger);
   const { host, port } = parseListenAddress(config.http.debug.addr);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -47,6 +47,8 @@ export interface StartOptions {
    * whom permission bits stop nothing. The storage root is created for and owned by that user.
    */
   user?: number;
+  /** Starts the registry under `ulimit -n` of this many open files. */
+  openFiles?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -186,15 +188,14 @@ async function launchRegistry(
   }
   const asUser =
     user === undefined ? [] : ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--clear-groups"];
-  const [command, ...args] = [
-    ...asUser,
-    process.execPath,
-    ...NODE_FLAGS,
-    MAIN,
-    "serve",
-    "--config",
-    configPath,
-  ];
+  const serverArgs = [process.execPath, ...NODE_FLAGS, MAIN, "serve", "--config", configPath];
+  // bash execs the registry under the limit (and setpriv execs what it runs), so the child's PID
+  // is the registry's.
+  const limited =
+    options.openFiles === undefined
+      ? serverArgs
+      : ["bash", "-c", `ulimit -n ${options.openFiles} && exec "$0" "$@"`, ...serverArgs];
+  const [command, ...args] = [...asUser, ...limited];
   const child = spawn(command!, args, {
     stdio: ["ignore", out, out],
     env: { ...process.env },

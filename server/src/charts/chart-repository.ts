@@ -3,12 +3,7 @@ import { RegistryError } from "../registry/errors.js";
 import { MediaType } from "../registry/media-types.js";
 import { isValidTag, validateName } from "../registry/names.js";
 import type { Registry } from "../registry/registry.js";
-import {
-  ChartArchiveError,
-  compareVersionsDescending,
-  readChartArchive,
-  type ChartMetadata,
-} from "./chart-archive.js";
+import { compareVersionsDescending, isSemver, type ChartMetadata } from "./chart-archive.js";
 
 /** One chart version as a Helm repository index lists it (ChartMuseum's API answers the same). */
 export interface ChartVersion extends ChartMetadata {
@@ -30,7 +25,7 @@ export class ChartError extends Error {
   override name = "ChartError";
   constructor(
     message: string,
-    readonly status: 400 | 404 | 409,
+    readonly status: 400 | 404 | 409 | 413,
   ) {
     super(message);
   }
@@ -76,25 +71,15 @@ export class ChartRepository {
   }
 
   /**
-   * Stores a packaged chart. An existing version is refused (409, as ChartMuseum does) unless
-   * `force`. Returns what was stored.
+   * Stores a packaged chart whose Chart.yaml has been read (ChartYamlReader). An existing version
+   * is refused (409, as ChartMuseum does) unless `force`. Returns what was stored.
    */
   async save(
     namespace: string,
-    archive: Buffer,
+    { archive, metadata }: { archive: Buffer; metadata: ChartMetadata },
     force = false,
-    /** Checks the caller may push to the chart's repository, once its name is known (throws if not). */
-    mayPush: (repository: string) => void = () => {},
   ): Promise<ChartMetadata> {
-    let metadata: ChartMetadata;
-    try {
-      metadata = await readChartArchive(archive);
-    } catch (error) {
-      if (error instanceof ChartArchiveError) throw new ChartError(error.message, 400);
-      throw error;
-    }
     const repository = this.repository(namespace, metadata.name);
-    mayPush(repository);
     if (!isValidTag(metadata.version))
       throw new ChartError(
         `version ${metadata.version} cannot be stored as a tag (no "+" build metadata)`,
@@ -151,18 +136,11 @@ export class ChartRepository {
   async archive(
     namespace: string,
     file: string,
+    /** Repositories the caller may read: only those are looked at (others might not exist). */
+    visible: (repository: string) => boolean = () => true,
   ): Promise<{ digest: Digest; size: number; repository: string }> {
-    const base = file.endsWith(".tgz") ? file.slice(0, -4) : undefined;
-    for (let at = base?.indexOf("-") ?? -1; base !== undefined && at > 0; at = base.indexOf("-", at + 1)) {
-      const name = base.slice(0, at);
-      const version = base.slice(at + 1);
-      let repository: string;
-      try {
-        repository = this.repository(namespace, name);
-      } catch {
-        continue;
-      }
-      if (!isValidTag(version)) continue;
+    for (const { repository, version } of this.archiveCandidates(namespace, file)) {
+      if (!visible(repository)) continue;
       const manifest = await this.registry
         .getManifest(repository, { kind: "tag", tag: version })
         .catch(() => undefined);
@@ -170,6 +148,31 @@ export class ChartRepository {
       if (layer !== undefined) return { ...layer, repository };
     }
     throw new ChartError(`${file} not found`, 404);
+  }
+
+  /**
+   * The repositories and versions a `<name>-<version>.tgz` file name may mean (names and versions
+   * both hold dashes), the likeliest first: a SemVer version.
+   */
+  archiveCandidates(namespace: string, file: string): { repository: string; version: string }[] {
+    const base = file.endsWith(".tgz") ? file.slice(0, -4) : undefined;
+    const found: { repository: string; version: string }[] = [];
+    for (let at = base?.indexOf("-") ?? -1; base !== undefined && at > 0; at = base.indexOf("-", at + 1)) {
+      const name = base.slice(0, at);
+      const version = base.slice(at + 1);
+      if (!isValidTag(version)) continue;
+      try {
+        found.push({ repository: this.repository(namespace, name), version });
+      } catch {
+        continue;
+      }
+    }
+    return found.sort((a, b) => Number(isSemver(b.version)) - Number(isSemver(a.version)));
+  }
+
+  /** The repository chart `name` of `namespace` lives in (400 for a name that cannot be one). */
+  repositoryOf(namespace: string, name: string): string {
+    return this.repository(namespace, name);
   }
 
   private async versionsIn(repository: string): Promise<ChartVersion[]> {

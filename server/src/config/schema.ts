@@ -103,6 +103,22 @@ const Http = z
       .int()
       .min(4 * 1024 * 1024)
       .default(4 * 1024 * 1024),
+    /**
+     * Ours: connections kept open at once; a new one closes the idlest. Lowered at start so that
+     * every connection can also hold a file open within the descriptor limit.
+     */
+    maxconnections: z.number().int().min(1).default(4096),
+    /** Ours: a request body that brings no byte for this long is cut off (its memory freed). */
+    bodytimeout: Duration.default("60s"),
+    /**
+     * Ours: bytes of request bodies held in memory at once across all requests (manifests,
+     * charts, small blobs). Past it small blobs stream to disk and the rest is answered 503.
+     */
+    maxbufferedbytes: z
+      .number()
+      .int()
+      .min(8 * 1024 * 1024)
+      .default(256 * 1024 * 1024),
   })
   .prefault({});
 

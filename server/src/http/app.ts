@@ -4,7 +4,8 @@ import type { HttpMetrics } from "../metrics/http-metrics.js";
 import { RegistryError } from "../registry/errors.js";
 import type { Registry } from "../registry/registry.js";
 import { distributionRoutes } from "./distribution.js";
-import { writeError } from "./errors.js";
+import { writeError, writeUnavailable } from "./errors.js";
+import { BufferBudgetExhausted, type BufferBudget } from "../read-limited.js";
 import { OPEN, type RequestAuthorizer } from "./auth.js";
 import { decodeComponent } from "./url.js";
 import type { AuditAction, AuditEvent, AuditLog } from "../audit/audit.js";
@@ -33,6 +34,8 @@ export interface AppOptions {
   readonly locationBase?: (ctx: Context) => string;
   /** The path everything is served under (`http.prefix`, normalised: "/nested/registry"); "" for none. */
   readonly pathPrefix?: string;
+  /** See DistributionOptions.bodyBudget; charts take from it too. */
+  readonly bodyBudget?: BufferBudget;
   /** See DistributionOptions.onBlobStreamed. */
   readonly onBlobStreamed?: (bytes: number) => void;
   /** Authentication and access policy; everything open when absent. */
@@ -62,10 +65,11 @@ export function createApp(options: AppOptions): Koa {
     pathPrefix: prefix,
     authz,
     onBlobStreamed: options.onBlobStreamed,
+    bodyBudget: options.bodyBudget,
   });
   const admin =
     options.maintenance === undefined ? undefined : adminRoutes(options.maintenance, authz, registry);
-  const charts = chartRoutes(new ChartRepository(registry), registry, authz);
+  const charts = chartRoutes(new ChartRepository(registry), registry, authz, options.bodyBudget);
   const extraHeaders = Object.entries(options.headers ?? {});
 
   app.use(async (ctx: Context) => {
@@ -120,6 +124,8 @@ export function createApp(options: AppOptions): Koa {
         const retryAfter = (error.detail as { retryAfter?: number } | undefined)?.retryAfter;
         if (error.code === "TOOMANYREQUESTS" && retryAfter !== undefined)
           ctx.set("Retry-After", String(retryAfter));
+      } else if (error instanceof BufferBudgetExhausted) {
+        writeUnavailable(ctx, error.message, 1);
       } else if (isClientAbort(error)) {
         // Nobody reads this answer; the status is for metrics and logs (a null body would make it 204).
         ctx.status = 400;

@@ -1,12 +1,15 @@
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import busboy from "busboy";
 import type { Context } from "koa";
 import { stringify } from "yaml";
+import { ChartArchiveError, ChartYamlReader, type ChartMetadata } from "../charts/chart-archive.js";
 import { ChartError, type ChartRepository } from "../charts/chart-repository.js";
 import type { Registry } from "../registry/registry.js";
 import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
 import { decodeComponent as decode } from "./url.js";
-import { readLimited } from "../read-limited.js";
+import { BufferBudgetExhausted, type BufferBudget } from "../read-limited.js";
 
 /** The chart namespace of `/chartrepo` itself (the guide's `helm repo add … /chartrepo`). */
 export const DEFAULT_CHART_NAMESPACE = "charts";
@@ -21,7 +24,13 @@ const NS = "(?:/([a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)
  * `…/api/charts[/<name>[/<version>]]` to list, upload (raw body or multipart `chart`) and delete.
  * Charts live in the registry as OCI artifacts in `<namespace>/<name>`.
  */
-export function chartRoutes(charts: ChartRepository, registry: Registry, authz: RequestAuthorizer): Matcher {
+export function chartRoutes(
+  charts: ChartRepository,
+  registry: Registry,
+  authz: RequestAuthorizer,
+  /** Request bytes held in memory across requests (`http.maxbufferedbytes`). */
+  budget?: BufferBudget,
+): Matcher {
   const namespaceOf = (raw: string | undefined) => (raw === undefined ? DEFAULT_CHART_NAMESPACE : raw);
 
   return matcher([
@@ -63,10 +72,16 @@ export function chartRoutes(charts: ChartRepository, registry: Registry, authz: 
 
   async function download(ctx: Context, [ns, file]: string[]) {
     await answer(ctx, async () => {
+      const namespace = namespaceOf(ns);
+      // Only charts the caller may pull are looked for, so a refusal says nothing of what exists.
+      const candidates = charts.archiveCandidates(namespace, decode(file!));
+      if (candidates.length > 0 && !candidates.some((c) => authz.may(ctx, "pull", c.repository)))
+        authz.require(ctx, "pull", candidates[0]!.repository);
       authz.requireSomeAccess(ctx);
-      const found = await charts.archive(namespaceOf(ns), decode(file!));
+      const found = await charts.archive(namespace, decode(file!), (repository) =>
+        authz.may(ctx, "pull", repository),
+      );
       ctx.state.chart = { repository: found.repository, reference: decode(file!) };
-      authz.require(ctx, "pull", found.repository);
       const size = await registry.statBlob(found.repository, found.digest);
       ctx.type = "application/x-tar";
       ctx.length = size;
@@ -113,13 +128,14 @@ export function chartRoutes(charts: ChartRepository, registry: Registry, authz: 
     await answer(ctx, async () => {
       // Nobody's upload is read before they have shown credentials (when the registry asks for any).
       authz.requireAuthenticated(ctx);
-      const archive = await readChart(ctx);
       const namespace = namespaceOf(ns);
       const force = queryValue(ctx, "force") !== undefined && queryValue(ctx, "force") !== "false";
-      // The chart's name is in the archive: the push right is checked once it is known.
-      const saved = await charts.save(namespace, archive, force, (repository) =>
-        authz.require(ctx, "push", repository),
+      // The chart's name is in its Chart.yaml, the archive's first entry: the push right is
+      // checked as soon as that is read, before the rest of the body is kept.
+      const chart = await receiveChart(ctx, budget, (metadata) =>
+        authz.require(ctx, "push", charts.repositoryOf(namespace, metadata.name)),
       );
+      const saved = await charts.save(namespace, chart, force);
       ctx.state.chart = { repository: `${namespace}/${saved.name}`, reference: saved.version };
       ctx.status = 201;
       ctx.body = { saved: true, name: saved.name, version: saved.version };
@@ -132,35 +148,101 @@ async function answer(ctx: Context, work: () => Promise<void>): Promise<void> {
   try {
     await work();
   } catch (error) {
+    if (error instanceof BufferBudgetExhausted) {
+      ctx.status = 503;
+      ctx.set("Retry-After", "1");
+      ctx.body = { error: error.message };
+      return;
+    }
     if (!(error instanceof ChartError)) throw error;
     ctx.status = error.status;
     ctx.body = { error: error.message };
   }
 }
 
-const chartTooLarge = (limit: number) => new ChartError(`a chart may be at most ${limit} bytes`, 400);
+const chartTooLarge = () => new ChartError(`a chart may be at most ${MAX_CHART_BYTES} bytes`, 413);
 
-/** The packaged chart: the whole body, or the `chart` file of a multipart form (cm-push's way). */
-async function readChart(ctx: Context): Promise<Buffer> {
+/**
+ * Receives a packaged chart (the whole body, or the `chart` file of cm-push's multipart form):
+ * keeps its compressed bytes (at most MAX_CHART_BYTES, taken from the shared budget) and reads
+ * its Chart.yaml as they arrive, telling `onMetadata` (which may refuse) as soon as it is read.
+ * A refused upload's remaining body is read and dropped up to the size limit, so the client
+ * sees the answer rather than a reset connection.
+ */
+async function receiveChart(
+  ctx: Context,
+  budget: BufferBudget | undefined,
+  onMetadata: (metadata: ChartMetadata) => void,
+): Promise<{ archive: Buffer; metadata: ChartMetadata }> {
   const declared = Number(ctx.get("Content-Length") || "0");
-  if (declared > MAX_CHART_BYTES)
-    throw new ChartError(`a chart may be at most ${MAX_CHART_BYTES} bytes`, 400);
-  if (!ctx.is("multipart/form-data")) return readLimited(ctx.req, MAX_CHART_BYTES, chartTooLarge);
-  return new Promise((resolve, reject) => {
-    let chart: Promise<Buffer> | undefined;
-    const form = busboy({ headers: ctx.req.headers, limits: { fileSize: MAX_CHART_BYTES, files: 2 } });
+  if (declared > MAX_CHART_BYTES) throw chartTooLarge();
+  const reader = new ChartYamlReader();
+  let chunks: Buffer[] = [];
+  let total = 0;
+  let taken = 0;
+  let metadata: ChartMetadata | undefined;
+  let refusal: unknown;
+  const drop = () => {
+    chunks = [];
+    budget?.give(taken);
+    taken = 0;
+    reader.destroy();
+  };
+  try {
+    for await (const chunk of chartBody(ctx)) {
+      total += chunk.length;
+      if (total > MAX_CHART_BYTES) throw refusal ?? chartTooLarge();
+      if (refusal !== undefined) continue;
+      try {
+        if (budget !== undefined) {
+          if (!budget.tryTake(chunk.length)) throw new BufferBudgetExhausted();
+          taken += chunk.length;
+        }
+        chunks.push(chunk);
+        if (metadata === undefined) {
+          metadata = await reader.write(chunk);
+          if (metadata !== undefined) onMetadata(metadata);
+        }
+      } catch (error) {
+        refusal = error;
+        drop();
+      }
+    }
+    if (refusal !== undefined) throw refusal;
+    if (metadata === undefined) {
+      metadata = await reader.end();
+      onMetadata(metadata);
+    }
+    return { archive: Buffer.concat(chunks, total), metadata };
+  } catch (error) {
+    if (error instanceof ChartArchiveError) throw new ChartError(error.message, error.tooLarge ? 413 : 400);
+    throw error;
+  } finally {
+    drop();
+  }
+}
+
+/** The chart's bytes: the body itself, or the `chart` file of a multipart form (cm-push's way). */
+async function* chartBody(ctx: Context): AsyncGenerator<Buffer> {
+  if (!ctx.is("multipart/form-data")) {
+    yield* ctx.req as AsyncIterable<Buffer>;
+    return;
+  }
+  let chart: Readable | undefined;
+  const form = busboy({ headers: ctx.req.headers, limits: { fileSize: MAX_CHART_BYTES + 1, files: 2 } });
+  const file = new Promise<Readable>((resolve, reject) => {
     form.on("file", (field, stream) => {
-      if (field === "chart" && chart === undefined)
-        chart = readLimited(stream, MAX_CHART_BYTES, chartTooLarge);
+      if (field === "chart" && chart === undefined) resolve((chart = stream));
       else stream.resume(); // `prov` (provenance) is not kept
     });
-    form.on("error", (error: unknown) =>
-      reject(new ChartError(`bad multipart body: ${(error as Error).message}`, 400)),
-    );
-    form.on("close", () => {
-      if (chart === undefined) reject(new ChartError('the form has no "chart" file', 400));
-      else chart.then(resolve, reject);
+    form.on("error", (error: unknown) => {
+      const failure = new ChartError(`bad multipart body: ${(error as Error).message}`, 400);
+      reject(failure);
+      chart?.destroy(failure);
     });
-    ctx.req.pipe(form);
+    form.on("close", () => reject(new ChartError('the form has no "chart" file', 400)));
   });
+  // A client gone mid-form must end the chart's stream too, or its bytes would wait forever.
+  pipeline(ctx.req, form).catch((error: unknown) => chart?.destroy(error as Error));
+  yield* await file;
 }

@@ -13,7 +13,7 @@ import { matcher, queryValue, type Matcher, type Route } from "./routes.js";
 import { canSendfile, sendFile } from "./sendfile.js";
 import { SMALL_BLOB_BYTES } from "../registry/blobs.js";
 import type { UploadBody } from "../registry/uploads.js";
-import { readLimited } from "../read-limited.js";
+import { BufferBudgetExhausted, readLimited, type BufferBudget } from "../read-limited.js";
 
 /** What distribution handlers need besides the domain. */
 export interface DistributionOptions {
@@ -29,6 +29,8 @@ export interface DistributionOptions {
   readonly pathPrefix?: string;
   /** Told the size of each large blob streamed through JavaScript buffers (not sendfile). */
   readonly onBlobStreamed?: (bytes: number) => void;
+  /** Request bytes held in memory across requests (`http.maxbufferedbytes`); unbounded when absent. */
+  readonly bodyBudget?: BufferBudget;
 }
 
 const NAME = "(.+?)";
@@ -119,7 +121,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const name = repositoryName(rawName!);
     authz.require(ctx, "push", name);
     const reference = parseReference(decode(rawReference!));
-    const bytes = await readBody(ctx, options.maxManifestBytes);
+    const bytes = await readBody(ctx, options.maxManifestBytes, options.bodyBudget);
     const result = await registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
     emptyResponse(ctx, 201);
     ctx.set("Location", `${options.locationBase(ctx)}/v2/${name}/manifests/${result.digest.value}`);
@@ -204,7 +206,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const digestValue = queryValue(ctx, "digest");
     if (digestValue !== undefined) {
       const digest = parseDigest(digestValue);
-      const result = await registry.putBlob(name, digest, await uploadBody(ctx));
+      const result = await registry.putBlob(name, digest, await uploadBody(ctx, options.bodyBudget));
       blobCreated(ctx, options.locationBase(ctx), name, result.digest);
       return;
     }
@@ -242,7 +244,7 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       name,
       id,
       digest,
-      hasBody ? { body: await uploadBody(ctx), range } : undefined,
+      hasBody ? { body: await uploadBody(ctx, options.bodyBudget), range } : undefined,
     );
     blobCreated(ctx, options.locationBase(ctx), name, result.digest);
   }
@@ -350,30 +352,59 @@ function uploadAccepted(ctx: Context, base: string, name: string, id: string, si
  */
 const WHOLE_BODY_BYTES = 1024 * 1024;
 
-/** A blob upload's body: already read when small and of a declared length, else the stream. */
-async function uploadBody(ctx: Context): Promise<UploadBody> {
+/**
+ * A blob upload's body: already read when small and of a declared length, else the stream. When
+ * the memory budget is spent, a small body streams through a scratch file like a large one:
+ * slower, but never refused.
+ */
+async function uploadBody(ctx: Context, budget: BufferBudget | undefined): Promise<UploadBody> {
   const declared = ctx.get("Content-Length");
   if (declared === "" || ctx.get("Transfer-Encoding") !== "") return ctx.req;
   const length = Number(declared);
   if (!(length <= WHOLE_BODY_BYTES)) return ctx.req;
-  return readLimited(ctx.req, length);
+  if (budget === undefined) return readLimited(ctx.req, length);
+  if (!budget.tryTake(length)) return ctx.req;
+  try {
+    return await readLimited(ctx.req, length);
+  } finally {
+    budget.give(length);
+  }
 }
 
 /** The most of an oversized body read and discarded so the client sees the 413 instead of a reset. */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 
-/** Reads a small body whole; past `limit` bytes it answers 413 (draining a moderate excess first). */
-async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+/**
+ * Reads a small body whole; past `limit` bytes it answers 413, past the shared budget 503 (in both
+ * cases reading and dropping a moderate excess first, so the client sees the answer).
+ */
+async function readBody(ctx: Context, limit: number, budget: BufferBudget | undefined): Promise<Buffer> {
   const tooLarge = () => new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
   const declared = Number(ctx.get("Content-Length") || "0");
   if (declared > DRAIN_LIMIT) throw tooLarge();
-  const chunks: Buffer[] = [];
+  let chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > DRAIN_LIMIT) throw tooLarge();
-    if (total <= limit) chunks.push(chunk);
+  let taken = 0;
+  let refusal: Error | undefined;
+  try {
+    for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > DRAIN_LIMIT) throw refusal ?? tooLarge();
+      if (total > limit) refusal ??= tooLarge();
+      if (refusal === undefined && budget !== undefined && !budget.tryTake(chunk.length))
+        refusal = new BufferBudgetExhausted();
+      if (refusal !== undefined) {
+        chunks = [];
+        budget?.give(taken);
+        taken = 0;
+        continue;
+      }
+      if (budget !== undefined) taken += chunk.length;
+      chunks.push(chunk);
+    }
+    if (refusal !== undefined) throw refusal;
+    return Buffer.concat(chunks, total);
+  } finally {
+    budget?.give(taken);
   }
-  if (total > limit) throw tooLarge();
-  return Buffer.concat(chunks, total);
 }

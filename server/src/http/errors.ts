@@ -43,3 +43,15 @@ export function writeError(ctx: Context, error: RegistryError, status?: number):
 export function badRequest(code: ErrorCode, message: string, detail?: unknown): RegistryError {
   return new RegistryError(code, message, detail);
 }
+
+/**
+ * 503 with the reference registry's UNAVAILABLE code: the server is short of a shared resource
+ * (memory for request bodies), not the request wrong; clients and load balancers retry after
+ * `Retry-After`.
+ */
+export function writeUnavailable(ctx: Context, message: string, retryAfterSeconds: number): void {
+  ctx.status = 503;
+  ctx.type = "application/json";
+  ctx.set("Retry-After", String(retryAfterSeconds));
+  ctx.body = { errors: [{ code: "UNAVAILABLE", message }] };
+}
