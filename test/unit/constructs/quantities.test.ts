@@ -33,6 +33,9 @@ describe("Kubernetes quantities", () => {
       "1e-3",
       "10Gi",
       "123.456Mi",
+      ".55",
+      "1e10",
+      "2E-12",
     ])
       assert.equal(checkQuantity("persistence.size", q), q);
   });

@@ -15,6 +15,8 @@ describe("repository names", () => {
       "library/ubuntu",
       "a.b_c__d-e--f/g0",
       "team/app/sub",
+      "ab.cd-ef__gh/ij_kl.mn--op/qr---st",
+      "org/my-app.v2_x__y--z",
       "x".repeat(MAX_NAME_LENGTH),
       "9/9",
     ])
