@@ -17,6 +17,7 @@ describe("Go durations", () => {
     assert.equal(parseDuration("1h2m3s4ms"), 3_723_004);
     assert.equal(parseDuration("3s1h"), 3_603_000);
     assert.equal(parseDuration("0.5h"), 1_800_000);
+    assert.equal(parseDuration("1.25s"), 1250);
     assert.equal(parseDuration("0s"), 0);
     assert.equal(parseDuration("10m10m"), 1_200_000);
   });

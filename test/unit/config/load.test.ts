@@ -54,7 +54,7 @@ describe("loadConfig", () => {
     const missing = join(dir, "missing.yml");
     fails(() => loadConfig(missing, {}), new RegExp(`^cannot read config file ${missing}: ENOENT`));
     const bad = file("version: 0.1\nhttp: [\n  addr: x\n");
-    fails(() => loadConfig(bad, {}), new RegExp(`^config file ${bad} is not valid YAML: \\S`));
+    fails(() => loadConfig(bad, {}), new RegExp(`^config file ${bad} is not valid YAML: \\S.{9,}$`));
     fails(() => loadConfig(file(""), {}), "config: version: is required and must be 0.1");
   });
 });
@@ -116,6 +116,8 @@ describe("applyEnvironment: REGISTRY_<PATH> overrides, as the reference registry
     const env = {
       HTTP_ADDR: ":3",
       XREGISTRY_HTTP_ADDR: ":3",
+      OTHERAPP_HTTP_ADDR: ":3",
+      REGISTRY_HTTP_MAX_MANIFEST_BYTES: "8388608",
       REGISTRY_: "x",
       REGISTRY_FOO: "x",
       REGISTRY_HTTP_ADDR_PORT: "x",

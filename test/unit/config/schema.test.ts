@@ -96,7 +96,7 @@ describe("config defaults", () => {
 
 describe("durations and addresses", () => {
   it("durations are Go durations", () => {
-    for (const d of ["30s", "1h30m", "1.5s", "500ms", "10us", "10µs", "10ns", "2m3s"])
+    for (const d of ["30s", "1h30m", "1.5s", "1.25s", "500ms", "10us", "10µs", "10ns", "2m3s"])
       ok({ http: { draintimeout: d } });
     for (const d of ["", "1", "h", "1d", "1h ", " 1h", "1.h", "-1s", "1 h", "s1"])
       bad(
@@ -186,6 +186,10 @@ describe("log, storage and http", () => {
     assert.equal(v({ http: { maxmanifestbytes: 4194304 } }).http.maxmanifestbytes, 4194304);
     assert.equal(v({ http: { maxmanifestbytes: 8388608 } }).http.maxmanifestbytes, 8388608);
     bad({ http: { maxmanifestbytes: 4194303 } }, /^config: http\.maxmanifestbytes: /);
+    assert.equal(
+      v({ http: { debug: { prometheus: { path: "/custom" } } } }).http.debug.prometheus.path,
+      "/custom",
+    );
     bad({ http: { debug: { prometheus: { path: "metrics" } } } }, /^config: http\.debug\.prometheus\.path: /);
     bad({ http: { host: "not a url" } }, /^config: http\.host: /);
     assert.equal(v({ http: { host: "https://r.example" } }).http.host, "https://r.example");
@@ -194,6 +198,10 @@ describe("log, storage and http", () => {
     assert.equal(
       v({ http: { tls: { certificate: "c", key: "k", minimumtls: "tls1.3" } } }).http.tls?.minimumtls,
       "tls1.3",
+    );
+    assert.equal(
+      v({ http: { tls: { certificate: "c", key: "k", minimumtls: "tls1.2" } } }).http.tls?.minimumtls,
+      "tls1.2",
     );
     bad(
       { http: { tls: { certificate: "c", key: "k", minimumtls: "tls1.1" } } },
@@ -218,7 +226,7 @@ describe("auth", () => {
   const access = (a: Raw) => ({ auth: { htpasswd, access: a } });
 
   it("access subjects are *, user:NAME or group:NAME", () => {
-    for (const s of ["*", "user:a", "group:g", "user:a:b"])
+    for (const s of ["*", "user:a", "group:g", "user:a:b", "user:alice", "group:devs"])
       ok(access({ rules: [{ subjects: [s], repositories: ["a"], actions: ["pull"] }] }));
     for (const s of [
       "alice",
@@ -286,8 +294,10 @@ describe("auth", () => {
       { auth: { token: noKey } },
       "config: auth.token: needs signingkey (to issue tokens), rootcertbundle or jwks (to trust an issuer)",
     );
-    for (const key of [{ signingkey: "k" }, { rootcertbundle: "b" }, { jwks: "j" }])
+    for (const key of [{ signingkey: "/key.pem" }, { rootcertbundle: "/bundle.pem" }, { jwks: "/jwks.json" }])
       ok({ auth: { token: { ...noKey, ...key } } });
+    for (const key of ["signingkey", "rootcertbundle", "jwks"])
+      bad({ auth: { token: { ...token, [key]: "" } } }, new RegExp(`^config: auth\\.token\\.${key}: `));
     bad({ auth: { token: { ...token, realm: "not a url" } } }, /^config: auth\.token\.realm: /);
     bad({ auth: { token: { ...token, service: "" } } }, /^config: auth\.token\.service: /);
     bad({ auth: { token: { ...token, issuer: "" } } }, /^config: auth\.token\.issuer: /);
