@@ -8,3 +8,4 @@ export * from "./certificate.js";
 export * from "./dashboard.js";
 export * from "./sync-manifest.js";
 export * from "./maintenance-jobs.js";
+export * from "./node-config.js";

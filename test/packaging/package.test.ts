@@ -36,7 +36,13 @@ const CONTRACT = [
   "contract/defaults.js",
   "contract/index.js",
   "metrics/names.js",
+  "registry/digest.js",
+  "registry/errors.js",
+  "registry/names.js",
+  "sync/image-reference.js",
   "sync/manifest.js",
+  "sync/mirror-config.js",
+  "sync/mirror-map.js",
 ];
 
 // Runs in the consumer project: a loader hook that appends each loaded module's URL to a file.

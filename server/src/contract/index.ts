@@ -18,4 +18,12 @@ export {
   type SyncManifest,
   type SyncManifestInput,
 } from "../sync/manifest.js";
+export {
+  mirrorConfig,
+  upstreamHosts,
+  NODE_CONFIG_DIRS,
+  RUNTIME_FORMATS,
+  type NodeFile,
+  type RuntimeFormat,
+} from "../sync/mirror-config.js";
 export * from "./defaults.js";

@@ -33,6 +33,8 @@ export interface MirrorConfigOptions {
 export interface NodeFile {
   readonly path: string;
   readonly content: string;
+  /** The CA certificate itself (a deployment copies it from a Secret instead). */
+  readonly isCa?: boolean;
 }
 
 /** The upstream hosts a sync manifest pulls from, canonical (Hub's aliases are `docker.io`), sorted. */
@@ -62,7 +64,8 @@ export function mirrorConfig(hosts: string[], options: MirrorConfigOptions): Nod
             header +
             `server = "${origin}"\n\n[host."${origin}"]\n  capabilities = ["pull", "resolve"]\n${ca}`,
         });
-        if (options.ca !== undefined) files.push({ path: `${host}/${CA_FILE}`, content: options.ca });
+        if (options.ca !== undefined)
+          files.push({ path: `${host}/${CA_FILE}`, content: options.ca, isCa: true });
       }
       break;
     case "cri-o": {
@@ -72,7 +75,8 @@ export function mirrorConfig(hosts: string[], options: MirrorConfigOptions): Nod
           `[[registry.mirror]]\nlocation = "${authority}/${host}"\ninsecure = ${plain}\n`,
       );
       files.push({ path: "registries.conf.d/50-neam-registry.conf", content: header + blocks.join("\n") });
-      if (options.ca !== undefined) files.push({ path: `certs.d/${authority}/ca.crt`, content: options.ca });
+      if (options.ca !== undefined)
+        files.push({ path: `certs.d/${authority}/ca.crt`, content: options.ca, isCa: true });
       break;
     }
     case "k3s": {
@@ -90,7 +94,7 @@ export function mirrorConfig(hosts: string[], options: MirrorConfigOptions): Nod
             ? `      ca_file: ${JSON.stringify(`${dir}/${CA_FILE}`)}\n`
             : "      insecure_skip_verify: false\n");
       files.push({ path: "registries.yaml", content: `${header}mirrors:\n${mirrors}${tls}` });
-      if (options.ca !== undefined) files.push({ path: CA_FILE, content: options.ca });
+      if (options.ca !== undefined) files.push({ path: CA_FILE, content: options.ca, isCa: true });
       break;
     }
   }
