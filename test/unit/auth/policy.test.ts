@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ACTIONS, AccessPolicy, compilePattern, type Caller } from "../../../server/src/auth/policy.js";
 
-const user = (name: string): Caller => ({ kind: "user", name });
+// Admins are named only by a password (or our own token): tests speak for a Basic-authenticated user.
+const user = (name: string): Caller => ({ kind: "user", name, proof: "password" });
 const anonymous: Caller = { kind: "anonymous" };
 const allowed = (policy: AccessPolicy, caller: Caller, repo: string) =>
   [...policy.allowed(caller, repo)].sort();

@@ -110,7 +110,11 @@ describe("parseScopes", () => {
 });
 
 describe("grantedActions", () => {
-  const token = (access: VerifiedToken["access"]): VerifiedToken => ({ subject: "u", access });
+  const token = (access: VerifiedToken["access"]): VerifiedToken => ({
+    subject: "u",
+    access,
+    verifiedBy: "signingkey",
+  });
 
   it("the actions of the entries for exactly this repository", () => {
     const t = token([
@@ -188,9 +192,13 @@ describe("TokenVerifier", () => {
   it("accepts our issuer's tokens, with subject and access", async () => {
     const access = [{ type: "repository", name: "a", actions: ["pull", "push"] }];
     const { token } = await issuer.issue("alice", access);
-    assert.deepEqual(await verifier.verify(token), { subject: "alice", access });
+    assert.deepEqual(await verifier.verify(token), { subject: "alice", access, verifiedBy: "signingkey" });
     const anonymous = await issuer.issue(undefined, []);
-    assert.deepEqual(await verifier.verify(anonymous.token), { subject: undefined, access: [] });
+    assert.deepEqual(await verifier.verify(anonymous.token), {
+      subject: undefined,
+      access: [],
+      verifiedBy: "signingkey",
+    });
   });
 
   it("refuses another key, issuer, audience, expired or not-yet-valid tokens, beyond 30 s of leeway", async () => {
@@ -238,17 +246,23 @@ describe("TokenVerifier", () => {
         { name: "a", actions: [] },
       ],
     });
-    assert.deepEqual(await verifier.verify(token), { subject: undefined, access: [good] });
+    assert.deepEqual(await verifier.verify(token), {
+      subject: undefined,
+      access: [good],
+      verifiedBy: "signingkey",
+    });
     assert.deepEqual(
       await verifier.verify(await sign(ec.privateKey, "ES256", { sub: 5 as unknown as string })),
       {
         subject: undefined,
         access: [],
+        verifiedBy: "signingkey",
       },
     );
     assert.deepEqual(await verifier.verify(await sign(ec.privateKey, "ES256", { access: { a: 1 } })), {
       subject: "alice",
       access: [],
+      verifiedBy: "signingkey",
     });
   });
 

@@ -34,6 +34,9 @@ describe("config defaults", () => {
         debug: { addr: ":5001", prometheus: { enabled: true, path: "/metrics" } },
         workers: 1,
         maxmanifestbytes: 4 * 1024 * 1024,
+        maxconnections: 4096,
+        bodytimeout: "60s",
+        maxbufferedbytes: 256 * 1024 * 1024,
       },
       sync: { upstreams: [] },
     });
