@@ -137,7 +137,13 @@ describe("LocalRegistry", () => {
     // The ServiceMonitor scrapes; the Service carries no prometheus.io annotation (a second
     // scrape, of the registry port, over plain HTTP against TLS).
     assert.equal(service.metadata.annotations?.["prometheus.io/scrape"], undefined);
-    assert.ok(objects.some((o) => o.kind === "ServiceMonitor"));
+    const serviceMonitor = byKind(objects, "ServiceMonitor")[0] as Loose;
+    assert.deepEqual(serviceMonitor.spec.endpoints[0], {
+      port: "metrics",
+      path: "/metrics",
+      interval: "15s",
+      scrapeTimeout: "15s",
+    });
   });
 
   it("the pod is locked down: non-root, read-only root, no escalation, no capabilities, RuntimeDefault seccomp", () => {
