@@ -215,7 +215,16 @@ describe("admission variants", () => {
     const d = objects.find((o) => o.kind === "Deployment");
     return pod("registry", d.spec.template.metadata.labels, "10.244.1.10", { registry: 5000, metrics: 5001 });
   };
-  const policiesOf = (objects: Loose[]) => objects.filter((o) => o.kind === "NetworkPolicy");
+  /** The policies, after checking none has a rule with an empty peer list (which means everyone). */
+  const policiesOf = (objects: Loose[]) => {
+    const policies = objects.filter((o) => o.kind === "NetworkPolicy");
+    for (const policy of policies)
+      for (const rule of [...(policy.spec.ingress ?? []), ...(policy.spec.egress ?? [])]) {
+        assert.notDeepEqual(rule.from, [], `${policy.metadata.name}: from: []`);
+        assert.notDeepEqual(rule.to, [], `${policy.metadata.name}: to: []`);
+      }
+    return policies;
+  };
 
   it("no client namespaces: still only the nodes, never everyone", () => {
     const objects = synth({ ...base, networkPolicy: { nodeCidrs: ["10.0.0.0/24"], clientNamespaces: [] } });

@@ -5,11 +5,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ApiObject, Chart, Testing } from "cdk8s";
 import { DEFAULT_IMAGE, LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
 import { testApp } from "../helpers/cdk8s.js";
+import { tempDir } from "../helpers/registry.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -349,9 +352,17 @@ describe("image and upgrades", () => {
     const init = spawn(process.execPath, initArgs, { stdio: "inherit" });
     assert.deepEqual(await once(init, "exit"), [0, null]);
     const [, ...holdArgs] = spec.containers[0].command as string[];
-    const hold = spawn(process.execPath, holdArgs, { stdio: "inherit" });
+    // A preload that reports once the script has run (its handlers installed), over IPC: a
+    // signal sent earlier would test node's startup, not the script.
+    const preload = join(tempDir(), "ready.cjs");
+    writeFileSync(preload, "setImmediate(() => process.send('ready'));");
+    const hold = spawn(process.execPath, ["--require", preload, ...holdArgs], {
+      stdio: ["inherit", "inherit", "inherit", "ipc"],
+    });
     const exited = once(hold, "exit");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(await once(hold, "message"), ["ready"]);
+    hold.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(hold.exitCode, null, "it holds");
     hold.kill("SIGTERM");
     assert.deepEqual(await exited, [0, null]);
