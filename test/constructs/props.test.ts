@@ -360,12 +360,16 @@ describe("image and upgrades", () => {
       stdio: ["inherit", "inherit", "inherit", "ipc"],
     });
     const exited = once(hold, "exit");
-    assert.deepEqual(await once(hold, "message"), ["ready"]);
-    hold.disconnect();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(hold.exitCode, null, "it holds");
-    hold.kill("SIGTERM");
-    assert.deepEqual(await exited, [0, null]);
+    try {
+      assert.equal((await once(hold, "message"))[0], "ready");
+      hold.disconnect();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(hold.exitCode, null, "it holds");
+      hold.kill("SIGTERM");
+      assert.deepEqual(await exited, [0, null]);
+    } finally {
+      hold.kill("SIGKILL");
+    }
   });
 });
 
