@@ -40,12 +40,15 @@ export function registryAlerts(options: AlertOptions): AlertRule[] {
   return [
     {
       alert: "RegistryDown",
-      expr: `up{${job}} == 0`,
+      // `up == 0` needs a target: a Pending pod, or a Service without endpoints, has none, so
+      // `absent` covers the registry that never came up.
+      expr: `up{${job}} == 0 or absent(up{${job}})`,
       for: "1m",
       labels: { severity: "critical" },
       annotations: {
         summary: "Registry is down",
-        description: "Prometheus cannot scrape {{ $labels.instance }}.",
+        description:
+          "{{ with $labels.instance }}Prometheus cannot scrape {{ . }}.{{ else }}Prometheus has no scrape target for the registry (pod not running, or no ServiceMonitor match).{{ end }}",
       },
     },
     {

@@ -16,6 +16,8 @@ export interface RegistryCertificateProps {
   readonly duration?: string;
   /** @default "720h" (30 days before expiry) */
   readonly renewBefore?: string;
+  /** @default "ECDSA" (P-256) */
+  readonly keyAlgorithm?: "ECDSA" | "RSA";
 }
 
 /** The cert-manager Certificate behind the registry's TLS Secret (renewals are picked up live). */
@@ -33,17 +35,23 @@ export class RegistryCertificate extends Construct {
         );
       }
     }
+    const algorithm = props.keyAlgorithm ?? "ECDSA";
     const certificate: ICertificate = {
       apiVersion: "cert-manager.io/v1",
       kind: "Certificate",
       metadata: { name: props.name ?? "registry-tls", namespace: props.namespace },
       spec: {
         secretName: props.secretName,
-        dnsNames: [...dnsNames],
+        dnsNames: [...new Set(dnsNames)],
         duration: props.duration ?? "2160h",
         renewBefore: props.renewBefore ?? "720h",
-        privateKey: { algorithm: "ECDSA", size: 256, rotationPolicy: "Always" },
-        usages: ["server auth", "digital signature", "key encipherment"],
+        privateKey: { algorithm, size: algorithm === "ECDSA" ? 256 : 3072, rotationPolicy: "Always" },
+        // An ECDSA key signs (ECDHE key exchange); only RSA key transport needs keyEncipherment,
+        // and strict verifiers refuse an EC certificate that claims it.
+        usages:
+          algorithm === "ECDSA"
+            ? ["server auth", "digital signature"]
+            : ["server auth", "digital signature", "key encipherment"],
         issuerRef: {
           name: props.issuer.name,
           kind: props.issuer.kind ?? "ClusterIssuer",

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Construct } from "constructs";
 import { KubeConfigMap } from "cdk8s-plus-27/lib/imports/k8s.js";
 import { METRICS } from "../server/src/contract/index.js";
@@ -45,7 +46,7 @@ interface PanelSpec {
  * availability, request rate and latency, error rate, storage used and free, image counts, sync
  * and garbage collection status, certificate expiry.
  */
-export function registryDashboard(job: string): Dashboard {
+export function registryDashboard(job: string, uid = "neam-local-registry"): Dashboard {
   const sel = `job="${job}"`;
   const m = METRICS;
   const rows: PanelSpec[][] = [
@@ -210,7 +211,7 @@ export function registryDashboard(job: string): Dashboard {
     });
   });
   return {
-    uid: "neam-local-registry",
+    uid,
     title: "Local Registry Overview",
     tags: ["neam", "registry"],
     schemaVersion: 39,
@@ -226,6 +227,11 @@ export function registryDashboard(job: string): Dashboard {
 export interface RegistryDashboardProps {
   readonly namespace: string;
   readonly job: string;
+  /**
+   * Grafana's dashboard uid (at most 40 characters), unique per registry so two registries'
+   * dashboards do not replace each other. @default derived from namespace and job
+   */
+  readonly uid?: string;
   /** Labels the Grafana sidecar selects on. @default { grafana_dashboard: "1" } (kube-prometheus-stack) */
   readonly labels?: Record<string, string>;
 }
@@ -237,7 +243,7 @@ export class RegistryDashboard extends Construct {
 
   constructor(scope: Construct, id: string, props: RegistryDashboardProps) {
     super(scope, id);
-    this.dashboard = registryDashboard(props.job);
+    this.dashboard = registryDashboard(props.job, props.uid ?? dashboardUid(props.namespace, props.job));
     this.configMap = new KubeConfigMap(this, "dashboard", {
       metadata: {
         name: `${props.job}-dashboard`,
@@ -247,4 +253,9 @@ export class RegistryDashboard extends Construct {
       data: { "local-registry-overview.json": JSON.stringify(this.dashboard, null, 2) },
     });
   }
+}
+
+/** `neam-registry-` and a hash of namespace and name: stable, unique per registry, within Grafana's 40. */
+export function dashboardUid(namespace: string, job: string): string {
+  return `neam-registry-${createHash("sha256").update(`${namespace}/${job}`).digest("hex").slice(0, 16)}`;
 }

@@ -1,5 +1,6 @@
 /** Typed cdk8s constructs for the NEAM local registry; other NEAM stacks import from here. */
 export * from "./local-registry.js";
+export { DEFAULT_IMAGE } from "./defaults.js";
 export { renderRegistryConfig } from "./registry-config.js";
 export * from "./network-policy.js";
 export * from "./monitoring.js";

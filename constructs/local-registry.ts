@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
+import { Chart } from "cdk8s";
 import { Construct } from "constructs";
 import { containerSecurityContext, podSecurityContext } from "./security.js";
 import {
   IntOrString,
   KubeConfigMap,
+  KubeDaemonSet,
   KubeDeployment,
   KubeNamespace,
   KubePersistentVolumeClaim,
@@ -11,16 +13,31 @@ import {
   KubeSecret,
   KubeService,
   Quantity,
+  type Affinity,
+  type EnvVar,
+  type PodSpec,
+  type Toleration,
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
 import type { ConfigInput, SyncManifestInput } from "../server/src/contract/index.js";
-import { checkQuantity } from "./quantities.js";
+import { checkQuantity, quantityValue } from "./quantities.js";
+import { DEFAULT_IMAGE } from "./defaults.js";
+import {
+  checkDns1035Label,
+  checkDnsLabel,
+  checkDnsSubdomain,
+  checkImageDigest,
+  checkImageRepository,
+  checkImageTag,
+  checkLabelValue,
+  checkPort,
+} from "./validation.js";
 import { RegistryMonitoring } from "./monitoring.js";
 import { RegistryCertificate } from "./certificate.js";
 import { RegistryDashboard } from "./dashboard.js";
 import { RegistrySyncManifest } from "./sync-manifest.js";
-import { RegistryNetworkPolicy } from "./network-policy.js";
+import { RegistryNetworkPolicy, type DnsEgressProps, type EgressTarget } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 import {
   RegistryMaintenanceJobs,
@@ -31,12 +48,62 @@ import {
 
 /** Container image of the registry. */
 export interface ImageProps {
-  /** @default "neam-registry" */
+  /** `[host[:port]/]path`. @default DEFAULT_IMAGE.repository ("neam-registry") */
   readonly repository?: string;
-  /** @default "0.1.0" */
+  /** @default DEFAULT_IMAGE.tag (the package's version) */
   readonly tag?: string;
-  /** @default "IfNotPresent" */
+  /**
+   * Pin the image by digest (`sha256:…`): the reference becomes `repository:tag@digest`, which
+   * the runtime resolves by digest alone, so a moved tag cannot change what runs. @default by tag
+   */
+  readonly digest?: string;
+  /**
+   * `IfNotPresent`: the registry's image usually comes from the registry itself, so a node that
+   * has it must not ask (the registry may be the pod being replaced). @default "IfNotPresent"
+   */
   readonly pullPolicy?: "Always" | "IfNotPresent" | "Never";
+}
+
+/**
+ * Scheduling and pod settings of the registry pods, for the stack that imports the construct.
+ * Tolerations, nodeSelector, priorityClassName and imagePullSecrets also apply to the maintenance
+ * CronJob pods and the pre-pull DaemonSet (they run the same image on the same nodes).
+ */
+export interface PodProps {
+  /** @default none */
+  readonly tolerations?: readonly Toleration[];
+  /** @default none */
+  readonly nodeSelector?: Readonly<Record<string, string>>;
+  /** Registry pods only (the pre-pull DaemonSet takes its nodeAffinity). @default none */
+  readonly affinity?: Affinity;
+  /** @default none (the cluster's default priority) */
+  readonly priorityClassName?: string;
+  /** Extra environment variables of the registry container. @default none */
+  readonly env?: readonly EnvVar[];
+  /** Extra annotations of the registry pods (`checksum/config` is the construct's). @default none */
+  readonly annotations?: Readonly<Record<string, string>>;
+  /** Names of Secrets to pull the image with. @default none */
+  readonly imagePullSecrets?: readonly string[];
+  /**
+   * The registry pods' ServiceAccount; its token is still not mounted (the registry never calls
+   * the Kubernetes API). @default the namespace's default
+   */
+  readonly serviceAccountName?: string;
+}
+
+/**
+ * A DaemonSet that pulls the registry image onto the candidate nodes before the Deployment
+ * changes: under `Recreate` the old registry goes before the new one starts, and the new image
+ * usually lives in that registry. Change the image, wait for the DaemonSet to roll out (the old
+ * registry still serves the pull), then change the Deployment (the Pulumi program orders them).
+ */
+export interface PrePullProps {
+  /** @default false */
+  readonly enabled?: boolean;
+  /** The nodes to pull onto. @default the registry's pod.nodeSelector */
+  readonly nodeSelector?: Readonly<Record<string, string>>;
+  /** Added to the registry's pod.tolerations. @default none */
+  readonly tolerations?: readonly Toleration[];
 }
 
 /** Where blobs live: a PersistentVolumeClaim (filesystem storage, one replica). */
@@ -87,12 +154,26 @@ export interface AuthProps {
 export interface TlsProps {
   /** A kubernetes.io/tls Secret (cert-manager's) holding tls.crt and tls.key. */
   readonly secretName: string;
-  /** Have cert-manager issue it: a Certificate for these names from this issuer. @default the Secret exists already */
+  /**
+   * Have cert-manager issue it: a Certificate for these names, plus the in-cluster names
+   * (`<name>`, `<name>.<namespace>`, `<name>.<namespace>.svc`, `….svc.<clusterDomain>`), from this
+   * issuer. @default the Secret exists already
+   */
   readonly certificate?: {
     readonly issuer: { readonly name: string; readonly kind?: "Issuer" | "ClusterIssuer" };
     /** @default ["local-registry.neam.internal"] */
     readonly dnsNames?: readonly string[];
+    /** @default "ECDSA" */
+    readonly keyAlgorithm?: "ECDSA" | "RSA";
   };
+  /**
+   * The CA the maintenance CronJobs trust for the registry's certificate. By default the TLS
+   * Secret's `ca.crt` (cert-manager's CA and self-signed issuers write it), mounted as optional so
+   * a Secret without it never holds a pod in ContainerCreating; a separate Secret (Vault, an
+   * internal CA bundle); or "system" for a publicly trusted certificate (ACME).
+   * @default { secretName: <secretName>, key: "ca.crt" }
+   */
+  readonly ca?: "system" | { readonly secretName: string; readonly key?: string };
 }
 
 /**
@@ -100,10 +181,19 @@ export interface TlsProps {
  * `values-production.yaml`.
  */
 export interface LocalRegistryProps {
-  /** @default "registry" */
+  /** @default the Chart's namespace, else "registry" */
   readonly namespace?: string;
-  /** Create the namespace (with the guide's labels). @default true */
+  /**
+   * Create the namespace (with the guide's labels). Off by default, so a stack that owns the
+   * namespace, or holds two registries in one, emits it once. @default false
+   */
   readonly createNamespace?: boolean;
+  /** The cluster's DNS domain, for the certificate's in-cluster names. @default "cluster.local" */
+  readonly clusterDomain?: string;
+  /** Scheduling and pod settings (see PodProps). @default none */
+  readonly pod?: PodProps;
+  /** Pre-pull the image onto the nodes before an upgrade (see PrePullProps). @default off */
+  readonly prePull?: PrePullProps;
   /** Name of the Deployment, Service and NetworkPolicy (the guide's). @default "local-registry" */
   readonly name?: string;
   /**
@@ -188,12 +278,21 @@ export interface RetentionProps {
   readonly cleanupUnused?: boolean;
 }
 
-/** One upstream registry sync copies from. */
+/**
+ * One upstream registry sync copies from (or the pull-through cache serves). With the
+ * NetworkPolicy on, every host the sync manifest or `proxy.remoteUrl` names needs an entry here
+ * with `egress`, or synth fails naming the image.
+ */
 export interface UpstreamProps {
-  /** The host as the sync manifest's sources name it (`docker.io`, `gcr.io`). */
+  /** The host as the sync manifest's sources name it (`docker.io`, `gcr.io`), or `proxy.remoteUrl`'s host. */
   readonly registry: string;
-  /** Where to reach it instead (the site's mirror). @default https://<registry> */
+  /** Where to reach it instead (the site's mirror). @default https://<registry> (Docker Hub: https://registry-1.docker.io) */
   readonly url?: string;
+  /**
+   * The addresses of that URL's host: the registry pods may connect to them on the URL's port
+   * (443 for https, 80 for http, or the one it names). Required with the NetworkPolicy on.
+   */
+  readonly egress?: { readonly cidrs: readonly string[] };
   /** @default anonymous */
   readonly username?: string;
   /** The Secret (and key) holding the password. @default none */
@@ -213,21 +312,37 @@ export interface PodDisruptionBudgetProps {
 export interface NetworkPolicyProps {
   /** @default true */
   readonly enabled?: boolean;
-  /** @default ["default"] */
+  /** Namespaces whose pods may pull and push (an empty list admits none of them). @default ["default"] */
   readonly clientNamespaces?: readonly string[];
+  /**
+   * The nodes' address ranges: containerd pulls from the node's IP, which NetworkPolicy treats
+   * as outside the cluster. Required while the policy is on, unless `allowFromAnywhere`.
+   */
+  readonly nodeCidrs?: readonly string[];
+  /**
+   * Clients outside the cluster, for `service.type` NodePort or LoadBalancer (also the
+   * LoadBalancer's `loadBalancerSourceRanges`). Required with those types, unless `allowFromAnywhere`.
+   */
+  readonly externalCidrs?: readonly string[];
+  /** Admit every source on the registry port (authentication still applies). @default false */
+  readonly allowFromAnywhere?: boolean;
   /** @default "monitoring" */
   readonly monitoringNamespace?: string;
-  /** CIDRs of the upstream registries sync reaches (the registry pods' only egress besides DNS). @default none */
-  readonly upstreamCidrs?: readonly string[];
-  /** Ports of those upstreams. @default [443] */
-  readonly upstreamPorts?: readonly number[];
+  /** Where DNS queries may go. @default the kube-dns/CoreDNS pods in kube-system */
+  readonly dns?: DnsEgressProps;
 }
 
 export interface MonitoringProps {
   /** @default false */
   readonly enabled?: boolean;
-  /** @default { enabled: true, interval: "15s" } when monitoring is enabled */
-  readonly serviceMonitor?: { readonly enabled?: boolean; readonly interval?: string };
+  /**
+   * `scrapeTimeout` is at most the interval. @default { enabled: true, interval: "15s", scrapeTimeout: <interval> } when monitoring is enabled
+   */
+  readonly serviceMonitor?: {
+    readonly enabled?: boolean;
+    readonly interval?: string;
+    readonly scrapeTimeout?: string;
+  };
   /** @default { release: "kube-prometheus-stack" } */
   readonly prometheusLabels?: Record<string, string>;
   /** The "Local Registry Overview" Grafana dashboard ConfigMap. @default true when monitoring is enabled */
@@ -250,23 +365,36 @@ const RUN_AS = 65532;
 export class LocalRegistry extends Construct {
   readonly namespace: string;
   readonly name: string;
+  /** The full image reference the pods run (`repository:tag[@digest]`). */
+  readonly image: string;
   readonly configMap: KubeConfigMap;
   readonly deployment: KubeDeployment;
   readonly service: KubeService;
+  readonly namespaceObject?: KubeNamespace;
   readonly persistentVolumeClaim?: KubePersistentVolumeClaim;
   readonly htpasswdSecret?: KubeSecret;
+  readonly networkPolicy?: RegistryNetworkPolicy;
+  readonly certificate?: RegistryCertificate;
   readonly monitoring?: RegistryMonitoring;
+  readonly dashboard?: RegistryDashboard;
+  readonly podDisruptionBudget?: KubePodDisruptionBudget;
+  readonly syncManifest?: RegistrySyncManifest;
   readonly maintenance?: RegistryMaintenanceJobs;
+  /** The pre-pull DaemonSet, named `<prefix>-prepull`: order the Deployment after it. */
+  readonly prePull?: KubeDaemonSet;
   /** Labels that select the registry's pods. */
   readonly selectorLabels: Record<string, string>;
 
   constructor(scope: Construct, id: string, props: LocalRegistryProps = {}) {
     super(scope, id);
-    this.namespace = props.namespace ?? "registry";
-    this.name = props.name ?? "local-registry";
+    this.namespace = checkDnsLabel("namespace", props.namespace ?? Chart.of(this).namespace ?? "registry");
+    this.name = checkDns1035Label("name", props.name ?? "local-registry");
+    // The maintenance and pre-pull pods' `app` label is `<name>-maintenance`: a label value.
+    checkLabelValue("name (as the label app=<name>-maintenance)", `${this.name}-maintenance`);
     const prefix = props.prefix ?? "registry";
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(prefix))
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(prefix) || prefix.length > 40)
       throw new Error(`LocalRegistry: prefix ${JSON.stringify(prefix)} is not a DNS label`);
+    const clusterDomain = checkDnsSubdomain("clusterDomain", props.clusterDomain ?? "cluster.local");
     const replicas = props.replicaCount ?? 1;
     if (!Number.isInteger(replicas) || replicas < 1)
       throw new Error(`LocalRegistry: replicaCount must be a positive integer, not ${replicas}`);
@@ -277,6 +405,8 @@ export class LocalRegistry extends Construct {
     }
     const persistence = { enabled: true, size: "50Gi", ...props.persistence };
     checkQuantity("persistence.size", persistence.size);
+    if (persistence.storageClass !== undefined)
+      checkDnsSubdomain("persistence.storageClass", persistence.storageClass);
     const auth = props.auth ?? {};
     if (auth.access !== undefined && !auth.enabled)
       throw new Error(
@@ -287,6 +417,9 @@ export class LocalRegistry extends Construct {
         "LocalRegistry: auth.enabled needs exactly one of auth.htpasswd and auth.existingSecret",
       );
     }
+    if (auth.existingSecret !== undefined) checkDnsSubdomain("auth.existingSecret", auth.existingSecret);
+    if (props.maintenanceCredentials !== undefined)
+      checkDnsSubdomain("maintenanceCredentials.secretName", props.maintenanceCredentials.secretName);
     const resources = {
       requests: { cpu: "200m", memory: "512Mi", ...props.resources?.requests },
       limits: { cpu: "1000m", memory: "2Gi", ...props.resources?.limits },
@@ -295,12 +428,37 @@ export class LocalRegistry extends Construct {
       for (const [resource, value] of Object.entries(values))
         checkQuantity(`resources.${kind}.${resource}`, value);
     }
+    // The API server refuses a request above its limit.
+    for (const resource of ["cpu", "memory"] as const) {
+      const request = resources.requests[resource];
+      const limit = resources.limits[resource];
+      if (
+        quantityValue(`resources.requests.${resource}`, request) >
+        quantityValue(`resources.limits.${resource}`, limit)
+      )
+        throw new Error(
+          `LocalRegistry: resources.requests.${resource} ${request} is more than resources.limits.${resource} ${limit}`,
+        );
+    }
     const image = {
-      repository: "neam-registry",
-      tag: "0.1.0",
-      pullPolicy: "IfNotPresent" as const,
-      ...props.image,
+      repository: checkImageRepository(
+        "image.repository",
+        props.image?.repository ?? DEFAULT_IMAGE.repository,
+      ),
+      tag: checkImageTag("image.tag", props.image?.tag ?? DEFAULT_IMAGE.tag),
+      pullPolicy: props.image?.pullPolicy ?? ("IfNotPresent" as const),
     };
+    const digest =
+      props.image?.digest === undefined ? undefined : checkImageDigest("image.digest", props.image.digest);
+    this.image = `${image.repository}:${image.tag}${digest !== undefined ? `@${digest}` : ""}`;
+    const pod = props.pod ?? {};
+    checkPodProps(pod);
+    const service = props.service ?? {};
+    const servicePort = checkPort("service.port", service.port ?? REGISTRY_PORT);
+    if (props.tls !== undefined) {
+      checkDnsSubdomain("tls.secretName", props.tls.secretName);
+      if (typeof props.tls.ca === "object") checkDnsSubdomain("tls.ca.secretName", props.tls.ca.secretName);
+    }
 
     this.selectorLabels = {
       app: this.name,
@@ -314,8 +472,16 @@ export class LocalRegistry extends Construct {
     };
     const metadata = (name: string) => ({ name, namespace: this.namespace, labels });
 
-    if (props.createNamespace ?? true) {
-      new KubeNamespace(this, "namespace", {
+    if (props.createNamespace ?? false) {
+      const chart = Chart.of(this);
+      const existing = chart.node
+        .findAll()
+        .find((c) => c instanceof KubeNamespace && c.name === this.namespace);
+      if (existing !== undefined)
+        throw new Error(
+          `LocalRegistry: createNamespace: namespace ${this.namespace} is already created in this chart by ${existing.node.path}; set createNamespace on one registry only`,
+        );
+      this.namespaceObject = new KubeNamespace(this, "namespace", {
         metadata: {
           name: this.namespace,
           labels: { "kubernetes.io/metadata.name": this.namespace, app: this.name, tier: "infrastructure" },
@@ -334,6 +500,15 @@ export class LocalRegistry extends Construct {
         ? undefined
         : { ...props.sync, policies: props.sync.policies ?? retentionPolicies(props.retention) };
     const upstreams = props.upstreams ?? [];
+    upstreams.forEach((u, i) => {
+      for (const [key, secret] of [
+        ["passwordSecret", u.passwordSecret],
+        ["caSecret", u.caSecret],
+      ] as const)
+        if (secret !== undefined) checkDnsSubdomain(`upstreams[${i}].${key}.name`, secret.name);
+    });
+    if (props.proxy?.passwordSecret !== undefined)
+      checkDnsSubdomain("proxy.passwordSecret.name", props.proxy.passwordSecret.name);
     const config: ConfigInput = {
       version: "0.1",
       log: { level: props.logLevel ?? "info" },
@@ -448,6 +623,17 @@ export class LocalRegistry extends Construct {
       mounts.push({ name: `upstream-${i}`, mountPath: `${UPSTREAMS_DIR}/${i}`, readOnly: true });
     });
 
+    const monitoringOn = props.monitoring?.enabled ?? false;
+    const serviceMonitorOn = monitoringOn && (props.monitoring?.serviceMonitor?.enabled ?? true);
+    for (const key of Object.keys({ ...service.annotations, ...pod.annotations })) {
+      // A ServiceMonitor already scrapes the metrics port; annotation discovery would scrape it
+      // again (and, on the Service, its first port: the registry port, plain HTTP against TLS).
+      if (key.startsWith("prometheus.io/") && serviceMonitorOn)
+        throw new Error(
+          `LocalRegistry: service/pod annotation ${key} scrapes the registry a second time beside the ServiceMonitor; drop it`,
+        );
+    }
+
     // A change of config or users rolls the pods (the registry also reloads htpasswd itself).
     const checksum = createHash("sha256")
       .update(rendered.yaml)
@@ -460,6 +646,14 @@ export class LocalRegistry extends Construct {
       failureThreshold,
       timeoutSeconds: 2,
     });
+    const scheduling = {
+      ...(pod.tolerations !== undefined ? { tolerations: [...pod.tolerations] } : {}),
+      ...(pod.nodeSelector !== undefined ? { nodeSelector: { ...pod.nodeSelector } } : {}),
+      ...(pod.priorityClassName !== undefined ? { priorityClassName: pod.priorityClassName } : {}),
+      ...(pod.imagePullSecrets !== undefined
+        ? { imagePullSecrets: pod.imagePullSecrets.map((name) => ({ name })) }
+        : {}),
+    } satisfies Partial<PodSpec>;
 
     this.deployment = new KubeDeployment(this, "deployment", {
       metadata: metadata(this.name),
@@ -472,21 +666,31 @@ export class LocalRegistry extends Construct {
           metadata: {
             labels,
             annotations: {
+              ...pod.annotations,
               "checksum/config": checksum,
-              "prometheus.io/scrape": "true",
-              "prometheus.io/port": String(METRICS_PORT),
-              "prometheus.io/path": "/metrics",
+              // Annotation-based discovery only when no ServiceMonitor scrapes (never both).
+              ...(serviceMonitorOn
+                ? {}
+                : {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": String(METRICS_PORT),
+                    "prometheus.io/path": "/metrics",
+                  }),
             },
           },
           spec: {
             automountServiceAccountToken: false,
+            ...(pod.serviceAccountName !== undefined ? { serviceAccountName: pod.serviceAccountName } : {}),
+            ...scheduling,
+            ...(pod.affinity !== undefined ? { affinity: pod.affinity } : {}),
             securityContext: podSecurityContext(RUN_AS, { fsGroup: true }),
             containers: [
               {
                 name: "registry",
-                image: `${image.repository}:${image.tag}`,
+                image: this.image,
                 imagePullPolicy: image.pullPolicy,
                 args: ["serve", `${CONFIG_DIR}/config.yml`],
+                ...(pod.env !== undefined && pod.env.length > 0 ? { env: [...pod.env] } : {}),
                 ports: [
                   { name: "registry", containerPort: REGISTRY_PORT, protocol: "TCP" },
                   { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
@@ -509,27 +713,31 @@ export class LocalRegistry extends Construct {
     });
 
     if (props.tls?.certificate) {
-      new RegistryCertificate(this, "certificate", {
+      this.certificate = new RegistryCertificate(this, "certificate", {
         namespace: this.namespace,
         name: `${prefix}-tls`,
         secretName: props.tls.secretName,
         issuer: props.tls.certificate.issuer,
-        // The in-cluster names too: the maintenance CronJobs reach the registry through its Service.
+        ...(props.tls.certificate.keyAlgorithm !== undefined
+          ? { keyAlgorithm: props.tls.certificate.keyAlgorithm }
+          : {}),
+        // The names clients use (the guide's `local-registry:5000` from the namespace, and from
+        // others), and the Service name the maintenance CronJobs connect to.
         dnsNames: nonEmpty("tls.dnsNames", props.tls.certificate.dnsNames) && [
           ...(props.tls.certificate.dnsNames ?? ["local-registry.neam.internal"]),
+          this.name,
+          `${this.name}.${this.namespace}`,
           `${this.name}.${this.namespace}.svc`,
-          `${this.name}.${this.namespace}.svc.cluster.local`,
+          `${this.name}.${this.namespace}.svc.${clusterDomain}`,
         ],
       });
     }
-    const syncManifest =
-      syncInput === undefined
-        ? undefined
-        : new RegistrySyncManifest(this, "sync-manifest", {
-            namespace: this.namespace,
-            name: `${prefix}-sync-manifest`,
-            sync: syncInput,
-          });
+    if (syncInput !== undefined)
+      this.syncManifest = new RegistrySyncManifest(this, "sync-manifest", {
+        namespace: this.namespace,
+        name: `${prefix}-sync-manifest`,
+        sync: syncInput,
+      });
     const maintenanceLabels = {
       app: `${this.name}-maintenance`,
       "app.kubernetes.io/name": "neam-registry",
@@ -537,26 +745,37 @@ export class LocalRegistry extends Construct {
       "app.kubernetes.io/component": "maintenance",
     };
     const gcEnabled = props.gc?.enabled ?? true;
-    if (syncManifest !== undefined || gcEnabled || props.backup?.enabled) {
+    if (this.syncManifest !== undefined || gcEnabled || props.backup?.enabled) {
       if (auth.enabled && props.maintenanceCredentials === undefined)
         throw new Error(
           "LocalRegistry: auth.enabled with sync, gc or backup needs maintenanceCredentials (a Secret with an admin's username and password)",
         );
+      const tlsCa = props.tls?.ca;
       this.maintenance = new RegistryMaintenanceJobs(this, "maintenance", {
         namespace: this.namespace,
         prefix,
-        image: `${image.repository}:${image.tag}`,
+        image: this.image,
         imagePullPolicy: image.pullPolicy,
-        registryUrl: `${props.tls ? "https" : "http"}://${this.name}.${this.namespace}.svc:${props.service?.port ?? REGISTRY_PORT}`,
+        registryUrl: `${props.tls ? "https" : "http"}://${this.name}.${this.namespace}.svc:${servicePort}`,
         podLabels: maintenanceLabels,
-        ...(props.tls ? { tlsSecretName: props.tls.secretName } : {}),
+        ...(props.tls === undefined || tlsCa === "system"
+          ? {}
+          : {
+              ca:
+                tlsCa === undefined
+                  ? { secretName: props.tls.secretName, key: "ca.crt", optional: true }
+                  : { secretName: tlsCa.secretName, key: tlsCa.key ?? "ca.crt" },
+            }),
         ...(auth.enabled ? { credentials: props.maintenanceCredentials } : {}),
-        ...(syncManifest !== undefined
-          ? { sync: { configMapName: syncManifest.configMap.name, manifest: syncManifest.manifest } }
+        ...(this.syncManifest !== undefined
+          ? {
+              sync: { configMapName: this.syncManifest.configMap.name, manifest: this.syncManifest.manifest },
+            }
           : {}),
         gc: props.gc,
         backup: props.backup,
         runAs: RUN_AS,
+        pod,
       });
     }
     if (props.podDisruptionBudget !== undefined) {
@@ -573,7 +792,7 @@ export class LocalRegistry extends Construct {
         throw new Error(
           `LocalRegistry: podDisruptionBudget would block every node drain with ${replicas} replica(s); allow at least one pod to be evicted`,
         );
-      new KubePodDisruptionBudget(this, "pdb", {
+      this.podDisruptionBudget = new KubePodDisruptionBudget(this, "pdb", {
         metadata: metadata(this.name),
         spec: {
           selector: { matchLabels: this.selectorLabels },
@@ -582,43 +801,93 @@ export class LocalRegistry extends Construct {
         },
       });
     }
+
+    const prePullLabels = {
+      app: `${this.name}-prepull`,
+      "app.kubernetes.io/name": "neam-registry",
+      "app.kubernetes.io/instance": this.name,
+      "app.kubernetes.io/component": "prepull",
+    };
+    if (props.prePull?.enabled) {
+      this.prePull = prePullDaemonSet(this, {
+        name: `${prefix}-prepull`,
+        namespace: this.namespace,
+        labels: prePullLabels,
+        image: this.image,
+        pullPolicy: image.pullPolicy,
+        pod,
+        prePull: props.prePull,
+      });
+    }
+
     const networkPolicy = props.networkPolicy ?? {};
+    const serviceType = service.type ?? "ClusterIP";
     if (networkPolicy.enabled ?? true) {
-      new RegistryNetworkPolicy(this, "network-policy", {
+      if (
+        serviceType !== "ClusterIP" &&
+        (networkPolicy.externalCidrs ?? []).length === 0 &&
+        !networkPolicy.allowFromAnywhere
+      )
+        throw new Error(
+          `LocalRegistry: networkPolicy.externalCidrs is required with service.type ${serviceType} (the clients outside the cluster), or set networkPolicy.allowFromAnywhere`,
+        );
+      this.networkPolicy = new RegistryNetworkPolicy(this, "network-policy", {
         namespace: this.namespace,
         name: this.name,
         selectorLabels: this.selectorLabels,
-        clientNamespaces: networkPolicy.clientNamespaces,
-        monitoringNamespace: networkPolicy.monitoringNamespace,
-        upstreamCidrs: networkPolicy.upstreamCidrs,
-        upstreamPorts: networkPolicy.upstreamPorts,
+        registryPort: REGISTRY_PORT,
+        metricsPort: METRICS_PORT,
+        ...(networkPolicy.clientNamespaces !== undefined
+          ? { clientNamespaces: networkPolicy.clientNamespaces }
+          : {}),
+        ...(networkPolicy.nodeCidrs !== undefined ? { nodeCidrs: networkPolicy.nodeCidrs } : {}),
+        ...(networkPolicy.externalCidrs !== undefined ? { externalCidrs: networkPolicy.externalCidrs } : {}),
+        ...(networkPolicy.allowFromAnywhere !== undefined
+          ? { allowFromAnywhere: networkPolicy.allowFromAnywhere }
+          : {}),
+        ...(networkPolicy.monitoringNamespace !== undefined
+          ? { monitoringNamespace: networkPolicy.monitoringNamespace }
+          : {}),
+        ...(networkPolicy.dns !== undefined ? { dns: networkPolicy.dns } : {}),
+        egress: upstreamEgress(upstreams, this.syncManifest, props.proxy),
         ...(this.maintenance !== undefined ? { maintenanceLabels } : {}),
+        ...(this.prePull !== undefined ? { prePullLabels } : {}),
       });
     }
-    if (props.monitoring?.enabled && (props.monitoring.serviceMonitor?.enabled ?? true)) {
+    if (serviceMonitorOn) {
       this.monitoring = new RegistryMonitoring(this, "monitoring", {
         namespace: this.namespace,
         serviceName: this.name,
         selectorLabels: this.selectorLabels,
-        interval: props.monitoring.serviceMonitor?.interval,
-        prometheusLabels: props.monitoring.prometheusLabels,
+        interval: props.monitoring?.serviceMonitor?.interval,
+        ...(props.monitoring?.serviceMonitor?.scrapeTimeout !== undefined
+          ? { scrapeTimeout: props.monitoring.serviceMonitor.scrapeTimeout }
+          : {}),
+        prometheusLabels: props.monitoring?.prometheusLabels,
       });
     }
 
-    if (props.monitoring?.enabled && (props.monitoring.dashboard ?? true)) {
-      new RegistryDashboard(this, "dashboard", { namespace: this.namespace, job: this.name });
+    if (monitoringOn && (props.monitoring?.dashboard ?? true)) {
+      this.dashboard = new RegistryDashboard(this, "dashboard", {
+        namespace: this.namespace,
+        job: this.name,
+      });
     }
 
-    const service = props.service ?? {};
+    const loadBalancerSourceRanges =
+      serviceType === "LoadBalancer" && networkPolicy.externalCidrs !== undefined
+        ? { loadBalancerSourceRanges: [...networkPolicy.externalCidrs] }
+        : {};
     this.service = new KubeService(this, "service", {
       metadata: { ...metadata(this.name), annotations: { ...service.annotations } },
       spec: {
-        type: service.type ?? "ClusterIP",
+        type: serviceType,
         selector: this.selectorLabels,
+        ...loadBalancerSourceRanges,
         ports: [
           {
             name: "registry",
-            port: service.port ?? REGISTRY_PORT,
+            port: servicePort,
             targetPort: IntOrString.fromString("registry"),
             protocol: "TCP",
           },
@@ -632,6 +901,152 @@ export class LocalRegistry extends Construct {
       },
     });
   }
+}
+
+/** The API server's rules for the pod hooks. */
+function checkPodProps(pod: PodProps): void {
+  if (pod.priorityClassName !== undefined) checkDnsSubdomain("pod.priorityClassName", pod.priorityClassName);
+  if (pod.serviceAccountName !== undefined)
+    checkDnsSubdomain("pod.serviceAccountName", pod.serviceAccountName);
+  for (const name of pod.imagePullSecrets ?? []) checkDnsSubdomain("pod.imagePullSecrets", name);
+  for (const [key, value] of Object.entries(pod.nodeSelector ?? {}))
+    checkLabelValue(`pod.nodeSelector.${key}`, value);
+  for (const env of pod.env ?? []) {
+    if (!/^[-._a-zA-Z][-._a-zA-Z0-9]*$/.test(env.name))
+      throw new Error(
+        `LocalRegistry: pod.env ${JSON.stringify(env.name)} is not an environment variable name`,
+      );
+  }
+  if (pod.annotations?.["checksum/config"] !== undefined)
+    throw new Error(
+      "LocalRegistry: pod.annotations checksum/config is the construct's own (it rolls the pods)",
+    );
+}
+
+/**
+ * The egress the registry pods need for sync and the pull-through cache: every upstream host the
+ * sync manifest or `proxy.remoteUrl` names must have an `upstreams` entry with `egress`, whose
+ * CIDRs are opened on the port of the URL the registry really connects to. Anything missing
+ * fails synth naming the image, instead of a sync that times out in the cluster.
+ */
+function upstreamEgress(
+  upstreams: readonly UpstreamProps[],
+  syncManifest: RegistrySyncManifest | undefined,
+  proxy: ProxyProps | undefined,
+): EgressTarget[] {
+  const targets: EgressTarget[] = [];
+  upstreams.forEach((u, i) => {
+    if (u.egress === undefined) return;
+    targets.push({ cidrs: u.egress.cidrs, port: urlPort(u.url ?? defaultUpstreamUrl(u.registry)) });
+    if (u.egress.cidrs.length === 0)
+      throw new Error(`LocalRegistry: upstreams[${i}].egress.cidrs needs at least one CIDR`);
+  });
+  const require = (host: string, what: string, match: (u: UpstreamProps) => boolean) => {
+    const upstream = upstreams.find(match);
+    if (upstream === undefined)
+      throw new Error(
+        `LocalRegistry: ${what}: no upstreams entry for ${host}; map it to a site mirror (url) with egress.cidrs, or the NetworkPolicy blocks the fetch`,
+      );
+    if (upstream.egress === undefined)
+      throw new Error(
+        `LocalRegistry: ${what}: upstreams entry ${upstream.registry} has no egress.cidrs, so the NetworkPolicy blocks the fetch`,
+      );
+  };
+  for (const image of syncManifest?.manifest.sync.images ?? []) {
+    // The host part, as the server's parseImageReference splits it.
+    const host = image.source.slice(0, image.source.indexOf("/"));
+    require(host, `sync image ${image.source}`, (u) => u.registry === host);
+  }
+  if (proxy !== undefined) {
+    const host = new URL(proxy.remoteUrl).host;
+    require(host, `proxy.remoteUrl ${proxy.remoteUrl}`, (u) =>
+      u.registry === host || (u.url !== undefined && new URL(u.url).host === host));
+    const upstream = upstreams.find(
+      (u) => u.registry === host || (u.url !== undefined && new URL(u.url).host === host),
+    )!;
+    targets.push({ cidrs: upstream.egress!.cidrs, port: urlPort(proxy.remoteUrl) });
+  }
+  // One rule per distinct destination.
+  const seen = new Set<string>();
+  return targets.filter((t) => {
+    const key = `${[...t.cidrs].sort().join(",")}:${t.port}`;
+    return !seen.has(key) && seen.add(key) !== undefined;
+  });
+}
+
+/** Where the server reaches an upstream its config does not give a URL for (server/src/sync/upstreams.ts). */
+function defaultUpstreamUrl(registry: string): string {
+  return registry === "docker.io" ? "https://registry-1.docker.io" : `https://${registry}`;
+}
+
+function urlPort(url: string): number {
+  const parsed = new URL(url);
+  return parsed.port !== "" ? Number(parsed.port) : parsed.protocol === "http:" ? 80 : 443;
+}
+
+function prePullDaemonSet(
+  scope: Construct,
+  options: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    image: string;
+    pullPolicy: "Always" | "IfNotPresent" | "Never";
+    pod: PodProps;
+    prePull: PrePullProps;
+  },
+): KubeDaemonSet {
+  const { pod, prePull } = options;
+  const tolerations = [...(pod.tolerations ?? []), ...(prePull.tolerations ?? [])];
+  const nodeSelector = prePull.nodeSelector ?? pod.nodeSelector;
+  const nodeAffinity = pod.affinity?.nodeAffinity;
+  const tiny = {
+    requests: { cpu: Quantity.fromString("1m"), memory: Quantity.fromString("16Mi") },
+    limits: { cpu: Quantity.fromString("100m"), memory: Quantity.fromString("128Mi") },
+  };
+  const container = (name: string, script: string) => ({
+    name,
+    image: options.image,
+    imagePullPolicy: options.pullPolicy,
+    command: ["node", "-e", script],
+    securityContext: containerSecurityContext(),
+    resources: tiny,
+  });
+  return new KubeDaemonSet(scope, "prepull", {
+    metadata: { name: options.name, namespace: options.namespace, labels: options.labels },
+    spec: {
+      selector: { matchLabels: options.labels },
+      // The pods serve nothing: replace them all at once, so the pull starts on every node.
+      updateStrategy: {
+        type: "RollingUpdate",
+        rollingUpdate: { maxUnavailable: IntOrString.fromString("100%") },
+      },
+      template: {
+        metadata: { labels: options.labels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: 1,
+          securityContext: podSecurityContext(RUN_AS),
+          ...(tolerations.length > 0 ? { tolerations } : {}),
+          ...(nodeSelector !== undefined ? { nodeSelector: { ...nodeSelector } } : {}),
+          ...(nodeAffinity !== undefined ? { affinity: { nodeAffinity } } : {}),
+          ...(pod.imagePullSecrets !== undefined
+            ? { imagePullSecrets: pod.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
+          // The init container pulls the image and exits; the main one (the same image, so no
+          // second pull) only keeps the pod Ready, which is what `rollout status` waits for.
+          initContainers: [container("pull", "")],
+          containers: [
+            container(
+              "hold",
+              "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 2 ** 30);",
+            ),
+          ],
+        },
+      },
+    },
+  });
 }
 
 function nonEmpty(prop: string, values: readonly string[] | undefined): true {

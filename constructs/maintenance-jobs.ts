@@ -6,6 +6,7 @@ import {
   KubePersistentVolumeClaim,
   Quantity,
   type EnvVar,
+  type Toleration,
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
@@ -63,8 +64,20 @@ export interface RegistryMaintenanceJobsProps {
   readonly registryUrl: string;
   /** Labels of the job pods (the NetworkPolicy lets exactly these reach the registry). */
   readonly podLabels: Record<string, string>;
-  /** The registry's TLS Secret, whose `ca.crt` the jobs trust. @default plain HTTP */
-  readonly tlsSecretName?: string;
+  /**
+   * The CA bundle the jobs trust for the registry's certificate: a Secret key mounted as a file and
+   * passed as `--ca`. `optional` mounts it even when the key is missing (a plain
+   * `kubernetes.io/tls` Secret), so the pod starts and the CLI says what is missing instead of
+   * the pod hanging in ContainerCreating. @default the system's CAs (or plain HTTP)
+   */
+  readonly ca?: { readonly secretName: string; readonly key: string; readonly optional?: boolean };
+  /** Scheduling and pull settings shared with the registry pods. @default none */
+  readonly pod?: {
+    readonly tolerations?: readonly Toleration[];
+    readonly nodeSelector?: Readonly<Record<string, string>>;
+    readonly imagePullSecrets?: readonly string[];
+    readonly priorityClassName?: string;
+  };
   /** Needed when the registry asks for credentials. @default none */
   readonly credentials?: MaintenanceCredentials;
   /** Sync: the ConfigMap holding `sync-manifest.yaml`, and the validated manifest (for its schedules). */
@@ -106,11 +119,7 @@ export class RegistryMaintenanceJobs extends Construct {
         `LocalRegistry: gc.gracePeriod ${JSON.stringify(gc.gracePeriod)} is not a duration such as 1h`,
       );
 
-    const common = [
-      "--url",
-      props.registryUrl,
-      ...(props.tlsSecretName ? ["--ca", `${TLS_DIR}/ca.crt`] : []),
-    ];
+    const common = ["--url", props.registryUrl, ...(props.ca ? ["--ca", `${TLS_DIR}/ca.crt`] : [])];
     if (props.sync !== undefined) {
       const { manifest, configMapName } = props.sync;
       const frequency = frequencyOf(manifest);
@@ -196,10 +205,14 @@ export class RegistryMaintenanceJobs extends Construct {
     }
     const allVolumes = [...volumes];
     const allMounts = [...mounts];
-    if (props.tlsSecretName !== undefined) {
+    if (props.ca !== undefined) {
       allVolumes.push({
         name: "tls",
-        secret: { secretName: props.tlsSecretName, items: [{ key: "ca.crt", path: "ca.crt" }] },
+        secret: {
+          secretName: props.ca.secretName,
+          items: [{ key: props.ca.key, path: "ca.crt" }],
+          ...(props.ca.optional ? { optional: true } : {}),
+        },
       });
       allMounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
     }
@@ -226,6 +239,7 @@ export class RegistryMaintenanceJobs extends Construct {
                   automountServiceAccountToken: false,
                   // A volume the job writes to must be group-writable by the image's user.
                   securityContext: podSecurityContext(props.runAs, { fsGroup: options.writesVolume }),
+                  ...podHooks(props.pod),
                   containers: [
                     {
                       name: args[0]!,
@@ -262,4 +276,16 @@ function slug(schedule: string): string {
     .replaceAll("-", "t")
     .split(" ")
     .join("-");
+}
+
+function podHooks(pod: RegistryMaintenanceJobsProps["pod"]) {
+  if (pod === undefined) return {};
+  return {
+    ...(pod.tolerations !== undefined ? { tolerations: [...pod.tolerations] } : {}),
+    ...(pod.nodeSelector !== undefined ? { nodeSelector: { ...pod.nodeSelector } } : {}),
+    ...(pod.priorityClassName !== undefined ? { priorityClassName: pod.priorityClassName } : {}),
+    ...(pod.imagePullSecrets !== undefined
+      ? { imagePullSecrets: pod.imagePullSecrets.map((name) => ({ name })) }
+      : {}),
+  };
 }

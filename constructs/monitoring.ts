@@ -11,6 +11,11 @@ export interface RegistryMonitoringProps {
   readonly selectorLabels: Record<string, string>;
   /** @default "15s" (the guide's) */
   readonly interval?: string;
+  /**
+   * How long one scrape may take; at most `interval` (Prometheus refuses more). The first scrape
+   * of a large store walks it, so the default is the longest allowed. @default the interval
+   */
+  readonly scrapeTimeout?: string;
   /** Labels the Prometheus instance selects ServiceMonitors and rules by. @default { release: "kube-prometheus-stack" } */
   readonly prometheusLabels?: Record<string, string>;
   /** @default the defaults of AlertOptions */
@@ -33,6 +38,15 @@ export class RegistryMonitoring extends Construct {
       throw new Error(
         `LocalRegistry: monitoring.serviceMonitor.interval ${JSON.stringify(interval)} is not a duration`,
       );
+    const scrapeTimeout = props.scrapeTimeout ?? interval;
+    if (!/^\d+(ms|s|m|h)$/.test(scrapeTimeout))
+      throw new Error(
+        `LocalRegistry: monitoring.serviceMonitor.scrapeTimeout ${JSON.stringify(scrapeTimeout)} is not a duration`,
+      );
+    if (durationMs(scrapeTimeout) > durationMs(interval))
+      throw new Error(
+        `LocalRegistry: monitoring.serviceMonitor.scrapeTimeout ${scrapeTimeout} is longer than the interval ${interval} (Prometheus refuses it)`,
+      );
     const serviceMonitor: IServiceMonitor = {
       apiVersion: "monitoring.coreos.com/v1",
       kind: "ServiceMonitor",
@@ -40,7 +54,7 @@ export class RegistryMonitoring extends Construct {
       spec: {
         selector: { matchLabels: props.selectorLabels },
         namespaceSelector: { matchNames: [props.namespace] },
-        endpoints: [{ port: "metrics", path: "/metrics", interval }],
+        endpoints: [{ port: "metrics", path: "/metrics", interval, scrapeTimeout }],
       },
     };
     this.serviceMonitor = new ApiObject(this, "service-monitor", serviceMonitor);
@@ -56,4 +70,9 @@ export class RegistryMonitoring extends Construct {
     };
     this.prometheusRule = new ApiObject(this, "prometheus-rule", rule);
   }
+}
+
+function durationMs(value: string): number {
+  const [, n, unit] = /^(\d+)(ms|s|m|h)$/.exec(value)!;
+  return Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as "ms" | "s" | "m" | "h"];
 }

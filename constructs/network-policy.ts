@@ -3,88 +3,162 @@ import {
   IntOrString,
   KubeNetworkPolicy,
   type NetworkPolicyEgressRule,
+  type NetworkPolicyIngressRule,
   type NetworkPolicyPeer,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
+import { checkCidr, checkDnsLabel, checkPort } from "./validation.js";
+
+/** Where the pods' DNS queries go (port 53, UDP and TCP). */
+export interface DnsEgressProps {
+  /**
+   * The cluster DNS pods (CoreDNS / kube-dns), selected by label in their namespace.
+   * `false` when every query goes to the addresses in `cidrs`. @default { namespace: "kube-system", podLabels: { "k8s-app": "kube-dns" } }
+   */
+  readonly clusterDns?:
+    false | { readonly namespace?: string; readonly podLabels?: Readonly<Record<string, string>> };
+  /**
+   * DNS servers by address. With NodeLocal DNSCache give its link-local address and, in its
+   * iptables mode, the kube-dns Service IP it also answers on: `["169.254.20.10/32", "10.96.0.10/32"]`.
+   * @default none
+   */
+  readonly cidrs?: readonly string[];
+}
+
+/** One destination the registry pods may open connections to (an upstream mirror). */
+export interface EgressTarget {
+  readonly cidrs: readonly string[];
+  readonly port: number;
+}
 
 export interface RegistryNetworkPolicyProps {
   readonly namespace: string;
   readonly name: string;
   readonly selectorLabels: Record<string, string>;
-  /** Namespaces (by `kubernetes.io/metadata.name`) whose pods may pull and push on :5000. @default ["default"] */
+  /** The registry's container port (clients, maintenance jobs). @default 5000 */
+  readonly registryPort?: number;
+  /** The metrics container port (Prometheus). @default 5001 */
+  readonly metricsPort?: number;
+  /** Namespaces (by `kubernetes.io/metadata.name`) whose pods may pull and push. @default ["default"] */
   readonly clientNamespaces?: readonly string[];
-  /** The namespace Prometheus scrapes :5001 from. @default "monitoring" */
+  /**
+   * The nodes' addresses: containerd pulls from the node's IP, which NetworkPolicy treats as
+   * external. Required (or `allowFromAnywhere`) when the policy is on. @default none
+   */
+  readonly nodeCidrs?: readonly string[];
+  /** Clients outside the cluster that reach a NodePort/LoadBalancer Service. @default none */
+  readonly externalCidrs?: readonly string[];
+  /** Let any source reach the registry port (instead of `nodeCidrs`/`externalCidrs`). @default false */
+  readonly allowFromAnywhere?: boolean;
+  /** The namespace Prometheus scrapes the metrics port from. @default "monitoring" */
   readonly monitoringNamespace?: string;
-  /** CIDRs of upstream registries that sync and the pull-through cache reach. @default none */
-  readonly upstreamCidrs?: readonly string[];
-  /** Ports of those upstreams. @default [443] */
-  readonly upstreamPorts?: readonly number[];
-  /** Labels of the maintenance CronJob pods: they may reach the registry on 5000, and nothing else. @default no such pods */
+  /** @default the cluster DNS pods in kube-system */
+  readonly dns?: DnsEgressProps;
+  /** Upstream mirrors that sync and the pull-through cache reach. @default none */
+  readonly egress?: readonly EgressTarget[];
+  /** Labels of the maintenance CronJob pods: they may reach the registry port, and nothing else. @default no such pods */
   readonly maintenanceLabels?: Record<string, string>;
+  /** Labels of the pre-pull DaemonSet pods: they need no network at all. @default no such pods */
+  readonly prePullLabels?: Record<string, string>;
 }
 
 /**
- * Deny by default; let in registry clients on 5000 and Prometheus on 5001; let out DNS to
- * kube-system and the upstreams in props. The maintenance CronJob pods get a policy of their own:
- * out to the registry on 5000 and DNS, nothing in.
+ * Deny by default; let in registry clients (pods of the client namespaces, the nodes' containerd,
+ * external clients of a NodePort/LoadBalancer) on the registry port and Prometheus on the metrics
+ * port; let out DNS and the upstream mirrors. The maintenance CronJob pods get a policy of their
+ * own (out to the registry and DNS, nothing in), the pre-pull pods one that denies everything.
+ * No rule ever has an empty `from`/`to` (which the API reads as "everyone").
  */
 export class RegistryNetworkPolicy extends Construct {
   readonly policy: KubeNetworkPolicy;
   readonly maintenancePolicy?: KubeNetworkPolicy;
+  readonly prePullPolicy?: KubeNetworkPolicy;
 
   constructor(scope: Construct, id: string, props: RegistryNetworkPolicyProps) {
     super(scope, id);
     const inNamespace = (name: string): NetworkPolicyPeer => ({
       namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": name } },
     });
-    for (const cidr of props.upstreamCidrs ?? []) {
-      if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cidr))
-        throw new Error(
-          `LocalRegistry: networkPolicy.upstreamCidrs ${JSON.stringify(cidr)} is not an IPv4 CIDR`,
-        );
+    const cidrs = (prop: string, values: readonly string[] | undefined) =>
+      (values ?? []).map((cidr) => ({ ipBlock: { cidr: checkCidr(prop, cidr) } }));
+    const tcp = (port: number) => ({ port: IntOrString.fromNumber(port), protocol: "TCP" });
+    const registryPort = props.registryPort ?? 5000;
+    const metricsPort = props.metricsPort ?? 5001;
+    const clientNamespaces = props.clientNamespaces ?? ["default"];
+    clientNamespaces.forEach((n) => checkDnsLabel("networkPolicy.clientNamespaces", n));
+    const nodes = cidrs("networkPolicy.nodeCidrs", props.nodeCidrs);
+    const external = cidrs("networkPolicy.externalCidrs", props.externalCidrs);
+    if (nodes.length === 0 && !props.allowFromAnywhere)
+      throw new Error(
+        "LocalRegistry: networkPolicy.nodeCidrs is required when the NetworkPolicy is on (containerd pulls from the nodes' IPs), or set networkPolicy.allowFromAnywhere",
+      );
+
+    const dnsPeers: NetworkPolicyPeer[] = [];
+    const clusterDns = props.dns?.clusterDns ?? {};
+    if (clusterDns !== false) {
+      dnsPeers.push({
+        namespaceSelector: {
+          matchLabels: {
+            "kubernetes.io/metadata.name": checkDnsLabel(
+              "networkPolicy.dns.clusterDns.namespace",
+              clusterDns.namespace ?? "kube-system",
+            ),
+          },
+        },
+        podSelector: { matchLabels: { ...(clusterDns.podLabels ?? { "k8s-app": "kube-dns" }) } },
+      });
     }
-    const ports = props.upstreamPorts ?? [443];
-    for (const port of ports) {
-      if (!Number.isInteger(port) || port < 1 || port > 65535)
-        throw new Error(`LocalRegistry: networkPolicy.upstreamPorts ${port} is not a port`);
-    }
+    dnsPeers.push(...cidrs("networkPolicy.dns.cidrs", props.dns?.cidrs));
+    if (dnsPeers.length === 0)
+      throw new Error(
+        "LocalRegistry: networkPolicy.dns has no target (clusterDns false and no cidrs): name the DNS servers",
+      );
     const dns: NetworkPolicyEgressRule = {
-      to: [inNamespace("kube-system")],
+      to: dnsPeers,
       ports: [
         { port: IntOrString.fromNumber(53), protocol: "UDP" },
         { port: IntOrString.fromNumber(53), protocol: "TCP" },
       ],
     };
-    const registryPort = [{ port: IntOrString.fromNumber(5000), protocol: "TCP" }];
+
     const maintenance = props.maintenanceLabels;
+    const clientRule: NetworkPolicyIngressRule = props.allowFromAnywhere
+      ? // No `from`: every source, said explicitly.
+        { ports: [tcp(registryPort)] }
+      : {
+          from: [
+            ...clientNamespaces.map(inNamespace),
+            ...(maintenance ? [{ podSelector: { matchLabels: maintenance } }] : []),
+            ...nodes,
+            ...external,
+          ],
+          ports: [tcp(registryPort)],
+        };
+    const egress: NetworkPolicyEgressRule[] = [dns];
+    for (const target of props.egress ?? []) {
+      if (target.cidrs.length === 0)
+        throw new Error("LocalRegistry: an upstream egress needs at least one CIDR");
+      egress.push({
+        to: cidrs("upstreams.egress.cidrs", target.cidrs),
+        ports: [tcp(checkPort("upstreams.egress port", target.port))],
+      });
+    }
     this.policy = new KubeNetworkPolicy(this, "policy", {
       metadata: { name: props.name, namespace: props.namespace, labels: props.selectorLabels },
       spec: {
         podSelector: { matchLabels: props.selectorLabels },
         policyTypes: ["Ingress", "Egress"],
         ingress: [
+          clientRule,
           {
             from: [
-              ...(props.clientNamespaces ?? ["default"]).map(inNamespace),
-              ...(maintenance ? [{ podSelector: { matchLabels: maintenance } }] : []),
+              inNamespace(
+                checkDnsLabel("networkPolicy.monitoringNamespace", props.monitoringNamespace ?? "monitoring"),
+              ),
             ],
-            ports: registryPort,
-          },
-          {
-            from: [inNamespace(props.monitoringNamespace ?? "monitoring")],
-            ports: [{ port: IntOrString.fromNumber(5001), protocol: "TCP" }],
+            ports: [tcp(metricsPort)],
           },
         ],
-        egress: [
-          dns,
-          ...((props.upstreamCidrs ?? []).length > 0
-            ? [
-                {
-                  to: props.upstreamCidrs!.map((cidr) => ({ ipBlock: { cidr } })),
-                  ports: ports.map((port) => ({ port: IntOrString.fromNumber(port), protocol: "TCP" })),
-                },
-              ]
-            : []),
-        ],
+        egress,
       },
     });
     if (maintenance !== undefined) {
@@ -96,8 +170,19 @@ export class RegistryNetworkPolicy extends Construct {
           ingress: [],
           egress: [
             dns,
-            { to: [{ podSelector: { matchLabels: props.selectorLabels } }], ports: registryPort },
+            { to: [{ podSelector: { matchLabels: props.selectorLabels } }], ports: [tcp(registryPort)] },
           ],
+        },
+      });
+    }
+    if (props.prePullLabels !== undefined) {
+      this.prePullPolicy = new KubeNetworkPolicy(this, "prepull", {
+        metadata: { name: `${props.name}-prepull`, namespace: props.namespace, labels: props.prePullLabels },
+        spec: {
+          podSelector: { matchLabels: props.prePullLabels },
+          policyTypes: ["Ingress", "Egress"],
+          ingress: [],
+          egress: [],
         },
       });
     }

@@ -10,7 +10,9 @@ export function podSecurityContext(runAs: number, options: { fsGroup?: boolean }
     runAsNonRoot: true,
     runAsUser: runAs,
     runAsGroup: runAs,
-    ...(options.fsGroup ? { fsGroup: runAs } : {}),
+    // Chown the volume only when its root is not ours yet: a recursive chown of a large blob tree
+    // on every start would delay each restart by minutes.
+    ...(options.fsGroup ? { fsGroup: runAs, fsGroupChangePolicy: "OnRootMismatch" } : {}),
     seccompProfile: { type: "RuntimeDefault" },
   };
 }

@@ -2,21 +2,32 @@ import type { LocalRegistryProps } from "../constructs/index.js";
 
 /**
  * The environments the cdk8s app synthesizes. `production` is the operations guide's
- * values-production.yaml; `dev` is a throwaway registry on an emptyDir.
+ * values-production.yaml on an air-gapped site: the registry serves its own image (loaded onto
+ * the nodes once with `ctr -n k8s.io images import`, pre-pulled before each upgrade), and syncs
+ * from the site's mirrors, never from the internet. `dev` is a throwaway registry on an emptyDir
+ * (a kind cluster: nodes on the 172.18.0.0/16 docker network). The address ranges are the site's:
+ * change them to yours.
  */
 export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
   dev: {
     namespace: "registry-dev",
+    createNamespace: true,
+    networkPolicy: { nodeCidrs: ["172.18.0.0/16"] },
     persistence: { enabled: false },
     resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { cpu: "500m", memory: "512Mi" } },
     logLevel: "debug",
   },
   production: {
     namespace: "registry",
+    createNamespace: true,
     replicaCount: 1,
-    image: { repository: "registry.neam.internal/neam-registry", tag: "0.1.0" },
+    // Served by this registry itself (the certificate names local-registry.neam.internal); the tag
+    // is the package's version (DEFAULT_IMAGE), so a release changes it in one place.
+    image: { repository: "local-registry.neam.internal:5000/neam-registry", pullPolicy: "IfNotPresent" },
+    prePull: { enabled: true },
     persistence: { enabled: true, storageClass: "fast-regional", size: "100Gi" },
-    service: { type: "ClusterIP", port: 5000, annotations: { "prometheus.io/scrape": "true" } },
+    // No prometheus.io annotations: the ServiceMonitor scrapes the metrics port (once).
+    service: { type: "ClusterIP", port: 5000 },
     resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { cpu: "1000m", memory: "2Gi" } },
     auth: { enabled: true, existingSecret: "registry-htpasswd" },
     // An htpasswd user's name and password, for the sync and GC CronJobs (kubectl create secret generic).
@@ -28,7 +39,29 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
         dnsNames: ["local-registry.neam.internal"],
       },
     },
-    networkPolicy: { enabled: true, clientNamespaces: ["default"], monitoringNamespace: "monitoring" },
+    networkPolicy: {
+      enabled: true,
+      clientNamespaces: ["default"],
+      // The nodes' addresses: containerd pulls from there.
+      nodeCidrs: ["10.10.0.0/24"],
+      monitoringNamespace: "monitoring",
+    },
+    // The site's mirrors of the upstreams the sync manifest names; their certificates are signed
+    // by the site CA in the `site-mirror-ca` Secret.
+    upstreams: [
+      {
+        registry: "docker.io",
+        url: "https://dockerhub-mirror.neam.internal",
+        caSecret: { name: "site-mirror-ca" },
+        egress: { cidrs: ["10.20.0.10/32"] },
+      },
+      {
+        registry: "gcr.io",
+        url: "https://gcr-mirror.neam.internal",
+        caSecret: { name: "site-mirror-ca" },
+        egress: { cidrs: ["10.20.0.11/32"] },
+      },
+    ],
     audit: true,
     monitoring: { enabled: true, serviceMonitor: { enabled: true, interval: "15s" } },
     sync: {

@@ -21,9 +21,12 @@ type Manifest = {
   [key: string]: unknown;
 };
 
+/** The nodes' range every test registry admits, unless the test gives a NetworkPolicy of its own. */
+const NODES = { nodeCidrs: ["10.0.0.0/24"] };
+
 function synth(props: LocalRegistryProps): Manifest[] {
   const chart = new Chart(testApp(), "test", { disableResourceNameHashes: true });
-  new LocalRegistry(chart, "registry", props);
+  new LocalRegistry(chart, "registry", { networkPolicy: NODES, ...props });
   return Testing.synth(chart) as Manifest[];
 }
 
@@ -39,8 +42,42 @@ describe("LocalRegistry", () => {
         .map((o) => stringify(o))
         .join("---\n");
       const file = join(SNAPSHOTS, `${environment}.yaml`);
-      if (process.env.UPDATE_SNAPSHOTS === "1" || !existsSync(file)) writeFileSync(file, yaml);
+      // Only an explicit flag writes a snapshot: a missing one is a failure, not a new baseline.
+      if (process.env.UPDATE_SNAPSHOTS === "1") writeFileSync(file, yaml);
+      assert.ok(existsSync(file), `${file} is missing; run with UPDATE_SNAPSHOTS=1 and review it`);
       assert.equal(yaml, readFileSync(file, "utf8"));
+    });
+
+    it(`${environment}: what the snapshot must hold, whatever it says`, () => {
+      const objects = synth(props) as Loose[];
+      const namespace = props.namespace!;
+      // Every object lives in the environment's namespace; the Namespace itself exactly once.
+      for (const o of objects.filter((o) => o.kind !== "Namespace"))
+        assert.equal(o.metadata.namespace, namespace, `${o.kind} ${o.metadata.name}`);
+      assert.equal(byKind(objects, "Namespace").length, 1);
+      const pod = deploymentOf(objects).spec.template.spec;
+      const container = pod.containers[0];
+      assert.equal(container.imagePullPolicy, "IfNotPresent");
+      assert.match(container.image, /\/?neam-registry:\d+\.\d+\.\d+/);
+      assert.equal(pod.securityContext.fsGroupChangePolicy, "OnRootMismatch");
+      // Every image the stack runs is the registry's own, at the same reference.
+      const images = JSON.stringify(objects).match(/"image":"[^"]+"/g) ?? [];
+      assert.ok(images.length >= 2);
+      assert.equal(new Set(images).size, 1, images.join(" "));
+      // The Service's registry port reaches the container's registry port.
+      const service = byKind(objects, "Service")[0] as Loose;
+      assert.equal(service.spec.ports[0].targetPort, "registry");
+      assert.ok(container.ports.some((p: Loose) => p.name === "registry" && p.containerPort === 5000));
+      // Never a rule that admits everyone by an empty peer list.
+      for (const policy of byKind(objects, "NetworkPolicy") as Loose[]) {
+        for (const rule of [...(policy.spec.ingress ?? []), ...(policy.spec.egress ?? [])]) {
+          assert.notDeepEqual(rule.from, [], policy.metadata.name);
+          assert.notDeepEqual(rule.to, [], policy.metadata.name);
+        }
+      }
+      // Nothing scrapes twice: prometheus.io annotations only without a ServiceMonitor.
+      const annotated = objects.some((o) => JSON.stringify(o).includes("prometheus.io/scrape"));
+      assert.equal(annotated && byKind(objects, "ServiceMonitor").length > 0, false);
     });
 
     it(`${environment}: the rendered config.yml is accepted by the registry's own loader and matches the mounts`, () => {
@@ -97,7 +134,16 @@ describe("LocalRegistry", () => {
         ["metrics", 5001],
       ],
     );
-    assert.equal(service.metadata.annotations["prometheus.io/scrape"], "true");
+    // The ServiceMonitor scrapes; the Service carries no prometheus.io annotation (a second
+    // scrape, of the registry port, over plain HTTP against TLS).
+    assert.equal(service.metadata.annotations?.["prometheus.io/scrape"], undefined);
+    const serviceMonitor = byKind(objects, "ServiceMonitor")[0] as Loose;
+    assert.deepEqual(serviceMonitor.spec.endpoints[0], {
+      port: "metrics",
+      path: "/metrics",
+      interval: "15s",
+      scrapeTimeout: "15s",
+    });
   });
 
   it("the pod is locked down: non-root, read-only root, no escalation, no capabilities, RuntimeDefault seccomp", () => {
@@ -114,7 +160,11 @@ describe("LocalRegistry", () => {
       assert.equal(container[probe].httpGet.port, "metrics", probe);
     }
     assert.deepEqual(container.resources.requests, { cpu: "200m", memory: "512Mi" });
-    assert.equal(spec.template.metadata.annotations["prometheus.io/port"], "5001");
+    assert.equal(spec.template.metadata.annotations["prometheus.io/port"], undefined);
+    assert.equal(spec.template.spec.securityContext.fsGroupChangePolicy, "OnRootMismatch");
+    // Without a ServiceMonitor, annotation discovery scrapes the metrics port (plain HTTP there).
+    const plain = deploymentOf(synth({ gc: { enabled: false } })).spec.template.metadata.annotations;
+    assert.equal(plain["prometheus.io/port"], "5001");
   });
 
   it("a change of users or config changes the checksum annotation, so the pods roll", () => {
@@ -137,6 +187,7 @@ describe("LocalRegistry", () => {
         passwordSecret: { name: "dockerhub" },
         ttl: "72h",
       },
+      upstreams: [{ registry: "registry-1.docker.io", egress: { cidrs: ["10.20.0.0/24"] } }],
     });
     const configMap = byKind(objects, "ConfigMap")[0] as Loose;
     const path = join(tempDir(), "config.yml");
@@ -234,8 +285,8 @@ describe("LocalRegistry", () => {
         /sync: sync manifest: sync\.images\.0\.schedule/,
       ],
       [
-        { networkPolicy: { upstreamCidrs: ["10.0.0.0"] } },
-        /networkPolicy\.upstreamCidrs "10\.0\.0\.0" is not an IPv4 CIDR/,
+        { networkPolicy: { nodeCidrs: ["10.0.0.0"] } },
+        /networkPolicy\.nodeCidrs "10\.0\.0\.0" is not a CIDR/,
       ],
       [
         { monitoring: { enabled: true, serviceMonitor: { interval: "often" } } },

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { Chart, Testing } from "cdk8s";
 import { parse } from "yaml";
-import { LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
+import { DEFAULT_IMAGE, LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
 import { ENVIRONMENTS } from "../../stacks/environments.js";
 import { Client, imageManifest, sha256 } from "../helpers/oci.js";
 import { startReference } from "../helpers/reference.js";
@@ -26,7 +26,7 @@ type Loose = any;
 
 function synth(props: LocalRegistryProps): Loose[] {
   const chart = new Chart(testApp(), "test", { disableResourceNameHashes: true });
-  new LocalRegistry(chart, "registry", props);
+  new LocalRegistry(chart, "registry", { networkPolicy: { nodeCidrs: ["10.0.0.0/24"] }, ...props });
   return Testing.synth(chart);
 }
 const cronJobs = (objects: Loose[]) => objects.filter((o) => o.kind === "CronJob");
@@ -53,7 +53,7 @@ describe("maintenance CronJobs", () => {
       assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
       assert.equal(pod.automountServiceAccountToken, false);
       const container = containerOf(job);
-      assert.equal(container.image, "registry.neam.internal/neam-registry:0.1.0");
+      assert.equal(container.image, `local-registry.neam.internal:5000/neam-registry:${DEFAULT_IMAGE.tag}`);
       assert.equal(container.securityContext.readOnlyRootFilesystem, true);
       assert.deepEqual(container.securityContext.capabilities.drop, ["ALL"]);
       // Credentials from the Secret, never in the arguments.
@@ -130,7 +130,23 @@ describe("maintenance CronJobs", () => {
         { podDisruptionBudget: {} },
         /podDisruptionBudget needs exactly one of minAvailable and maxUnavailable/,
       ],
-      [{ networkPolicy: { upstreamPorts: [70000] } }, /networkPolicy\.upstreamPorts 70000 is not a port/],
+      [
+        {
+          sync: { images: [{ source: "docker.io/library/nginx:1", target: "r:5000/nginx:1" }] },
+        },
+        /sync image docker\.io\/library\/nginx:1: no upstreams entry for docker\.io/,
+      ],
+      [
+        {
+          sync: { images: [{ source: "gcr.io/x/y:1", target: "r:5000/y:1" }] },
+          upstreams: [{ registry: "gcr.io", url: "https://mirror.site" }],
+        },
+        /sync image gcr\.io\/x\/y:1: upstreams entry gcr\.io has no egress\.cidrs/,
+      ],
+      [
+        { proxy: { remoteUrl: "https://registry-1.docker.io" } },
+        /proxy\.remoteUrl https:\/\/registry-1\.docker\.io: no upstreams entry for registry-1\.docker\.io/,
+      ],
       [
         { backup: { enabled: true, schedule: "nightly" } },
         /backup\.schedule "nightly" is not a five-field cron/,
@@ -161,7 +177,7 @@ describe("the CronJobs' commands against a running registry", () => {
         ],
       },
       retention: { keepLastVersions: 3, cleanupUnused: true },
-      upstreams: [{ registry: "docker.io", url: upstream.url }],
+      upstreams: [{ registry: "docker.io", url: upstream.url, egress: { cidrs: ["127.0.0.1/32"] } }],
       backup: { enabled: true, keep: 2 },
     });
     const backups = tempDir();

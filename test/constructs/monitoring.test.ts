@@ -69,6 +69,33 @@ describe("registry alerts", () => {
         ],
       },
       {
+        // No target at all (the pod is Pending): `up` has no series, and the alert still fires.
+        interval: "1m",
+        input_series: [{ series: `up{job="other",instance="o:1"}`, values: "1x10" }],
+        alert_rule_test: [
+          {
+            eval_time: "5m",
+            alertname: "RegistryDown",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "critical", job: JOB },
+                exp_annotations: {
+                  summary: "Registry is down",
+                  description:
+                    "Prometheus has no scrape target for the registry (pod not running, or no ServiceMonitor match).",
+                },
+              },
+            ],
+          },
+        ],
+      },
+      {
+        // Up all along: quiet.
+        interval: "1m",
+        input_series: [{ series: s("up{}"), values: "1x10" }],
+        alert_rule_test: [{ eval_time: "8m", alertname: "RegistryDown", exp_alerts: [] }],
+      },
+      {
         interval: "1m",
         input_series: [
           { series: s(`${METRICS.httpRequestsTotal}{status="200"}`), values: "0+80x20" },

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Chart, Testing } from "cdk8s";
+import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Namespace } from "kubernetes-models/v1/Namespace";
@@ -26,6 +27,7 @@ const MODELS: Record<string, Validating> = {
   "v1/PersistentVolumeClaim": PersistentVolumeClaim as unknown as Validating,
   "v1/Service": Service as unknown as Validating,
   "apps/v1/Deployment": Deployment as unknown as Validating,
+  "apps/v1/DaemonSet": DaemonSet as unknown as Validating,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
   "batch/v1/CronJob": CronJob as unknown as Validating,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget as unknown as Validating,
