@@ -20,7 +20,12 @@ import {
   type Volume,
   type VolumeMount,
 } from "cdk8s-plus-27/lib/imports/k8s.js";
-import type { ConfigInput, SyncManifestInput } from "../server/src/contract/index.js";
+import {
+  REGISTRY_PORT,
+  type ConfigInput,
+  type RuntimeFormat,
+  type SyncManifestInput,
+} from "../server/src/contract/index.js";
 import { checkQuantity, quantityValue } from "./quantities.js";
 import { DEFAULT_IMAGE } from "./defaults.js";
 import {
@@ -37,6 +42,7 @@ import { RegistryMonitoring } from "./monitoring.js";
 import { RegistryCertificate } from "./certificate.js";
 import { RegistryDashboard } from "./dashboard.js";
 import { RegistrySyncManifest } from "./sync-manifest.js";
+import { RegistryNodeConfig } from "./node-config.js";
 import { RegistryNetworkPolicy, type DnsEgressProps, type EgressTarget } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
 import {
@@ -194,6 +200,18 @@ export interface LocalRegistryProps {
   readonly pod?: PodProps;
   /** Pre-pull the image onto the nodes before an upgrade (see PrePullProps). @default off */
   readonly prePull?: PrePullProps;
+  /**
+   * Configure every node's container runtime to pull the sync manifest's upstream names
+   * (`docker.io/…`) from this registry: a `RegistryNodeConfig` DaemonSet. Needs `sync`.
+   * @default off
+   */
+  readonly nodeConfig?: {
+    readonly runtime: RuntimeFormat;
+    /** The registry as the nodes reach it. @default https://<first tls dnsName>:<service port> */
+    readonly registryUrl?: string;
+    /** The runtime's configuration directory on the nodes. @default the runtime's usual one */
+    readonly hostDir?: string;
+  };
   /** Name of the Deployment, Service and NetworkPolicy (the guide's). @default "local-registry" */
   readonly name?: string;
   /**
@@ -356,7 +374,8 @@ const AUTH_DIR = "/auth";
 const TLS_DIR = "/certs";
 const UPSTREAMS_DIR = "/etc/neam-registry/upstreams";
 const PROXY_DIR = "/etc/neam-registry/proxy";
-const REGISTRY_PORT = 5000;
+/** Where the registry reads the sync manifest (the CronJobs mount it at the same path). */
+const SYNC_MANIFEST_DIR = "/etc/registry-sync";
 const METRICS_PORT = 5001;
 /** The image's non-root user (see server/Dockerfile). */
 const RUN_AS = 65532;
@@ -382,6 +401,8 @@ export class LocalRegistry extends Construct {
   readonly maintenance?: RegistryMaintenanceJobs;
   /** The pre-pull DaemonSet, named `<prefix>-prepull`: order the Deployment after it. */
   readonly prePull?: KubeDaemonSet;
+  /** The DaemonSet that points the nodes' runtimes at this registry (`nodeConfig`). */
+  readonly nodeConfig?: RegistryNodeConfig;
   /** Labels that select the registry's pods. */
   readonly selectorLabels: Record<string, string>;
 
@@ -537,9 +558,11 @@ export class LocalRegistry extends Construct {
             },
           }
         : {}),
-      ...(upstreams.length > 0
+      ...(upstreams.length > 0 || syncInput !== undefined
         ? {
             sync: {
+              // Pulls by upstream name (`?ns=docker.io`) follow the mounted manifest's map.
+              ...(syncInput !== undefined ? { manifest: `${SYNC_MANIFEST_DIR}/sync-manifest.yaml` } : {}),
               upstreams: upstreams.map((u, i) => ({
                 registry: u.registry,
                 ...(u.url !== undefined ? { url: u.url } : {}),
@@ -598,6 +621,12 @@ export class LocalRegistry extends Construct {
     if (props.tls) {
       volumes.push({ name: "tls", secret: { secretName: props.tls.secretName } });
       mounts.push({ name: "tls", mountPath: TLS_DIR, readOnly: true });
+    }
+    if (syncInput !== undefined) {
+      // A directory mount, not subPath: the kubelet swaps in ConfigMap updates and the registry
+      // follows them without a restart.
+      volumes.push({ name: "sync-manifest", configMap: { name: `${prefix}-sync-manifest` } });
+      mounts.push({ name: "sync-manifest", mountPath: SYNC_MANIFEST_DIR, readOnly: true });
     }
     if (props.proxy?.passwordSecret) {
       const { name, key = "password" } = props.proxy.passwordSecret;
@@ -817,6 +846,31 @@ export class LocalRegistry extends Construct {
         pullPolicy: image.pullPolicy,
         pod,
         prePull: props.prePull,
+      });
+    }
+
+    if (props.nodeConfig !== undefined) {
+      if (syncInput === undefined)
+        throw new Error("LocalRegistry: nodeConfig needs sync (the upstream names to send to the registry)");
+      const dnsName = props.tls?.certificate?.dnsNames?.[0];
+      const registryUrl =
+        props.nodeConfig.registryUrl ??
+        (props.tls !== undefined && dnsName !== undefined ? `https://${dnsName}:${servicePort}` : undefined);
+      if (registryUrl === undefined)
+        throw new Error("LocalRegistry: nodeConfig.registryUrl is required without tls.certificate.dnsNames");
+      const ca =
+        props.tls === undefined || props.tls.ca === "system"
+          ? undefined
+          : (props.tls.ca ?? { secretName: props.tls.secretName, key: "ca.crt" });
+      this.nodeConfig = new RegistryNodeConfig(this, "node-config", {
+        namespace: this.namespace,
+        prefix,
+        runtime: props.nodeConfig.runtime,
+        registryUrl,
+        syncManifest: { sync: syncInput },
+        image: this.image,
+        ...(ca !== undefined ? { ca } : {}),
+        ...(props.nodeConfig.hostDir !== undefined ? { hostDir: props.nodeConfig.hostDir } : {}),
       });
     }
 

@@ -1,6 +1,12 @@
 import { createHash } from "node:crypto";
 import { Construct } from "constructs";
-import { IntOrString, KubeConfigMap, KubeDaemonSet, Quantity } from "cdk8s-plus-27/lib/imports/k8s.js";
+import {
+  IntOrString,
+  KubeConfigMap,
+  KubeDaemonSet,
+  KubeNetworkPolicy,
+  Quantity,
+} from "cdk8s-plus-27/lib/imports/k8s.js";
 import {
   DEFAULT_IMAGE,
   mirrorConfig,
@@ -40,6 +46,8 @@ export interface RegistryNodeConfigProps {
 export class RegistryNodeConfig extends Construct {
   readonly configMap: KubeConfigMap;
   readonly daemonSet: KubeDaemonSet;
+  /** Its pods need no network at all: denied both ways. */
+  readonly networkPolicy: KubeNetworkPolicy;
 
   constructor(scope: Construct, id: string, props: RegistryNodeConfigProps) {
     super(scope, id);
@@ -95,6 +103,10 @@ export class RegistryNodeConfig extends Construct {
       "app.kubernetes.io/component": "node-config",
     };
 
+    this.networkPolicy = new KubeNetworkPolicy(this, "no-network", {
+      metadata: { name, namespace: props.namespace, labels },
+      spec: { podSelector: { matchLabels: labels }, policyTypes: ["Ingress", "Egress"] },
+    });
     this.daemonSet = new KubeDaemonSet(this, "daemonset", {
       metadata: { name, namespace: props.namespace, labels },
       spec: {

@@ -25,6 +25,9 @@ export const ENVIRONMENTS: Record<string, LocalRegistryProps> = {
     // is the package's version (DEFAULT_IMAGE), so a release changes it in one place.
     image: { repository: "local-registry.neam.internal:5000/neam-registry", pullPolicy: "IfNotPresent" },
     prePull: { enabled: true },
+    // Every node's containerd sends pulls of the sync manifest's upstream names (docker.io/…,
+    // gcr.io/…) here: workloads keep their upstream image names.
+    nodeConfig: { runtime: "containerd" },
     persistence: { enabled: true, storageClass: "fast-regional", size: "100Gi" },
     // No prometheus.io annotations: the ServiceMonitor scrapes the metrics port (once).
     service: { type: "ClusterIP", port: 5000 },

@@ -153,7 +153,14 @@ for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
       assert.ok(cronJobs.length >= 1);
       if (environment === "production") {
         assert.equal(mirrors.length, 2, "production syncs from two site mirrors");
-        assert.equal(prePull.length, 1);
+        // The pre-pull and the node-config DaemonSets: neither needs the network.
+        assert.deepEqual(
+          objects
+            .filter((o) => o.kind === "DaemonSet")
+            .map((o) => o.metadata.name)
+            .sort(),
+          ["registry-node-config", "registry-prepull"],
+        );
       }
     });
 

@@ -140,9 +140,48 @@ describe("RegistryNodeConfig", () => {
       /registryUrl local-registry:5000 must be http\(s\):\/\/host\[:port\]/,
     );
     assert.throws(() => synth({ hostDir: "/" }), /hostDir "\/" must be an absolute directory below \//);
-    assert.throws(
-      () => synth({ syncManifest: { sync: { images: [] } } }),
-      /sync\.images: Too small/,
+    assert.throws(() => synth({ syncManifest: { sync: { images: [] } } }), /sync\.images: Too small/);
+  });
+});
+
+describe("production: nodes pull upstream names from the registry", () => {
+  it("the registry reads the sync manifest the nodes are configured from, where it is mounted", async () => {
+    const { manifestsFor } = await import("../../stacks/manifests.js");
+    const { parse } = await import("yaml");
+    const objects = manifestsFor("production") as unknown as (K8sObject & {
+      spec: { template: { spec: { containers: { volumeMounts: { name: string; mountPath: string }[] }[] } } };
+    })[];
+    const config = parse(
+      objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === "registry-config")!.data![
+        "config.yml"
+      ]!,
+    ) as {
+      sync: { manifest: string };
+    };
+    const deployment = objects.find((o) => o.kind === "Deployment")!;
+    const pod = deployment.spec!.template.spec;
+    const volume = pod.volumes.find(
+      (v) =>
+        (v as { configMap?: { name: string } }).configMap &&
+        (v as unknown as { configMap: { name: string } }).configMap.name === "registry-sync-manifest",
+    )!;
+    const mount = pod.containers[0]!.volumeMounts.find((m) => m.name === volume.name)!;
+    assert.equal(config.sync.manifest, `${mount.mountPath}/sync-manifest.yaml`);
+    const syncManifest = objects.find((o) => o.metadata.name === "registry-sync-manifest")!;
+    assert.ok(syncManifest.data!["sync-manifest.yaml"]);
+    const nodeConfig = objects.find(
+      (o) => o.kind === "ConfigMap" && o.metadata.name === "registry-node-config",
+    )!;
+    assert.match(
+      nodeConfig.data!["docker.io_hosts.toml"]!,
+      /server = "https:\/\/local-registry\.neam\.internal:5000"/,
+    );
+    const daemonSet = objects.find(
+      (o) => o.kind === "DaemonSet" && o.metadata.name === "registry-node-config",
+    )!;
+    assert.equal(
+      daemonSet.spec!.template.spec.volumes.find((v) => v.secret)!.secret!.secretName,
+      "registry-tls-secret",
     );
   });
 });

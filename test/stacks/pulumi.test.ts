@@ -148,7 +148,7 @@ describe("the Pulumi program, per stack", () => {
   const expected: Record<string, { namespace: string; image: string; context: string }> = {
     production: {
       namespace: "registry",
-      image: "registry.neam.internal/neam-registry:0.1.0",
+      image: "local-registry.neam.internal:5000/neam-registry:0.1.0",
       context: "neam-production",
     },
     dev: { namespace: "registry-dev", image: "neam-registry:0.1.0", context: "neam-dev" },
@@ -208,7 +208,7 @@ describe("the Pulumi program, per stack", () => {
   it("imageTag replaces the tag and keeps the environment's repository", async () => {
     const { registered } = await runProgram("production", { "neam-registry:imageTag": "0.2.0" });
     const [deployment] = ofKind(registered, "Deployment");
-    assert.equal(imageOf(deployment!), "registry.neam.internal/neam-registry:0.2.0");
+    assert.equal(imageOf(deployment!), "local-registry.neam.internal:5000/neam-registry:0.2.0");
   });
 
   it("kubeconfig from the stack config reaches the provider", async () => {
@@ -240,20 +240,24 @@ describe("deployObjects", () => {
         selector: { matchLabels: { app: "registry-prepull" } },
         template: {
           metadata: { labels: { app: "registry-prepull" } },
-          spec: { containers: [{ name: "pull", image: "registry.neam.internal/neam-registry:0.2.0" }] },
+          spec: {
+            containers: [{ name: "pull", image: "local-registry.neam.internal:5000/neam-registry:0.2.0" }],
+          },
         },
       },
     };
-    const withPrepull = objects.some((o) => o.kind === "DaemonSet") ? objects : [...objects, prepull];
+    const isPrepull = (o: KubeObject) =>
+      o.kind === "DaemonSet" && String(o.metadata?.name).endsWith("-prepull");
+    const withPrepull = objects.some(isPrepull) ? objects : [...objects, prepull];
 
     for (const [list, hasPrepull] of [
       [withPrepull, true],
-      [objects.filter((o) => o.kind !== "DaemonSet"), false],
+      [objects.filter((o) => !isPrepull(o)), false],
     ] as const) {
       const registered = await recordRegistrations("ordering");
       deployObjects("local-registry", list, new k8s.Provider("cluster", { context: "c" }));
       await pulumi.runtime.disconnect();
-      const daemonSets = ofKind(registered, "DaemonSet");
+      const daemonSets = ofKind(registered, "DaemonSet").filter((d) => d.name.endsWith("-prepull"));
       const [deployment] = ofKind(registered, "Deployment");
       const [namespace] = ofKind(registered, "Namespace");
       assert.equal(daemonSets.length, hasPrepull ? 1 : 0);
