@@ -93,8 +93,12 @@ export function copyAppFiles(root: string, out: string, options: { addon?: strin
     join(out, "package.json"),
     `${JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2)}\n`,
   );
-  for (const file of walk(server).filter((f) => f.endsWith(".js")))
-    copyFile(file, join(out, relative(root, file)));
+  // Only what today's sources compile to: tsc never deletes the output of a removed source.
+  const compiled = walk(server).filter((f) => {
+    const source = join(root, relative(join(root, "dist"), f)).replace(/\.js$/, ".ts");
+    return f.endsWith(".js") && existsSync(source);
+  });
+  for (const file of compiled) copyFile(file, join(out, relative(root, file)));
   const addon = options.addon ?? join(root, ADDON_PATH);
   if (existsSync(addon)) copyFile(addon, join(out, ADDON_PATH));
   for (const dir of runtimePackageDirs(root, importedPackages(server)))
@@ -113,6 +117,8 @@ function keepPackageFile(path: string): boolean {
   const parts = path.split("/");
   if (parts[0] === "node_modules") return false;
   const name = parts.at(-1)!;
+  // Dotfiles (.env, .npmrc, editor state) are never part of a package's runtime.
+  if (parts.some((p) => p.startsWith("."))) return false;
   if (/\.(d\.[cm]?ts|d\.ts\.map|map|md|markdown)$/i.test(name) && !/^license/i.test(name)) return false;
   return !parts.some((p) =>
     ["test", "tests", "__tests__", "docs", "example", "examples", ".github"].includes(p),

@@ -5,7 +5,7 @@
  * half way and run again, and a plain OCI layout tar.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -317,6 +317,120 @@ describe("bundles", () => {
       json(cli("import", tarFile, "--url", site.url, "--repository", "apps/plain", "--json"));
       assert.equal(servedDigest(`docker://${site.host}/apps/plain:v1`), written.index);
       assert.equal(servedDigest(`docker://${site.host}/apps/plain:v1-amd64`), written.manifests.amd64);
+    } finally {
+      await site.stop();
+    }
+  });
+});
+
+/** A bundle written by hand: a content list that may lie, and entries as given. */
+async function hostileBundle(file: string, list: unknown, entries: { name: string; data: Buffer }[]) {
+  const { pack } = await import("tar-stream");
+  const { createWriteStream } = await import("node:fs");
+  const { pipeline } = await import("node:stream/promises");
+  const tar = pack();
+  const written = pipeline(tar, createWriteStream(file));
+  tar.entry({ name: "neam-bundle.json" }, Buffer.from(JSON.stringify(list)));
+  for (const e of entries) tar.entry({ name: e.name }, e.data);
+  tar.finalize();
+  await written;
+}
+
+describe("hostile bundles", () => {
+  const data = Buffer.from("sixteen bytes!!\n");
+  const digest = `sha256:${createHash("sha256").update(data).digest("hex")}`;
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest, size: data.length },
+      layers: [],
+    }),
+  );
+  const manifestDigest = `sha256:${createHash("sha256").update(manifest).digest("hex")}`;
+  const list = (repository = "staging/harmless") => ({
+    version: 1,
+    created: new Date().toISOString(),
+    images: [{ source: "x", target: `${repository}:v1`, digest: manifestDigest, mediaType: OCI_MANIFEST }],
+    content: [
+      {
+        digest,
+        size: data.length,
+        mediaType: "application/octet-stream",
+        manifest: false,
+        repositories: [repository],
+        source: "x",
+      },
+      {
+        digest: manifestDigest,
+        size: manifest.length,
+        mediaType: OCI_MANIFEST,
+        manifest: true,
+        repositories: [repository],
+        source: "x",
+      },
+    ],
+  });
+
+  it("an entry longer than its content list says sends nothing past it (no smuggled request)", async () => {
+    const site = await startRegistry();
+    try {
+      const victim = imageManifest();
+      await push(new Client(site.url), "prod/app", "v1", victim);
+      const smuggled = Buffer.from(
+        `DELETE /v2/prod/app/manifests/${victim.digest} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n`,
+      );
+      const file = join(dir, "smuggle.tar");
+      await hostileBundle(file, list(), [
+        { name: `blobs/sha256/${digest.slice(7)}`, data: Buffer.concat([data, smuggled]) },
+        { name: `blobs/sha256/${manifestDigest.slice(7)}`, data: manifest },
+      ]);
+      const result = cli("import", file, "--url", site.url);
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, new RegExp(`${digest}`));
+      assert.equal(servedDigest(`docker://${site.host}/prod/app:v1`), victim.digest, "nothing was deleted");
+      assert.deepEqual(await tagsOf(site, "staging/harmless"), []);
+    } finally {
+      await site.stop();
+    }
+  });
+
+  it("a small tampered blob fails at once, naming its digest (no hang)", async () => {
+    const site = await startRegistry();
+    try {
+      const file = join(dir, "tampered-small.tar");
+      const tampered = Buffer.from(data);
+      tampered[0] = tampered[0]! ^ 1;
+      await hostileBundle(file, list(), [
+        { name: `blobs/sha256/${digest.slice(7)}`, data: tampered },
+        { name: `blobs/sha256/${manifestDigest.slice(7)}`, data: manifest },
+      ]);
+      const started = Date.now();
+      const result = run(process.execPath, [MAIN, "bundle", "import", file, "--url", site.url], {
+        allowFailure: true,
+        timeout: 30_000,
+      });
+      assert.equal(result.status, 1, `exit ${result.status} after ${Date.now() - started} ms`);
+      assert.match(result.stderr, new RegExp(digest));
+      assert.deepEqual(await tagsOf(site, "staging/harmless"), []);
+      assert.equal(
+        json<{ problems: string[] }>({ ...cli("inspect", file, "--json"), status: 0 }).problems.length,
+        1,
+      );
+    } finally {
+      await site.stop();
+    }
+  });
+
+  it("a content list with names the registry would refuse is refused before anything is written", async () => {
+    const site = await startRegistry();
+    try {
+      const file = join(dir, "badname.tar");
+      await hostileBundle(file, list("apps/../secret/other"), []);
+      const result = cli("import", file, "--url", site.url);
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, /content list: .*is not (a repository name|repository:tag)/);
+      assert.equal(result.stderr.trim().split("\n").length, 1);
     } finally {
       await site.stop();
     }

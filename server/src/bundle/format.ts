@@ -12,6 +12,9 @@
  * are kilobytes, and carrying them frees the import from knowing which repository holds the
  * site's copy). A plain OCI layout tar (skopeo's oci-archive, other tools) imports too.
  */
+import { z } from "zod";
+import { isValidTag, validateName } from "../registry/names.js";
+
 export const CONTENT_LIST = "neam-bundle.json";
 export const BUNDLE_VERSION = 1;
 
@@ -55,6 +58,89 @@ export interface HaveList {
 
 export class BundleError extends Error {
   override name = "BundleError";
+}
+
+const repositoryName = z.string().refine(
+  (name) => {
+    try {
+      validateName(name);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "is not a repository name" },
+);
+const digestString = z.string().regex(/^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/, "is not a digest");
+const target = z.string().refine(
+  (value) => {
+    const colon = value.lastIndexOf(":");
+    if (colon < 0 || colon < value.lastIndexOf("/")) return false;
+    return repositoryName.safeParse(value.slice(0, colon)).success && isValidTag(value.slice(colon + 1));
+  },
+  { message: "is not repository:tag" },
+);
+
+/**
+ * What an import accepts as a content list: names the registry would accept, digests, sizes, and
+ * counts far above any real bundle's (100,000 images, a million blobs) yet bounded.
+ */
+const ContentListSchema = z.strictObject({
+  version: z.literal(BUNDLE_VERSION),
+  created: z.string().max(64),
+  images: z
+    .array(
+      z.strictObject({
+        source: z.string().max(1024),
+        target,
+        digest: digestString,
+        mediaType: z.string().max(255),
+      }),
+    )
+    .max(100_000),
+  content: z
+    .array(
+      z.strictObject({
+        digest: digestString,
+        size: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 53 - 1),
+        mediaType: z.string().max(255),
+        manifest: z.boolean(),
+        repositories: z.array(repositoryName).min(1).max(1000),
+        source: z.string().max(1024),
+        omitted: z.boolean().optional(),
+      }),
+    )
+    .max(1_000_000),
+});
+
+/**
+ * A content list checked before anything is written: its shape and names, and that each image's
+ * manifest is carried for the image's own repository.
+ */
+export function validateContentList(raw: unknown): ContentList {
+  const parsed = ContentListSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new BundleError(`the bundle's content list: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  const list = parsed.data as ContentList;
+  const byDigest = new Map(list.content.map((c) => [c.digest, c]));
+  for (const image of list.images) {
+    const manifest = byDigest.get(image.digest);
+    if (manifest === undefined || !manifest.manifest || manifest.omitted)
+      throw new BundleError(
+        `the bundle's content list: ${image.target}: its manifest ${image.digest} is not carried`,
+      );
+    if (!manifest.repositories.includes(splitTarget(image.target).repository))
+      throw new BundleError(
+        `the bundle's content list: ${image.target}: its manifest is not listed for that repository`,
+      );
+  }
+  return list;
 }
 
 /** The path of a blob inside the layout. */

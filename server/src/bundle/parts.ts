@@ -35,7 +35,8 @@ export function bundleFiles(path: string): BundleFiles {
     .split("\n")
     .filter((line) => line.trim() !== "")
     .map((line) => {
-      const match = /^([a-f0-9]{64})\s+\*?(\S+)$/.exec(line.trim());
+      // Parts lie beside the list: a name with a slash could point anywhere.
+      const match = /^([a-f0-9]{64})\s+\*?([^/\s]+)$/.exec(line.trim());
       if (!match) throw new BundleError(`${list}: "${line.slice(0, 80)}" is not a sha256sum line`);
       const file = join(dirname(path), match[2]!);
       if (!existsSync(file)) throw new BundleError(`${file}: part missing`);

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
-import type { Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { readLimited } from "../read-limited.js";
 import type { AdminTarget } from "../cli/admin-client.js";
 import { BundleError, type HaveList } from "./format.js";
@@ -55,15 +55,25 @@ export class PushClient {
   }
 
   async upload(repository: string, digest: string, size: number, body: Readable): Promise<void> {
+    // The body can fail (a damaged bundle) before the request exists: keep that, and never let
+    // it flow anywhere but into the PUT.
+    let failed: Error | undefined;
+    body.on("error", (error: Error) => (failed ??= error));
+    body.pause();
     const started = await this.expect("POST", `v2/${repository}/blobs/uploads/`, [202]);
     started.resume();
+    if (failed !== undefined) throw failed;
     const location = started.headers.location;
     if (!location) throw new BundleError(`POST ${repository} upload: the registry gave no Location`);
     const url = new URL(this.resolve(location));
     url.searchParams.set("digest", digest);
-    body.on("data", (chunk: Buffer) => (this.bytesSent += chunk.length));
+    // Exactly `size` bytes go out: a bundle entry longer than its content list says would
+    // otherwise be read by the registry as a further request on the same connection.
+    const exact = exactly(size, digest, (n) => (this.bytesSent += n));
+    body.on("error", (error: Error) => exact.destroy(error));
+    body.pipe(exact);
     const done = await this.expect("PUT", url.href, [201], {
-      body,
+      body: exact,
       headers: { "Content-Type": "application/octet-stream", "Content-Length": String(size) },
     });
     done.resume();
@@ -113,15 +123,47 @@ export class PushClient {
           }, reject);
         },
       );
+      // Node then refuses to write more or fewer bytes than Content-Length says.
+      (request as unknown as { strictContentLength: boolean }).strictContentLength = true;
+      let bodyError: Error | undefined;
       request.on("error", (error) =>
-        reject(new BundleError(`cannot reach the registry at ${this.target.url}: ${error.message}`)),
+        reject(
+          bodyError instanceof BundleError
+            ? bodyError
+            : new BundleError(`cannot reach the registry at ${this.target.url}: ${error.message}`),
+        ),
       );
       const body = send?.body;
       if (body === undefined || Buffer.isBuffer(body)) request.end(body);
-      else {
-        body.on("error", (error) => request.destroy(error));
+      else if (body.destroyed || body.errored) {
+        bodyError = body.errored ?? new BundleError("the upload's body ended before it was sent");
+        request.destroy(bodyError);
+      } else {
+        body.on("error", (error) => {
+          bodyError = error;
+          request.destroy(error);
+        });
         body.pipe(request);
       }
     });
   }
+}
+
+/** Passes exactly `size` bytes; more, or fewer by the end, is an error naming the digest. */
+function exactly(size: number, digest: string, onBytes: (n: number) => void): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      onBytes(chunk.length);
+      if (seen > size)
+        return done(new BundleError(`${digest}: the bundle holds more than its ${size} bytes`));
+      done(null, chunk);
+    },
+    flush(done) {
+      done(
+        seen === size ? null : new BundleError(`${digest}: the bundle holds ${seen} of its ${size} bytes`),
+      );
+    },
+  });
 }

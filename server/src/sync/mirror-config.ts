@@ -39,12 +39,17 @@ export interface NodeFile {
 
 /** The upstream hosts a sync manifest pulls from, canonical (Hub's aliases are `docker.io`), sorted. */
 export function upstreamHosts(manifest: SyncManifest): string[] {
-  const hosts = new Set(
-    manifest.sync.images.map((image) => canonicalHost(parseImageReference(image.source).registry)),
-  );
+  const hosts = new Set<string>();
+  for (const image of manifest.sync.images) {
+    const host = canonicalHost(parseImageReference(image.source).registry);
+    // The host becomes a directory name on the nodes (certs.d/<host>): nothing but a host.
+    if (!HOST.test(host)) throw new Error(`sync manifest: ${image.source}: "${host}" is not a registry host`);
+    hosts.add(host);
+  }
   return [...hosts].sort();
 }
 
+const HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
 const CA_FILE = "neam-registry-ca.crt";
 
 export function mirrorConfig(hosts: string[], options: MirrorConfigOptions): NodeFile[] {
