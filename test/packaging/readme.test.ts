@@ -24,6 +24,8 @@ const blocks = readmeBlocks(README);
 const NEEDS_A_CLUSTER_OR_CLI = /^(kubectl|pulumi|ctr|crictl|docker|skopeo) /;
 /** Deploying-section commands test/stacks/synth-cli.test.ts runs as written. */
 export const RUN_BY_SYNTH_TEST = /^(npm run synth|npx cdk8s synth)\b/;
+/** Deploying-section commands test/image/image.test.ts runs (its builder, with --ref and --push). */
+const RUN_BY_IMAGE_TEST = /^npm run image\b/;
 
 describe("README TypeScript blocks compile and synthesize", () => {
   const tsBlocks = blocks.filter((b) => b.lang === "ts" || b.lang === "typescript");
@@ -114,6 +116,7 @@ describe("README shell commands against the package", () => {
         for (const step of steps) {
           assert.ok(
             RUN_BY_SYNTH_TEST.test(step) ||
+              RUN_BY_IMAGE_TEST.test(step) ||
               NEEDS_A_CLUSTER_OR_CLI.test(step) ||
               /^npm (ci|run build)$/.test(step),
             `README.md:${block.line}: no test runs ${JSON.stringify(step)}`,
