@@ -20,7 +20,8 @@ import {
   type Manifest,
 } from "../../helpers/oci.js";
 import { startReference } from "../../helpers/reference.js";
-import { freePort, startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+import { tokenRealm } from "../../helpers/token-realm.js";
 
 const run = promisify(execFile);
 const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
@@ -291,14 +292,15 @@ describe("sync from an upstream with token authentication", () => {
       key,
       generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }),
     );
-    const port = await freePort();
+    // The realm binds its own port first, so the upstream needs none picked in advance; being on
+    // another port than the upstream, it must be listed to get the credentials.
+    const realm = await tokenRealm();
     const upstream = await startRegistry({
-      port,
       config: {
         auth: {
           htpasswd: { realm: "basic", path: htpasswd },
           token: {
-            realm: `http://127.0.0.1:${port}/token`,
+            realm: realm.url,
             service: "upstream",
             issuer: "upstream",
             signingkey: key,
@@ -308,11 +310,18 @@ describe("sync from an upstream with token authentication", () => {
     });
     const password = join(dir, "upstream-password");
     writeFileSync(password, "mirror-pw\n");
+    realm.forwardTo(upstream.url);
     const registry = await startRegistry({
       config: {
         sync: {
           upstreams: [
-            { registry: "registry.example", url: upstream.url, username: "mirror", passwordfile: password },
+            {
+              registry: "registry.example",
+              url: upstream.url,
+              username: "mirror",
+              passwordfile: password,
+              tokenrealms: [realm.url],
+            },
           ],
         },
       },
@@ -360,6 +369,7 @@ describe("sync from an upstream with token authentication", () => {
     } finally {
       await registry.stop();
       await upstream.stop();
+      await realm.close();
     }
   });
 });
