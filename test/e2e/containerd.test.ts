@@ -1,18 +1,16 @@
 /** containerd's ctr, the client of Kubernetes nodes, pulling from and pushing to our registry. */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { startRegistry, tempDir, type RegistryProcess } from "../helpers/registry.js";
+import { startContainerd, type Containerd } from "../helpers/containerd.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { inspectRaw, run, servedDigest, skopeo } from "../helpers/tools.js";
-import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 
 let registry: RegistryProcess;
-let containerd: ChildProcess;
+let containerd: Containerd;
 let socket: string;
 let digests: ReturnType<typeof writeOciLayout>;
 /** Each test has its own containerd namespace (own images and content), so each runs alone. */
@@ -44,23 +42,8 @@ function storedDigest(namespace: string, digest: string): string {
 
 before(async () => {
   registry = await startRegistry({ workers: 2 });
-  const dir = tempDir("neam-containerd-");
-  socket = join(dir, "containerd.sock");
-  const config = join(dir, "config.toml");
-  writeFileSync(
-    config,
-    [
-      "version = 2",
-      `root = "${join(dir, "root")}"`,
-      `state = "${join(dir, "state")}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      "[grpc]",
-      `  address = "${socket}"`,
-      "",
-    ].join("\n"),
-  );
-  containerd = spawn("containerd", ["--config", config], { stdio: "ignore" });
-  await waitUntil(async () => existsSync(socket), 10_000);
+  containerd = await startContainerd("neam-containerd-");
+  socket = containerd.socket;
   const layout = join(tempDir(), "layout");
   digests = writeOciLayout(layout, "v1", "ctr");
   skopeo(
@@ -81,7 +64,7 @@ before(async () => {
 });
 
 after(async () => {
-  containerd?.kill("SIGTERM");
+  containerd?.stop();
   await registry?.stop();
 });
 

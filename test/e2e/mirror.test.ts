@@ -5,10 +5,11 @@
  * renames and one it does not list.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { startContainerd, type Containerd } from "../helpers/containerd.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { run, skopeo } from "../helpers/tools.js";
@@ -171,33 +172,18 @@ describe("pulls by upstream name", () => {
 });
 
 describe("containerd, with mirror-config --format containerd", () => {
-  let containerd: ChildProcess;
+  let containerd: Containerd;
   let socket: string;
   let hostsDir: string;
 
   before(async () => {
-    const work = tempDir("neam-mirror-ctr-");
-    socket = join(work, "containerd.sock");
-    const config = join(work, "config.toml");
-    writeFileSync(
-      config,
-      [
-        "version = 2",
-        `root = "${join(work, "root")}"`,
-        `state = "${join(work, "state")}"`,
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        "[grpc]",
-        `  address = "${socket}"`,
-        "",
-      ].join("\n"),
-    );
-    containerd = spawn("containerd", ["--config", config], { stdio: "ignore" });
-    await waitUntil(async () => existsSync(socket), 10_000);
-    hostsDir = join(work, "certs.d");
+    containerd = await startContainerd("neam-mirror-ctr-");
+    socket = containerd.socket;
+    hostsDir = join(tempDir("neam-mirror-hosts-"), "certs.d");
     assert.match(mirrorConfig("containerd", hostsDir), /docker\.io, gcr\.io/);
   });
 
-  after(() => containerd?.kill("SIGTERM"));
+  after(() => containerd?.stop());
 
   it("pulls docker.io names from us: one the sync manifest renames, one it does not list", () => {
     const hosts = readFileSync(join(hostsDir, "docker.io/hosts.toml"), "utf8");

@@ -5,7 +5,7 @@
  * builder needs Debian's archive (apt) like every other install step here.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -16,6 +16,7 @@ import { walk } from "../../image/app-files.js";
 import { CMD, ENTRYPOINT, HEALTHCHECK, push } from "../../image/build.js";
 import { qualifiedReference } from "../../image/oci.js";
 import { testApp } from "../helpers/cdk8s.js";
+import { startContainerd, type Containerd } from "../helpers/containerd.js";
 import { writeOciLayout } from "../helpers/oci-layout.js";
 import { freePort, startRegistry, tempDir, waitUntil } from "../helpers/registry.js";
 import { run, servedDigest, skopeo } from "../helpers/tools.js";
@@ -283,30 +284,15 @@ describe("the registry image (npm run image)", { timeout: 20 * 60_000 }, () => {
   });
 
   describe("imported by containerd", () => {
-    let containerd: ChildProcess;
+    let containerd: Containerd;
     let socket: string;
 
     before(async () => {
-      const dir = tempDir("neam-image-ctr-");
-      socket = join(dir, "containerd.sock");
-      const config = join(dir, "config.toml");
-      writeFileSync(
-        config,
-        [
-          "version = 2",
-          `root = "${join(dir, "root")}"`,
-          `state = "${join(dir, "state")}"`,
-          'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-          "[grpc]",
-          `  address = "${socket}"`,
-          "",
-        ].join("\n"),
-      );
-      containerd = spawn("containerd", ["--config", config], { stdio: "ignore" });
-      await waitUntil(async () => existsSync(socket), 10_000);
+      containerd = await startContainerd("neam-image-ctr-");
+      socket = containerd.socket;
     });
 
-    after(() => containerd?.kill("SIGTERM"));
+    after(() => containerd?.stop());
 
     it("lists the image under the reference the constructs deploy by default", () => {
       const chart = new Chart(testApp(), "image");

@@ -13,6 +13,7 @@ import { parseManifest } from "../registry/manifest.js";
 import { formatReference, parseImageReference } from "../sync/image-reference.js";
 import type { SyncManifest } from "../sync/manifest.js";
 import type { FetchedManifest, UpstreamClient } from "../sync/upstream.js";
+import { fetchManifest, platformManifest } from "../sync/upstream-manifests.js";
 import {
   blobPath,
   BUNDLE_VERSION,
@@ -74,7 +75,8 @@ export async function createBundle(options: CreateOptions): Promise<CreateReport
     if (target.tag === undefined) throw new BundleError(`${image.target}: the target needs a tag`);
     const client = options.upstreams(source.registry);
     let top = await fetchManifest(client, source.repository, source.digest?.value ?? source.tag ?? "latest");
-    if (image.platform !== undefined) top = await platformOf(client, source.repository, top, image.platform);
+    if (image.platform !== undefined)
+      top = await platformManifest(client, source.repository, top, image.platform);
     const visit = async (manifest: FetchedManifest) => {
       const parsed = parseManifest(manifest.bytes, manifest.mediaType || undefined);
       const descriptors = sizesOf(manifest.bytes);
@@ -217,39 +219,6 @@ function counting(onBytes?: (n: number) => void): Transform {
       done(null, chunk);
     },
   });
-}
-
-async function fetchManifest(
-  client: UpstreamClient,
-  repository: string,
-  reference: string,
-): Promise<FetchedManifest> {
-  const manifest = await client.manifest(repository, reference);
-  if (reference.includes(":") && manifest.digest.value !== reference)
-    throw new BundleError(
-      `${repository}@${reference}: the upstream sent a manifest hashing to ${manifest.digest.value}`,
-    );
-  return manifest;
-}
-
-async function platformOf(
-  client: UpstreamClient,
-  repository: string,
-  manifest: FetchedManifest,
-  platform: string,
-): Promise<FetchedManifest> {
-  const parsed = parseManifest(manifest.bytes, manifest.mediaType || undefined);
-  if (!parsed.isIndex) return manifest;
-  const [os, architecture, variant] = platform.split("/");
-  const entry = parsed.entries?.find(
-    (e) =>
-      e.platform?.os === os &&
-      e.platform?.architecture === architecture &&
-      (variant === undefined || e.platform?.variant === variant),
-  );
-  if (entry === undefined)
-    throw new BundleError(`${repository}: the index ${manifest.digest.value} has no ${platform} image`);
-  return fetchManifest(client, repository, entry.digest.value);
 }
 
 /** Digest → size of every descriptor a manifest names (config, layers, manifests, subject). */

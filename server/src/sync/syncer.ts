@@ -1,12 +1,12 @@
 import type { Digest } from "../registry/digest.js";
 import { RegistryError } from "../registry/errors.js";
 import { parseManifest } from "../registry/manifest.js";
-import { MANIFEST_MEDIA_TYPES } from "../registry/media-types.js";
 import type { Registry } from "../registry/registry.js";
 import { formatReference, parseImageReference } from "./image-reference.js";
 import { normaliseCron, scheduleOf, type SyncImage, type SyncManifest } from "./manifest.js";
 import { applyRetention } from "./retention.js";
 import { UpstreamError, type FetchedManifest, type UpstreamClient } from "./upstream.js";
+import { fetchManifest, platformManifest } from "./upstream-manifests.js";
 
 export interface SyncOptions {
   /** Only the images synced on this cron schedule (their own, or the manifest's frequency). */
@@ -118,7 +118,7 @@ export class Syncer {
       if (source.digest !== undefined && top.digest.value !== source.digest.value)
         throw new UpstreamError(`${formatReference(source)}: the upstream served ${top.digest.value}`);
       if (image.platform !== undefined)
-        top = await this.platformOf(upstream, source.repository, top, image.platform);
+        top = await platformManifest(upstream, source.repository, top, image.platform);
 
       if (tag === undefined) throw new UpstreamError(`${image.target}: the target needs a tag`);
       const current = await this.registry.manifests
@@ -138,27 +138,6 @@ export class Syncer {
     } catch (error) {
       return { ...base, outcome: "failed", bytes, error: describe(error) };
     }
-  }
-
-  /** The entry of an index for `platform` (`os/arch[/variant]`); a single manifest must match it. */
-  private async platformOf(
-    upstream: UpstreamClient,
-    repository: string,
-    manifest: FetchedManifest,
-    platform: string,
-  ): Promise<FetchedManifest> {
-    const parsed = parseManifest(manifest.bytes, manifest.mediaType || undefined);
-    if (!parsed.isIndex) return manifest;
-    const [os, architecture, variant] = platform.split("/");
-    const entry = parsed.entries?.find(
-      (e) =>
-        e.platform?.os === os &&
-        e.platform?.architecture === architecture &&
-        (variant === undefined || e.platform?.variant === variant),
-    );
-    if (entry === undefined)
-      throw new UpstreamError(`the upstream index ${manifest.digest.value} has no ${platform} image`);
-    return fetchManifest(upstream, repository, entry.digest);
   }
 
   /**
@@ -221,23 +200,6 @@ function targetOf(image: SyncImage): { repository: string; tag?: string } {
   const target = parseImageReference(image.target);
   const tag = target.tag ?? parseImageReference(image.source).tag;
   return { repository: target.repository, ...(tag !== undefined ? { tag } : {}) };
-}
-
-async function fetchManifest(
-  upstream: UpstreamClient,
-  repository: string,
-  reference: string | Digest,
-): Promise<FetchedManifest> {
-  const fetched = await upstream.manifest(
-    repository,
-    typeof reference === "string" ? reference : reference.value,
-  );
-  if (typeof reference !== "string" && fetched.digest.value !== reference.value)
-    throw new UpstreamError(
-      `${repository}@${reference.value}: the upstream served content of ${fetched.digest.value}`,
-    );
-  // Old registries answer application/json; the manifest's own mediaType then decides.
-  return MANIFEST_MEDIA_TYPES.includes(fetched.mediaType) ? fetched : { ...fetched, mediaType: "" };
 }
 
 function describe(error: unknown): string {
