@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, closeSync, constants, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { freePort, startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { Client, blob, imageManifest, type Blob } from "../helpers/oci.js";
 
 /** Starts a blob upload whose body is sent in two halves: the second when the test says. */
@@ -72,7 +72,9 @@ async function serving(registry: RegistryProcess, count: number): Promise<void> 
 
 describe("http.workers > 1", () => {
   it("a killed worker is replaced, and the new workers serve", async () => {
-    const registry = await startRegistry({ workers: 2 });
+    // A fixed port: with port 0, workers that replace all the original ones bind a new port of
+    // their own (the primary closes a listener no worker holds), so the test's URL would go dead.
+    const registry = await startRegistry({ workers: 2, port: await freePort() });
     try {
       const client = new Client(registry.url);
       const image = imageManifest();
