@@ -64,6 +64,11 @@ describe("chart repository (/chartrepo, ChartMuseum API)", () => {
     registry = await startRegistry();
   });
   after(() => registry?.stop());
+  /** Both versions stored, whatever ran before (each test runs alone with --test-name-pattern). */
+  const uploaded = () => {
+    for (const file of [v100, v110])
+      assert.equal(curl("--data-binary", `@${file}`, `${repo()}/api/charts?force=true`).status, 201);
+  };
 
   it("takes uploads as a raw body and as cm-push's multipart form; an existing version is 409", () => {
     const raw = curl("--data-binary", `@${v100}`, `${repo()}/api/charts`);
@@ -78,6 +83,7 @@ describe("chart repository (/chartrepo, ChartMuseum API)", () => {
   });
 
   it("serves index.yaml as `helm repo add … /chartrepo` reads it, and each URL in it downloads the chart", async () => {
+    uploaded();
     const response = curl(`${repo()}/index.yaml`);
     assert.equal(response.status, 200);
     const index = parse(response.body) as Index;
@@ -103,6 +109,7 @@ describe("chart repository (/chartrepo, ChartMuseum API)", () => {
   });
 
   it("stores each chart as `helm push` would, so it is also an OCI artifact", async () => {
+    uploaded();
     const client = new Client(registry.url);
     const manifest = (await (
       await client.request("GET", "/v2/charts/myapp/manifests/1.0.0", {
@@ -151,19 +158,25 @@ describe("chart repository (/chartrepo, ChartMuseum API)", () => {
   });
 
   it("lists, shows and deletes versions through the API", () => {
+    const [a, b] = [packageChart("listed", "1.0.0"), packageChart("listed", "1.1.0")];
+    for (const file of [a, b])
+      assert.equal(curl("--data-binary", `@${file}`, `${repo()}/api/charts?force=true`).status, 201);
     const all = JSON.parse(curl(`${repo()}/api/charts`).body) as Record<string, { version: string }[]>;
-    assert.deepEqual(Object.keys(all).sort(), ["myapp", "pushed"]);
-    assert.equal(JSON.parse(curl(`${repo()}/api/charts/myapp/1.0.0`).body).version, "1.0.0");
-    const deleted = curl("-X", "DELETE", `${repo()}/api/charts/myapp/1.0.0`);
+    assert.deepEqual(
+      all.listed!.map((e) => e.version),
+      ["1.1.0", "1.0.0"],
+    );
+    assert.equal(JSON.parse(curl(`${repo()}/api/charts/listed/1.0.0`).body).version, "1.0.0");
+    const deleted = curl("-X", "DELETE", `${repo()}/api/charts/listed/1.0.0`);
     assert.equal(deleted.status, 200);
     assert.deepEqual(JSON.parse(deleted.body), { deleted: true });
-    assert.equal(curl(`${repo()}/api/charts/myapp/1.0.0`).status, 404);
+    assert.equal(curl(`${repo()}/api/charts/listed/1.0.0`).status, 404);
     const index = parse(curl(`${repo()}/index.yaml`).body) as Index;
     assert.deepEqual(
-      index.entries.myapp!.map((e) => e.version),
+      index.entries.listed!.map((e) => e.version),
       ["1.1.0"],
     );
-    assert.equal(curl(`${repo()}/charts/myapp-1.0.0.tgz`).status, 404);
+    assert.equal(curl(`${repo()}/charts/listed-1.0.0.tgz`).status, 404);
     assert.equal(curl(`${repo()}/api/charts/nothing`).status, 404);
   });
 
