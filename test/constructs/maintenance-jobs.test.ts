@@ -4,11 +4,12 @@
  * the synthesized sync manifest and upstream config.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { makeCertificates } from "../helpers/certs.js";
 import { Chart, Testing } from "cdk8s";
 import { parse } from "yaml";
 import { DEFAULT_IMAGE, LocalRegistry, type LocalRegistryProps } from "../../constructs/index.js";
@@ -228,6 +229,85 @@ describe("the CronJobs' commands against a running registry", () => {
         headers: { Accept: image.mediaType },
       });
       assert.equal(sha256(Buffer.from(await pulled.arrayBuffer())), image.digest);
+    } finally {
+      await registry.stop();
+    }
+  });
+
+  it("over TLS with auth, as production runs them: --ca from the mounted Secret, an admin's credentials", async () => {
+    const objects = synth({
+      ...ENVIRONMENTS.dev!,
+      auth: { enabled: true, existingSecret: "registry-htpasswd" },
+      maintenanceCredentials: { secretName: "registry-maintenance" },
+      tls: { secretName: "registry-tls" },
+      sync: {
+        images: [
+          { source: "docker.io/library/nginx:1.25-alpine", target: "local-registry:5000/nginx:1.25-alpine" },
+        ],
+      },
+      upstreams: [{ registry: "docker.io", url: upstream.url, egress: { cidrs: ["127.0.0.1/32"] } }],
+    });
+    const certs = makeCertificates("cronjobs");
+    const htpasswd = join(tempDir(), "htpasswd");
+    execFileSync("htpasswd", ["-cbB", "-C", "5", htpasswd, "maintenance", "m-pw"]);
+    const config = parse(objects.find((o) => o.metadata.name === "registry-config").data["config.yml"]);
+    const manifestPath = join(tempDir(), "sync-manifest.yaml");
+    writeFileSync(
+      manifestPath,
+      objects.find((o) => o.metadata.name === "registry-sync-manifest").data["sync-manifest.yaml"],
+    );
+    const registry = await startRegistry({
+      config: {
+        sync: { upstreams: config.sync.upstreams },
+        http: { tls: { certificate: certs.cert, key: certs.key } },
+        auth: { htpasswd: { realm: "neam-registry", path: htpasswd } },
+      },
+    });
+    try {
+      for (const job of cronJobs(objects)) {
+        const container = containerOf(job);
+        const args = container.args as string[];
+        assert.ok(args.includes("--ca"), `${job.metadata.name} passes --ca`);
+        const caPath = args[args.indexOf("--ca") + 1]!;
+        // The CA file the pod reads is the one the TLS Secret's volume mounts.
+        assert.ok(
+          (container.volumeMounts as { mountPath: string }[]).some((m) =>
+            caPath.startsWith(`${m.mountPath}/`),
+          ),
+          `${caPath} is mounted`,
+        );
+        const env = Object.fromEntries(
+          (container.env as { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[])
+            .filter((e) => e.valueFrom?.secretKeyRef?.name === "registry-maintenance")
+            .map((e) => [e.name, e.valueFrom!.secretKeyRef!.key === "username" ? "maintenance" : "m-pw"]),
+        );
+        assert.deepEqual(Object.keys(env).sort(), ["NEAM_REGISTRY_PASSWORD", "NEAM_REGISTRY_USERNAME"]);
+        const local = args.map((a, i, all) =>
+          all[i - 1] === "--url"
+            ? registry.url
+            : a === caPath
+              ? certs.caCert
+              : a === "/etc/registry-sync/sync-manifest.yaml"
+                ? manifestPath
+                : a,
+        );
+        const { stdout } = await run(process.execPath, [MAIN, ...local], { env: { ...process.env, ...env } });
+        assert.match(stdout, job.metadata.name === "registry-gc" ? /^gc: / : /^sync: 1 images, 1 synced/m);
+      }
+      // Without the CA the same command is refused by the certificate check, not by anything else.
+      const gc = containerOf(cronJobs(objects).find((j) => j.metadata.name === "registry-gc")!)
+        .args as string[];
+      const withoutCa = gc.filter((a, i, all) => a !== "--ca" && all[i - 1] !== "--ca");
+      await assert.rejects(
+        run(
+          process.execPath,
+          [MAIN, ...withoutCa.map((a, i, all) => (all[i - 1] === "--url" ? registry.url : a))],
+          {
+            env: { ...process.env, NEAM_REGISTRY_USERNAME: "maintenance", NEAM_REGISTRY_PASSWORD: "m-pw" },
+          },
+        ),
+        /certificate|self.signed|unable to verify/i,
+      );
     } finally {
       await registry.stop();
     }
