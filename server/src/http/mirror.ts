@@ -14,6 +14,12 @@ const HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:
 /** The routed path for a pull by upstream name; `path` itself for anything else. */
 export function mirroredPath(path: string, method: string, ns: string | undefined, map: MirrorMap): string {
   if (method !== "GET" && method !== "HEAD") return path;
+  // Every pull passes here: one without `ns` whose name does not start with a host is left as it
+  // is before any regex runs.
+  if (ns === undefined) {
+    const slash = path.indexOf("/", 4);
+    if (slash < 0 || !looksLikeHost(path.slice(4, slash))) return path;
+  }
   const found = PULL.exec(path);
   if (found === null) return path;
   const name = found[1] ?? found[4]!;

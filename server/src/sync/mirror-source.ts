@@ -4,7 +4,7 @@
  * parse keeps the map in force and is logged; a missing file is an empty map (names resolve to
  * themselves) until it appears.
  */
-import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from "node:fs";
+import { readFileSync, unwatchFile, watchFile, type Stats } from "node:fs";
 import type { Logger } from "../log.js";
 import { MirrorMap } from "./mirror-map.js";
 import { parseSyncManifest } from "./manifest.js";
@@ -39,7 +39,6 @@ export class WatchedMirrorMap {
   private load(): void {
     let text: string;
     try {
-      statSync(this.file);
       text = readFileSync(this.file, "utf8");
     } catch (error) {
       this.logger.warn(
