@@ -75,19 +75,20 @@ interface Measure {
 }
 
 /**
- * Runs `once` `runs` times per server after one warm-up each, alternating servers and which one
- * goes first.
+ * Runs `once` `runs` times per server (after one warm-up each when `warm`), alternating servers
+ * and which one goes first.
  */
 function alternate(
   pair: Pair,
   runs: number,
   once: (server: BenchServer) => { seconds: number; cpu?: number },
+  warm = true,
 ) {
   const result: Record<Side, Measure> = {
     ours: { seconds: [], clientCpu: [] },
     reference: { seconds: [], clientCpu: [] },
   };
-  for (const server of pair.both) once(server);
+  if (warm) for (const server of pair.both) once(server);
   for (let i = 0; i < runs; i++) {
     const order = i % 2 === 0 ? pair.both : ([pair.reference, pair.ours] as const);
     for (const server of order) {
@@ -209,7 +210,7 @@ export async function largePulls(quick: boolean): Promise<void> {
     report(
       `${name} pull, skopeo to oci: (tmpfs), HTTP`,
       size,
-      alternate(pair, skopeoRuns, skopeoPull(undefined)),
+      alternate(pair, skopeoRuns, skopeoPull(undefined), false),
       PULL_TARGETS.skopeo,
       true,
     );
@@ -229,7 +230,7 @@ export async function largePulls(quick: boolean): Promise<void> {
     report(
       `${name} pull, skopeo to oci: (tmpfs), TLS`,
       size,
-      alternate(pair, skopeoRuns, skopeoPull(certDir)),
+      alternate(pair, skopeoRuns, skopeoPull(certDir), false),
       PULL_TARGETS.skopeoTls,
       true,
     );

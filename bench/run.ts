@@ -174,7 +174,7 @@ async function requestRates(servers: Server[]) {
     ["manifest GET by tag", "manifestGet", [1, 16, 64]],
     ["manifest HEAD by tag", "manifestHead", [64]],
     ["blob HEAD", "blobHead", [64]],
-    ["mixed pull-heavy load", "mixed", [64]],
+    ["pull-only mix, no pushes", "mixed", [64]],
   ];
   for (const [label, key, concurrencies] of cases) {
     for (const connections of concurrencies) {
