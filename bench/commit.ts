@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { request } from "node:http";
-import { declareTarget, fmt, median, note, record, settleTarget } from "./report.js";
+import { fmt, median, note, record, settleTarget } from "./report.js";
 import { startPair, type BenchServer, type Pair, type Side } from "./servers.js";
 
 const REPO = "bench/commit";
@@ -105,7 +105,6 @@ async function commit(server: BenchServer, url: string, digest: string, size: nu
 }
 
 export async function commitTime(quick: boolean): Promise<void> {
-  for (const t of Object.values(COMMIT_TARGETS)) declareTarget(t);
   const chunks = quick ? 4 : 64;
   const repetitions = quick ? 1 : 3;
   const size = chunks * CHUNK;

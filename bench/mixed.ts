@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { Http1, type Reply } from "./http1.js";
-import { declareTarget, fmt, note, record, settleTarget } from "./report.js";
+import { fmt, note, record, settleTarget } from "./report.js";
 import { cpuSeconds, startPair, type BenchServer, type Side } from "./servers.js";
 
 const CLIENTS = 64;
@@ -367,7 +367,6 @@ function percentile(sorted: number[], q: number): number {
 }
 
 export async function mixedLoad(quick: boolean): Promise<void> {
-  declareTarget(MIXED_TARGET);
   const total = quick ? 3 : 20;
   const content = makeContent();
   const pair = await startPair();

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeCertificates } from "../test/helpers/certs.js";
 import { tempDir } from "../test/helpers/registry.js";
-import { declareTarget, fmt, median, note, record, settleTarget } from "./report.js";
+import { fmt, median, note, record, settleTarget } from "./report.js";
 import { largeFile, sh, startPair, type BenchServer, type Pair, type Side } from "./servers.js";
 
 const REPO = "bench/large";
@@ -188,7 +188,6 @@ function report(
 }
 
 export async function largePulls(quick: boolean): Promise<void> {
-  for (const t of Object.values(PULL_TARGETS)) declareTarget(t);
   const size = (quick ? 64 : 1024) * 2 ** 20;
   const curlRuns = quick ? 3 : 7;
   const skopeoRuns = quick ? 1 : 3;
