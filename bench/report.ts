@@ -117,8 +117,9 @@ export function summary(meta: Record<string, unknown>): number {
     const peak = (side: "ours" | "reference") => Math.max(...measured.map((g) => g.rss![side]));
     const ours = peak("ours");
     const reference = peak("reference");
+    const above = measured.filter((g) => g.rss!.ours >= g.rss!.reference).map((g) => g.name);
     console.log(
-      `\noverall peak RSS over ${measured.map((g) => g.name).join(", ")}: ours ${fmt(ours / 2 ** 20)} MiB, reference ${fmt(reference / 2 ** 20)} MiB — ours ${ours < reference ? "stays below" : "does NOT stay below"} the reference's`,
+      `\noverall peak RSS over ${measured.map((g) => g.name).join(", ")}: ours ${fmt(ours / 2 ** 20)} MiB, reference ${fmt(reference / 2 ** 20)} MiB — ours ${ours < reference ? "stays below" : "does NOT stay below"} the reference's; ours is at or above it in ${above.length} of ${measured.length} groups${above.length ? ` (${above.join(", ")})` : ""}`,
     );
     settleTarget(
       RSS_TARGET,
