@@ -60,7 +60,8 @@ export function beginGroup(name: string, title: string): void {
 
 export function endGroup(rss?: { ours: number; reference: number }): void {
   if (current === undefined) return;
-  if (rss) {
+  // Nothing sampled: the group ran servers of its own that the meter does not know about.
+  if (rss && (rss.ours > 0 || rss.reference > 0)) {
     current.rss = rss;
     record({
       benchmark: `peak RSS during this group (${current.name})`,
