@@ -30,16 +30,16 @@ const ACCEPT = [
 
 /** The composition: weights in percent of operations. Pushes are 5% blobs and 2% manifests. */
 const KINDS = [
-  { name: "manifest GET by tag", weight: 20 },
-  { name: "manifest GET by digest", weight: 15 },
-  { name: "manifest HEAD by tag", weight: 15 },
-  { name: "blob GET 4-64 KiB, sha256 verified", weight: 25 },
-  { name: "blob HEAD", weight: 13 },
-  { name: "tags list", weight: 5 },
-  { name: "blob push (POST+PUT | POST+PATCH+PUT)", weight: 5 },
-  { name: "manifest push", weight: 2 },
+  { id: "manifestGetTag", name: "manifest GET by tag", weight: 20 },
+  { id: "manifestGetDigest", name: "manifest GET by digest", weight: 15 },
+  { id: "manifestHead", name: "manifest HEAD by tag", weight: 15 },
+  { id: "blobGet", name: "blob GET 4-64 KiB, sha256 verified", weight: 25 },
+  { id: "blobHead", name: "blob HEAD", weight: 13 },
+  { id: "tagsList", name: "tags list", weight: 5 },
+  { id: "blobPush", name: "blob push (POST+PUT | POST+PATCH+PUT)", weight: 5 },
+  { id: "manifestPush", name: "manifest push", weight: 2 },
 ] as const;
-type Kind = number;
+type Kind = (typeof KINDS)[number]["id"];
 
 export const MIXED_TARGET = "mixed load >= 5x the reference, our p99 below its p50, no errors";
 
@@ -247,21 +247,21 @@ async function operation(kind: Kind, conn: Http1, rng: Rng, content: Content): P
   const r = rng.int(REPOS);
   const repo = content.repos[r]!;
   switch (kind) {
-    case 0: {
+    case "manifestGetTag": {
       const { tag, image } = content.tags[r]![rng.int(content.tags[r]!.length)]!;
       const reply = await conn.request("GET", `/v2/${repo}/manifests/${tag}`, { Accept: ACCEPT });
       expect(reply, 200, "manifest GET by tag");
       if (sha256(reply.body) !== image.digest) throw new Error("manifest GET by tag: wrong bytes");
       return;
     }
-    case 1: {
+    case "manifestGetDigest": {
       const image = content.images[r]![rng.int(IMAGES_PER_REPO)]!;
       const reply = await conn.request("GET", `/v2/${repo}/manifests/${image.digest}`, { Accept: ACCEPT });
       expect(reply, 200, "manifest GET by digest");
       if (sha256(reply.body) !== image.digest) throw new Error("manifest GET by digest: wrong bytes");
       return;
     }
-    case 2: {
+    case "manifestHead": {
       const { tag, image } = content.tags[r]![rng.int(content.tags[r]!.length)]!;
       const reply = await conn.request("HEAD", `/v2/${repo}/manifests/${tag}`, { Accept: ACCEPT });
       expect(reply, 200, "manifest HEAD");
@@ -269,14 +269,14 @@ async function operation(kind: Kind, conn: Http1, rng: Rng, content: Content): P
         throw new Error(`manifest HEAD: digest ${reply.headers.get("docker-content-digest")}`);
       return;
     }
-    case 3: {
+    case "blobGet": {
       const blob = content.images[r]![rng.int(IMAGES_PER_REPO)]!.layers[rng.int(2)]!;
       const reply = await conn.request("GET", `/v2/${repo}/blobs/${blob.digest}`);
       expect(reply, 200, "blob GET");
       if (sha256(reply.body) !== blob.digest) throw new Error("blob GET: wrong bytes");
       return;
     }
-    case 4: {
+    case "blobHead": {
       const blob = content.images[r]![rng.int(IMAGES_PER_REPO)]!.layers[rng.int(2)]!;
       const reply = await conn.request("HEAD", `/v2/${repo}/blobs/${blob.digest}`);
       expect(reply, 200, "blob HEAD");
@@ -284,19 +284,19 @@ async function operation(kind: Kind, conn: Http1, rng: Rng, content: Content): P
         throw new Error(`blob HEAD: length ${reply.headers.get("content-length")}`);
       return;
     }
-    case 5: {
+    case "tagsList": {
       const reply = await conn.request("GET", `/v2/${repo}/tags/list`);
       expect(reply, 200, "tags list");
       const listed = (JSON.parse(reply.body.toString("utf8")) as { tags?: string[] }).tags ?? [];
       if (listed.length < content.tags[r]!.length) throw new Error(`tags list: ${listed.length} tags`);
       return;
     }
-    case 6: {
+    case "blobPush": {
       const blob = freshBlob(rng);
       await pushBlob(conn, repo, blob, pushCounter % 2 === 0);
       return;
     }
-    default: {
+    case "manifestPush": {
       const image = content.images[r]![rng.int(IMAGES_PER_REPO)]!;
       const body = JSON.parse(image.bytes.toString("utf8")) as Record<string, unknown>;
       body.annotations = { "org.example.bench": `${runNonce.toString("hex")}-${++pushCounter}` };
@@ -335,7 +335,7 @@ async function run(server: BenchServer, content: Content, seconds: number, seedB
           const kind = cumulative.findIndex((c) => pick < c);
           const at = performance.now();
           try {
-            await operation(kind, conn, rng, content);
+            await operation(KINDS[kind]!.id, conn, rng, content);
             if (tally) {
               tally.latencies[kind]!.push(performance.now() - at);
               tally.ops++;
