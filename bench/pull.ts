@@ -219,6 +219,13 @@ export async function largePulls(quick: boolean): Promise<void> {
     const certDir = tempDir("neam-bench-ca-");
     copyFileSync(certs.caCert, join(certDir, "ca.crt"));
     pair = await startPair({ roots, tls: { cert: certs.cert, key: certs.key, ca: certs.caCert } });
+    // Each server picks the cipher: a difference here explains part of a TLS figure.
+    for (const server of pair.both) {
+      const verbose = sh(`curl -sS -v --cacert ${certs.caCert} -o /dev/null ${server.url}/v2/ 2>&1`).stdout;
+      note(
+        `${server.name}: ${/SSL connection using (.*)/.exec(verbose)?.[1] ?? "cipher not reported by curl"}`,
+      );
+    }
     report(
       `${name} pull, curl, TLS`,
       size,
