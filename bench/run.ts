@@ -479,6 +479,7 @@ async function main() {
     if (selected("push")) await smallPush(servers);
     if (selected("tags")) await tagsList(servers);
     if (selected("auth")) await basicAuthCost();
+    if (selected("bundle")) await (await import("./bundle.js")).bundleBench(record);
     if (selected("rates")) {
       record({
         benchmark: "peak RSS under request load",
