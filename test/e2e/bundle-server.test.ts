@@ -113,7 +113,7 @@ function partList(bundle: string): { path: string; digest: string; size: number 
     });
 }
 
-async function startSite(): Promise<RegistryProcess> {
+async function startSite(root?: string): Promise<RegistryProcess> {
   const htpasswd = join(tempDir("neam-bundle-site-"), "htpasswd");
   writeFileSync(htpasswd, "");
   for (const [user, password] of [
@@ -122,6 +122,7 @@ async function startSite(): Promise<RegistryProcess> {
   ])
     run("htpasswd", ["-bB", "-C", "4", htpasswd, user!, password!]);
   return startRegistry({
+    ...(root !== undefined ? { root } : {}),
     config: {
       auth: {
         htpasswd: { realm: "neam-registry", path: htpasswd },
@@ -237,20 +238,23 @@ describe("bundle import through the admin endpoint", () => {
     const opened = curl(["-X", "POST", "--data-binary", list, `${site.url}/v2/_neam/bundle/imports`]);
     assert.equal(opened.code, 200, opened.body);
     const { id } = JSON.parse(opened.body) as Status;
-    const refused = curl(
-      ["-T", parts[0]!.path, `${site.url}/v2/_neam/bundle/imports/${id}/parts/0`],
-      "alice:alice-pw",
-    );
+    // Each refused before its body is read (the bodies are small: a refusal closes the connection,
+    // and a client still sending a large body may see the reset before the answer).
+    const put = (part: number, body: string, user?: string) =>
+      curl(
+        ["-X", "PUT", "--data-binary", body, `${site.url}/v2/_neam/bundle/imports/${id}/parts/${part}`],
+        user,
+      );
+    const refused = put(0, "x", "alice:alice-pw");
     assert.equal(refused.code, 403, refused.body);
-    // Out of order, and a length that is not the part's: refused before reading.
-    const early = curl(["-T", parts[1]!.path, `${site.url}/v2/_neam/bundle/imports/${id}/parts/1`]);
+    assert.match(refused.body, /DENIED/);
+    // Out of order, and a length that is not the part's.
+    const early = put(1, "x");
     assert.equal(early.code, 416, early.body);
     assert.match(early.body, /part 0 comes first/);
-    const last = parts[parts.length - 1]!;
-    assert.notEqual(last.size, parts[0]!.size);
-    const wrong = curl(["-T", last.path, `${site.url}/v2/_neam/bundle/imports/${id}/parts/0`]);
+    const wrong = put(0, "x");
     assert.equal(wrong.code, 400, wrong.body);
-    assert.match(wrong.body, /SIZE_INVALID.*part 0 is \d+ bytes/);
+    assert.match(wrong.body, /SIZE_INVALID.*part 0 is \d+ bytes; the request says 1/);
     const status = JSON.parse(curl([`${site.url}/v2/_neam/bundle/imports/${id}`]).body) as Status;
     assert.equal(status.landed, 0);
   });
@@ -330,8 +334,8 @@ describe("bundle import through the admin endpoint", () => {
     assert.deepEqual([again.partsSent, again.bytesSent], [0, 0]);
   });
 
-  it("a tampered part lands nothing, names the failing digest, writes no tag", async () => {
-    const other = await startSite();
+  it("a tampered part lands nothing, names the failing digest, writes no tag; a restart loses nothing", async () => {
+    let other = await startSite();
     try {
       const bundle = join(dir, "split.tar");
       const parts = partList(bundle);
@@ -358,6 +362,10 @@ describe("bundle import through the admin endpoint", () => {
       ) as Status;
       assert.equal(status.landed, 4, "the tampered part did not land");
 
+      // The import's state is in storage: a restarted registry goes on from there.
+      await other.stop();
+      other = await startSite(other.root);
+
       // The good part sent again: the import goes on from part 4.
       const report = json<SendReport>(cli(["import", bundle, "--via-server", "--url", other.url, "--json"]));
       assert.equal(report.partsLanded, 4);
@@ -366,6 +374,27 @@ describe("bundle import through the admin endpoint", () => {
         parts.slice(4).reduce((sum, p) => sum + p.size, 0),
       );
       assert.deepEqual(await tagsOf(other, "tools/big"), ["v1"]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it("a damaged small blob early in a large part: the answer names it, not a reset connection", async () => {
+    const other = await startSite();
+    try {
+      // The big image's config, inside the first 1 MiB range, with 1 MiB more of the range to come.
+      const whole = readFileSync(join(dir, "whole.tar"));
+      const config = big.blobs[0]!;
+      const at = whole.indexOf(config.data);
+      assert.ok(at > 0 && at < 1 << 20);
+      whole[at + 2] = whole[at + 2]! ^ 1;
+      const damaged = join(dir, "damaged.tar");
+      writeFileSync(damaged, whole);
+      const failed = cli(["import", damaged, "--via-server", "--part-size", "2MiB", "--url", other.url]);
+      assert.equal(failed.status, 1);
+      assert.match(failed.stderr, new RegExp(`DIGEST_INVALID: ${config.digest}: .* \\(part 0\\)`));
+      assert.equal(failed.stderr.trim().split("\n").length, 1, failed.stderr);
+      assert.deepEqual(await tagsOf(other, "tools/big"), []);
     } finally {
       await other.stop();
     }
@@ -390,6 +419,26 @@ describe("bundle import through the admin endpoint", () => {
       assert.equal(report.counts.uploaded, new Set([...big.blobs.map((b) => b.digest), ...nginxBlobs]).size);
       assert.deepEqual(report.images.map((i) => i.target).sort(), ["nginx:1.25", "tools/big:v1"]);
       assert.deepEqual(await tagsOf(other, "tools/big"), ["v1"]);
+
+      // The same bundle re-packed with a pax header before every entry (as GNU tar or another
+      // tool may write it) imports too: everything is there already, so nothing is stored again.
+      const paxed = join(dir, "pax.tar");
+      const { extract, pack } = await import("tar-stream");
+      const { createReadStream, createWriteStream } = await import("node:fs");
+      const { pipeline } = await import("node:stream/promises");
+      const repack = pack();
+      const written = pipeline(repack, createWriteStream(paxed));
+      for await (const entry of createReadStream(join(dir, "whole.tar")).pipe(extract()))
+        await pipeline(entry, repack.entry({ ...entry.header, pax: { comment: "re-packed" } }));
+      repack.finalize();
+      await written;
+      assert.match(run("tar", ["-tvf", paxed]).stdout, /neam-bundle\.json/);
+      const again = json<SendReport>(
+        cli(["import", paxed, "--via-server", "--part-size", "1MiB", "--url", other.url, "--json"]),
+      );
+      assert.equal(again.counts.uploaded, 0);
+      assert.equal(again.counts.skipped, report.counts.uploaded);
+      assert.equal(again.images.length, 2);
 
       const layout = join(dir, "layout");
       writeOciLayout(layout, "v1", "plain");

@@ -234,7 +234,7 @@ export class BundleReceiver {
                 { digest: item.digest, cause: (error as Error).message },
               );
             });
-      } else await this.place(item, state, true);
+      } else await this.place(item, undefined, true);
     }
     // Tags last: everything they name is in place.
     const images: { target: string; digest: string }[] = [];
@@ -256,19 +256,19 @@ export class BundleReceiver {
 
   /**
    * A blob in every repository that needs it without sending it: already linked (skipped), or held
-   * elsewhere in the registry (mounted). False when the registry does not hold it; with `required`,
-   * that is an error naming it.
+   * elsewhere in the registry (mounted), told to `counts` when given. False when the registry does
+   * not hold it; with `required`, that is an error naming it.
    */
-  async place(item: BundleContent, state: State, required: boolean): Promise<boolean> {
+  async place(item: BundleContent, counts: ReceiveCounts | undefined, required: boolean): Promise<boolean> {
     const digest = parseDigest(item.digest);
     let all = true;
     for (const [i, repository] of item.repositories.entries()) {
       if (await this.registry.blobs.isLinked(repository, digest)) {
-        if (i === 0) state.counts.skipped++;
+        if (i === 0 && counts) counts.skipped++;
         continue;
       }
       if ((await this.registry.mountBlob(repository, digest, undefined)) !== undefined) {
-        if (i === 0) state.counts.mounted++;
+        if (i === 0 && counts) counts.mounted++;
         continue;
       }
       all = false;
@@ -352,7 +352,7 @@ export class BundleReceiver {
     state.listed = true;
     // What the bundle left out for this site must be here already: link it now, so manifests put
     // as they arrive find it.
-    for (const item of list.content) if (item.omitted) await this.place(item, state, true);
+    for (const item of list.content) if (item.omitted) await this.place(item, state.counts, true);
   }
 
   async contentList(id: string, state: State): Promise<ContentList> {
@@ -487,7 +487,7 @@ class PartReader {
     const hash = createHash("sha256");
     try {
       if (this.state.entry !== undefined) await this.resume(this.state.entry);
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         if (this.consumed + chunk.length > this.size)
           throw new RegistryError("SIZE_INVALID", `part ${this.index} is longer than ${this.size} bytes`);
         hash.update(chunk);
@@ -620,7 +620,7 @@ class PartReader {
     if (kind === "blob") {
       const item = listed(list!, digest!)!;
       // Already here (a part sent again, a re-run): its bytes pass by unread.
-      if (await this.receiver.place(item, this.state, false)) {
+      if (await this.receiver.place(item, this.state.counts, false)) {
         this.state.entry = { ...entry, kind: "skip" };
         return;
       }

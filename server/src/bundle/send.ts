@@ -90,16 +90,36 @@ async function ranges(files: BundleFiles, partSize: number): Promise<Range[]> {
   return out;
 }
 
-function firstEntryName(path: string): string {
-  const header = Buffer.alloc(100);
+/** The name of the archive's first file, past any pax headers (read from headers only). */
+function firstFileName(path: string): string {
+  const header = Buffer.alloc(512);
   const fd = openSync(path, "r");
   try {
-    readSync(fd, header, 0, 100, 0);
+    let offset = 0;
+    let paxPath: string | undefined;
+    for (let i = 0; i < 8; i++) {
+      if (readSync(fd, header, 0, 512, offset) < 512) break;
+      const type = String.fromCharCode(header[156]!);
+      if (type !== "x" && type !== "g") {
+        const end = header.indexOf(0);
+        return paxPath ?? header.subarray(0, end < 0 || end > 100 ? 100 : end).toString("utf8");
+      }
+      const size = parseInt(
+        header.subarray(124, 136).toString("ascii").replace(/\0.*$/s, "").trim() || "0",
+        8,
+      );
+      if (type === "x" && size <= 64 * 1024) {
+        // Its `LEN path=NAME` record is the real name (the header's own may be a stand-in).
+        const data = Buffer.alloc(size);
+        readSync(fd, data, 0, size, offset + 512);
+        paxPath = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(data.toString("utf8"))?.[1] ?? paxPath;
+      }
+      offset += 512 + Math.ceil(size / 512) * 512;
+    }
   } finally {
     closeSync(fd);
   }
-  const end = header.indexOf(0);
-  return header.subarray(0, end < 0 ? 100 : end).toString("utf8");
+  return "";
 }
 
 export async function sendBundle(
@@ -107,7 +127,7 @@ export async function sendBundle(
   client: PushClient,
   options: { partSize?: number; onBytes?: (n: number) => void } = {},
 ): Promise<SendReport> {
-  if (firstEntryName(files.parts[0]!.path) !== CONTENT_LIST)
+  if (firstFileName(files.parts[0]!.path).replace(/^\.\//, "") !== CONTENT_LIST)
     throw new BundleError(
       `the archive does not start with ${CONTENT_LIST}: a plain OCI layout imports without --via-server`,
     );

@@ -18,6 +18,8 @@ import {
 } from "../sync/manifest.js";
 
 const MAX_SYNC_MANIFEST_BYTES = 1024 * 1024;
+/** What a refused bundle part is read on for, at most, before its connection is closed. */
+const MAX_DRAINED_BYTES = 256 * 1024 * 1024;
 /** A part list of 100,000 parts is about 9 MiB. */
 const MAX_PART_LIST_BYTES = 10 * 1024 * 1024;
 
@@ -123,7 +125,14 @@ export function adminRoutes(
       throw new RegistryError("SIZE_INVALID", "a bundle part needs a Content-Length (its size)");
     // The body keeps http.bodytimeout; the commit after the last part may take longer than idle.
     ctx.req.once("end", () => keepWaiting(ctx));
-    ctx.body = await imports.receivePart(params[0]!, index, Number(length), ctx.req);
+    try {
+      ctx.body = await imports.receivePart(params[0]!, index, Number(length), ctx.req);
+    } catch (error) {
+      // Refused half way (a damaged blob): read on to the part's end, so that a client still
+      // sending sees the answer naming the digest rather than a reset connection.
+      await drain(ctx, MAX_DRAINED_BYTES);
+      throw error;
+    }
     // A part that had landed already is answered unread: its body is no next request.
     if (!ctx.req.complete) ctx.set("Connection", "close");
   }
@@ -192,6 +201,21 @@ export function adminRoutes(
       (["gc", "sync", "backup"] as const).map((task) => maintenance.lastStatus(task)),
     );
     ctx.body = { gc: gc ?? null, sync: sync ?? null, backup: backup ?? null };
+  }
+}
+
+/** Reads and drops what is left of the request body, up to `limit` bytes (the body timeout applies). */
+async function drain(ctx: Context, limit: number): Promise<void> {
+  const req = ctx.req;
+  if (req.complete || req.destroyed) return;
+  let seen = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > limit) break;
+    }
+  } catch {
+    /* the client went away: nobody to answer */
   }
 }
 
