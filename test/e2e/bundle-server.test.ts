@@ -257,6 +257,13 @@ describe("bundle import through the admin endpoint", () => {
     assert.match(wrong.body, /SIZE_INVALID.*part 0 is \d+ bytes; the request says 1/);
     const status = JSON.parse(curl([`${site.url}/v2/_neam/bundle/imports/${id}`]).body) as Status;
     assert.equal(status.landed, 0);
+    // An import given up is forgotten (admins only).
+    const url = `${site.url}/v2/_neam/bundle/imports/${id}`;
+    assert.equal(curl(["-X", "DELETE", url], "alice:alice-pw").code, 403);
+    assert.equal(curl(["-X", "DELETE", url]).code, 204);
+    const gone = curl([url]);
+    assert.equal(gone.code, 404, gone.body);
+    assert.match(gone.body, /no such bundle import/);
   });
 
   it("killed mid-part and run again: only the parts that had not landed are sent", async () => {

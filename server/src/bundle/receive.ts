@@ -205,6 +205,18 @@ export class BundleReceiver {
     });
   }
 
+  /**
+   * Forgets an import: its state, content list and segments. Blobs and manifests it stored stay
+   * (untagged, as garbage collection finds them); a later run starts from part 0.
+   */
+  async abandon(id: string): Promise<void> {
+    await this.exclusive(id, async () => {
+      await this.load(id);
+      this.lists.delete(id);
+      await this.driver.delete(`${IMPORTS}/${id}`);
+    });
+  }
+
   /** Writes the tags once every part has landed and everything under them is present. */
   async commit(id: string): Promise<ImportStatus> {
     return this.exclusive(id, async () => {

@@ -50,7 +50,7 @@ export function adminRoutes(
     {
       name: "admin_bundle_import",
       pattern: /^\/v2\/_neam\/bundle\/imports\/([^/]+)$/,
-      methods: { GET: importStatus },
+      methods: { GET: importStatus, DELETE: abandonImport },
     },
     {
       name: "admin_bundle_part",
@@ -135,6 +135,11 @@ export function adminRoutes(
     }
     // A part that had landed already is answered unread: its body is no next request.
     if (!ctx.req.complete) ctx.set("Connection", "close");
+  }
+
+  async function abandonImport(ctx: Context, params: string[]) {
+    await bundles(ctx).abandon(params[0]!);
+    ctx.status = 204;
   }
 
   async function commitImport(ctx: Context, params: string[]) {
