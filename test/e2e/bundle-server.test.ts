@@ -407,6 +407,34 @@ describe("bundle import through the admin endpoint", () => {
     }
   });
 
+  it("a bundle larger than the registry's free space is refused before a blob is written", async (t) => {
+    // The site's storage on a 6 MiB tmpfs; the bundle's layers need 9 MiB.
+    const mountPoint = tempDir("neam-bundle-small-");
+    if (
+      run("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mountPoint], { allowFailure: true }).status !== 0
+    )
+      return t.skip("cannot mount a tmpfs here (not root?)");
+    const small = await startSite(join(mountPoint, "data"));
+    try {
+      for (const via of [["--via-server"], []]) {
+        const refused = cli(["import", join(dir, "split.tar"), ...via, "--url", small.url]);
+        assert.equal(refused.status, 1, `${via.join(" ")}: ${refused.stderr}`);
+        assert.match(refused.stderr, /the bundle needs \d+ bytes the registry lacks, and it has \d+ free/);
+        assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+      }
+      assert.deepEqual(await tagsOf(small, "tools/big"), []);
+      const have = (await (
+        await fetch(`${small.url}/v2/_neam/have`, {
+          headers: { Authorization: `Basic ${Buffer.from(ADMIN).toString("base64")}` },
+        })
+      ).json()) as { digests: string[] };
+      assert.deepEqual(have.digests, [], "no blob was written");
+    } finally {
+      await small.stop();
+      run("umount", [mountPoint], { allowFailure: true });
+    }
+  });
+
   it("a single-file bundle goes in ranges cut between entries; a plain OCI layout is refused", async () => {
     const other = await startSite();
     try {
