@@ -447,6 +447,12 @@ async function main() {
   await group("mixed", "mixed pull-heavy load with pushes (issue 12), fresh servers", () => mixedLoad(quick));
   await group("pull", "large pulls, curl and skopeo, HTTP and TLS, fresh servers", () => largePulls(quick));
   await group("commit", "chunked-upload commit time, fresh servers", () => commitTime(quick));
+  await group(
+    "bundle",
+    "bundle create/import vs skopeo copy, fresh servers",
+    async () => (await import("./bundle.js")).bundleBench(record),
+    false,
+  );
   const unknown = (only ?? []).filter((name) => !known.has(name));
   if (unknown.length > 0)
     throw new Error(`--only: no group named ${unknown.join(", ")} (groups: ${[...known].join(", ")})`);

@@ -146,9 +146,9 @@ export class BundleWriter extends Writable {
 }
 
 /** `4GiB`, `700MB`, `1048576` → bytes. */
-export function parseSize(text: string): number {
+export function parseSize(text: string, flag = "--split"): number {
   const match = /^(\d+(?:\.\d+)?)\s*(|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)$/i.exec(text.trim());
-  if (!match) throw new BundleError(`--split ${JSON.stringify(text)} is not a size such as 4GiB or 700MB`);
+  if (!match) throw new BundleError(`${flag} ${JSON.stringify(text)} is not a size such as 4GiB or 700MB`);
   const unit = match[2]!.toLowerCase();
   const factor: Record<string, number> = {
     "": 1,
@@ -166,7 +166,7 @@ export function parseSize(text: string): number {
     tb: 1e12,
   };
   const bytes = Math.floor(Number(match[1]) * factor[unit]!);
-  if (bytes < 1 << 20) throw new BundleError(`--split ${text}: parts must be at least 1 MiB`);
+  if (bytes < 1 << 20) throw new BundleError(`${flag} ${text}: parts must be at least 1 MiB`);
   return bytes;
 }
 

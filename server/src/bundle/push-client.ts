@@ -10,6 +10,7 @@ import { Transform, type Readable } from "node:stream";
 import { readLimited } from "../read-limited.js";
 import type { AdminTarget } from "../cli/admin-client.js";
 import { BundleError, type HaveList } from "./format.js";
+import type { ImportStatus } from "./receive.js";
 
 const MAX_ANSWER = 64 * 1024 * 1024;
 
@@ -36,6 +37,33 @@ export class PushClient {
   async have(): Promise<HaveList> {
     const response = await this.expect("GET", "v2/_neam/have", [200]);
     return JSON.parse((await readLimited(response, MAX_ANSWER)).toString("utf8")) as HaveList;
+  }
+
+  /** Starts (or finds) a bundle import on the registry's admin endpoint; see bundle/receive.ts. */
+  async openImport(parts: { digest: string; size: number }[]): Promise<ImportStatus> {
+    const body = Buffer.from(JSON.stringify({ parts }));
+    const response = await this.expect("POST", "v2/_neam/bundle/imports", [200], {
+      body,
+      headers: { "Content-Type": "application/json", "Content-Length": String(body.length) },
+    });
+    return JSON.parse((await readLimited(response, MAX_ANSWER)).toString("utf8")) as ImportStatus;
+  }
+
+  /** Streams one part (exactly `size` bytes) to an import; answers the import's status. */
+  async sendPart(id: string, index: number, size: number, body: Readable): Promise<ImportStatus> {
+    const counted = exactly(size, `part ${index}`, (n) => (this.bytesSent += n));
+    body.on("error", (error: Error) => counted.destroy(error));
+    body.pipe(counted);
+    const response = await this.expect("PUT", `v2/_neam/bundle/imports/${id}/parts/${index}`, [200], {
+      body: counted,
+      headers: { "Content-Type": "application/octet-stream", "Content-Length": String(size) },
+    });
+    return JSON.parse((await readLimited(response, MAX_ANSWER)).toString("utf8")) as ImportStatus;
+  }
+
+  async commitImport(id: string): Promise<ImportStatus> {
+    const response = await this.expect("POST", `v2/_neam/bundle/imports/${id}/commit`, [200]);
+    return JSON.parse((await readLimited(response, MAX_ANSWER)).toString("utf8")) as ImportStatus;
   }
 
   async blobExists(repository: string, digest: string): Promise<boolean> {

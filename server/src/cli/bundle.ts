@@ -7,6 +7,7 @@ import { BundleError, type HaveList } from "../bundle/format.js";
 import { importBundle, inspectBundle } from "../bundle/import.js";
 import { BundleWriter, bundleFiles, parseSize } from "../bundle/parts.js";
 import { PushClient } from "../bundle/push-client.js";
+import { sendBundle } from "../bundle/send.js";
 import { parseSyncManifest } from "../sync/manifest.js";
 import { upstreamClients } from "../sync/upstreams.js";
 import { adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
@@ -21,6 +22,10 @@ export const BUNDLE_USAGE = `  bundle create --manifest FILE --out FILE [--have 
                                  streams a bundle (or a plain OCI layout tar) into the registry; tags
                                  last; a re-run sends nothing already there. Credentials from
                                  ${USERNAME_ENV} / ${PASSWORD_ENV}
+  bundle import FILE --via-server [--part-size SIZE] [--url URL] [--ca FILE] [--json]
+                                 streams the bundle part by part to the registry's admin endpoint,
+                                 which verifies and commits it; a re-run sends only the parts that
+                                 did not land (single files go in ranges of --part-size, 64MiB)
   bundle inspect FILE [--json]   lists and verifies a bundle without importing it
 `;
 
@@ -59,6 +64,8 @@ export async function bundleCommand(args: string[]): Promise<number> {
       url: { type: "string", default: "http://localhost:5000" },
       ca: { type: "string" },
       repository: { type: "string" },
+      "via-server": { type: "boolean", default: false },
+      "part-size": { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
@@ -77,7 +84,7 @@ export async function bundleCommand(args: string[]): Promise<number> {
           : new Set((JSON.parse(readFileSync(values.have, "utf8")) as HaveList).digests ?? []);
       const out = new BundleWriter(
         values.out,
-        values.split === undefined ? undefined : parseSize(values.split),
+        values.split === undefined ? undefined : parseSize(values.split, "--split"),
       );
       let bar: ReturnType<typeof progress> | undefined;
       const report = await createBundle({
@@ -123,8 +130,35 @@ export async function bundleCommand(args: string[]): Promise<number> {
       const file = positionals[0];
       if (file === undefined) throw new BundleError("bundle import needs the bundle FILE");
       const files = bundleFiles(file);
+      if (values["part-size"] !== undefined && !values["via-server"])
+        throw new BundleError("--part-size goes with --via-server");
+      if (values.repository !== undefined && values["via-server"])
+        throw new BundleError("--repository is for plain OCI layouts, which import without --via-server");
       const client = new PushClient(adminTarget(values.url, values.ca));
       const bar = progress(files.size, json);
+      if (values["via-server"]) {
+        try {
+          const report = await sendBundle(files, client, {
+            ...(values["part-size"] !== undefined
+              ? { partSize: parseSize(values["part-size"], "--part-size") }
+              : {}),
+            onBytes: (n) => bar.add(n),
+          });
+          bar.stop();
+          print(
+            report,
+            report.images.map((i) => `${i.target} ${i.digest}\n`).join("") +
+              `${report.partsSent} of ${report.parts} parts sent (${report.bytesSent} bytes), ` +
+              `${report.partsLanded} had landed; ${report.counts.uploaded} blobs stored, ` +
+              `${report.counts.mounted} mounted, ${report.counts.skipped} already there; ` +
+              `${report.counts.manifests} manifests\n`,
+          );
+        } finally {
+          bar.stop();
+          client.close();
+        }
+        return 0;
+      }
       try {
         const report = await importBundle(files, {
           client,

@@ -9,6 +9,7 @@ import type { RequestAuthorizer } from "./auth.js";
 import { matcher, queryValue, type Matcher } from "./routes.js";
 import { readLimited } from "../read-limited.js";
 import { DEFAULT_GC_GRACE } from "../contract/defaults.js";
+import { BundleReceiver, parsePartList } from "../bundle/receive.js";
 import {
   isCronExpression,
   parseSyncManifest,
@@ -17,6 +18,10 @@ import {
 } from "../sync/manifest.js";
 
 const MAX_SYNC_MANIFEST_BYTES = 1024 * 1024;
+/** What a refused bundle part is read on for, at most, before its connection is closed. */
+const MAX_DRAINED_BYTES = 256 * 1024 * 1024;
+/** A part list of 100,000 parts is about 9 MiB. */
+const MAX_PART_LIST_BYTES = 10 * 1024 * 1024;
 
 // The default lives in the contract, where the constructs' CronJobs read it too.
 export { DEFAULT_GC_GRACE };
@@ -31,8 +36,32 @@ export function adminRoutes(
   authz: RequestAuthorizer,
   registry?: Registry,
 ): Matcher {
+  const receiver =
+    registry === undefined
+      ? undefined
+      : new BundleReceiver(registry, async () => (await freeBytes(registry)) ?? null);
   return matcher([
     { name: "admin_have", pattern: /^\/v2\/_neam\/have$/, methods: { GET: have } },
+    {
+      name: "admin_bundle_imports",
+      pattern: /^\/v2\/_neam\/bundle\/imports$/,
+      methods: { POST: openImport },
+    },
+    {
+      name: "admin_bundle_import",
+      pattern: /^\/v2\/_neam\/bundle\/imports\/([^/]+)$/,
+      methods: { GET: importStatus, DELETE: abandonImport },
+    },
+    {
+      name: "admin_bundle_part",
+      pattern: /^\/v2\/_neam\/bundle\/imports\/([^/]+)\/parts\/([^/]+)$/,
+      methods: { PUT: receivePart },
+    },
+    {
+      name: "admin_bundle_commit",
+      pattern: /^\/v2\/_neam\/bundle\/imports\/([^/]+)\/commit$/,
+      methods: { POST: commitImport },
+    },
     { name: "admin_gc", pattern: /^\/v2\/_oci\/artifacts\/delete$/, methods: { POST: collectGarbage } },
     { name: "admin_sync", pattern: /^\/v2\/_neam\/sync$/, methods: { POST: sync } },
     { name: "admin_backup", pattern: /^\/v2\/_neam\/backup$/, methods: { GET: backup } },
@@ -47,9 +76,76 @@ export function adminRoutes(
     authz.requireAdmin(ctx);
     if (registry === undefined) throw new RegistryError("UNSUPPORTED", "no registry to list");
     const digests = (await storedBlobs(registry.driver)).map((d) => d.value).sort();
-    const root = (registry.driver as { root?: string }).root;
-    const free = root === undefined ? undefined : await statfs(root).catch(() => undefined);
-    ctx.body = { digests, freeBytes: free === undefined ? null : free.bavail * free.bsize };
+    ctx.body = { digests, freeBytes: (await freeBytes(registry)) ?? null };
+  }
+
+  function bundles(ctx: Context): BundleReceiver {
+    authz.requireAdmin(ctx);
+    if (receiver === undefined) throw new RegistryError("UNSUPPORTED", "no registry to import into");
+    return receiver;
+  }
+
+  /**
+   * A bundle import, started or found again: body `{"parts":[{"digest":"sha256:…","size":N},…]}`,
+   * the parts in order. Answers which parts landed (the next to send is `landed`).
+   */
+  async function openImport(ctx: Context) {
+    const imports = bundles(ctx);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(
+        (
+          await readLimited(
+            ctx.req,
+            MAX_PART_LIST_BYTES,
+            (n) => new RegistryError("PARAMETER_INVALID", `the part list is larger than ${n} bytes`),
+          )
+        ).toString("utf8"),
+      );
+    } catch (error) {
+      if (error instanceof RegistryError) throw error;
+      throw new RegistryError("PARAMETER_INVALID", "the part list is not JSON");
+    }
+    ctx.body = await imports.open(parsePartList(raw));
+  }
+
+  async function importStatus(ctx: Context, params: string[]) {
+    ctx.body = await bundles(ctx).status(params[0]!);
+  }
+
+  /**
+   * One part of the bundle, streamed (Content-Length: its size). Checked before a byte is read:
+   * the caller is an admin, the part is the next one and its length is right.
+   */
+  async function receivePart(ctx: Context, params: string[]) {
+    const imports = bundles(ctx);
+    const index = /^\d{1,6}$/.test(params[1]!) ? Number(params[1]) : -1;
+    const length = ctx.get("Content-Length");
+    if (!/^\d{1,16}$/.test(length))
+      throw new RegistryError("SIZE_INVALID", "a bundle part needs a Content-Length (its size)");
+    // The body keeps http.bodytimeout; the commit after the last part may take longer than idle.
+    ctx.req.once("end", () => keepWaiting(ctx));
+    try {
+      ctx.body = await imports.receivePart(params[0]!, index, Number(length), ctx.req);
+    } catch (error) {
+      // Refused half way (a damaged blob): read on to the part's end, so that a client still
+      // sending sees the answer naming the digest rather than a reset connection.
+      await drain(ctx, MAX_DRAINED_BYTES);
+      throw error;
+    }
+    // A part that had landed already is answered unread: its body is no next request.
+    if (!ctx.req.complete) ctx.set("Connection", "close");
+  }
+
+  async function abandonImport(ctx: Context, params: string[]) {
+    await bundles(ctx).abandon(params[0]!);
+    ctx.status = 204;
+  }
+
+  async function commitImport(ctx: Context, params: string[]) {
+    const imports = bundles(ctx);
+    keepWaiting(ctx);
+    ctx.body = await imports.commit(params[0]!);
   }
 
   async function collectGarbage(ctx: Context) {
@@ -111,6 +207,28 @@ export function adminRoutes(
     );
     ctx.body = { gc: gc ?? null, sync: sync ?? null, backup: backup ?? null };
   }
+}
+
+/** Reads and drops what is left of the request body, up to `limit` bytes (the body timeout applies). */
+async function drain(ctx: Context, limit: number): Promise<void> {
+  const req = ctx.req;
+  if (req.complete || req.destroyed) return;
+  let seen = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > limit) break;
+    }
+  } catch {
+    /* the client went away: nobody to answer */
+  }
+}
+
+/** Bytes free on the registry's storage, when it is a local filesystem. */
+async function freeBytes(registry: Registry): Promise<number | undefined> {
+  const root = (registry.driver as { root?: string }).root;
+  const free = root === undefined ? undefined : await statfs(root).catch(() => undefined);
+  return free === undefined ? undefined : free.bavail * free.bsize;
 }
 
 function booleanParameter(ctx: Context, key: string): boolean {
