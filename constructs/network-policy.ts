@@ -24,10 +24,17 @@ export interface DnsEgressProps {
   readonly cidrs?: readonly string[];
 }
 
-/** One destination the registry pods may open connections to (an upstream mirror). */
+/**
+ * One destination the registry pods may open connections to (an upstream mirror, the S3 endpoint,
+ * Redis): addresses, pods of a namespace, or both, on one TCP port.
+ */
 export interface EgressTarget {
-  readonly cidrs: readonly string[];
+  readonly cidrs?: readonly string[];
+  /** Pods in the cluster (an in-cluster Ceph RGW or Redis), selected by namespace and labels. */
+  readonly pods?: { readonly namespace: string; readonly labels: Readonly<Record<string, string>> };
   readonly port: number;
+  /** The prop the target comes from, for errors. @default "upstreams.egress" */
+  readonly prop?: string;
 }
 
 export interface RegistryNetworkPolicyProps {
@@ -135,12 +142,28 @@ export class RegistryNetworkPolicy extends Construct {
         };
     const egress: NetworkPolicyEgressRule[] = [dns];
     for (const target of props.egress ?? []) {
-      if (target.cidrs.length === 0)
-        throw new Error("LocalRegistry: an upstream egress needs at least one CIDR");
-      egress.push({
-        to: cidrs("upstreams.egress.cidrs", target.cidrs),
-        ports: [tcp(checkPort("upstreams.egress port", target.port))],
-      });
+      const prop = target.prop ?? "upstreams.egress";
+      const to: NetworkPolicyPeer[] = [
+        ...cidrs(`${prop}.cidrs`, target.cidrs),
+        ...(target.pods !== undefined
+          ? [
+              {
+                namespaceSelector: {
+                  matchLabels: {
+                    "kubernetes.io/metadata.name": checkDnsLabel(
+                      `${prop}.pods.namespace`,
+                      target.pods.namespace,
+                    ),
+                  },
+                },
+                podSelector: { matchLabels: { ...target.pods.labels } },
+              },
+            ]
+          : []),
+      ];
+      // An empty `to` would admit every destination.
+      if (to.length === 0) throw new Error(`LocalRegistry: ${prop} needs at least one CIDR or pod selector`);
+      egress.push({ to, ports: [tcp(checkPort(`${prop} port`, target.port))] });
     }
     this.policy = new KubeNetworkPolicy(this, "policy", {
       metadata: { name: props.name, namespace: props.namespace, labels: props.selectorLabels },
