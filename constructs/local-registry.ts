@@ -812,9 +812,16 @@ export class LocalRegistry extends Construct {
                   requests: mapQuantities(resources.requests),
                   limits: mapQuantities(resources.limits),
                 },
-                // /debug/health answers 503 while storage (and, with redis, Redis) does not: the
-                // pod takes no traffic before both answer, and a rollout waits for it.
-                startupProbe: probe("/debug/health", 2, 30),
+                // /debug/health answers 503 while storage does not; `?redis=required` also while
+                // Redis does not. A new pod takes no traffic, and a rollout goes no further, until
+                // it reaches both. Once started, readiness asks about storage only: with Redis
+                // down the replicas still serve pulls (writes answer 503), which an empty
+                // Service would not.
+                startupProbe: probe(
+                  `/debug/health${props.redis !== undefined ? "?redis=required" : ""}`,
+                  2,
+                  30,
+                ),
                 // On a shared store, an outage of S3 is every replica's at once: restarting them
                 // all cures nothing and adds crash-loop backoff to the recovery, so liveness asks
                 // only whether the process still serves its debug listener.

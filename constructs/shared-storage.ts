@@ -142,7 +142,7 @@ const S3_CA_DIR = "/etc/neam-registry/s3";
 const REDIS_CA_DIR = "/etc/neam-registry/redis";
 /** S3's smallest part (but the last); the reference refuses a smaller chunksize. */
 const MIN_CHUNK = 5 * 1024 * 1024;
-/** S3's largest single-request copy (5 GiB); above it a copy must go by parts. */
+/** S3's largest part, and its largest single-request copy (5 GiB). */
 const MAX_COPY = 5 * 1024 ** 3;
 const DURATION = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
 /** The environment variables the registry's loader maps onto these keys (REGISTRY_<path>, as the reference). */
@@ -243,7 +243,7 @@ export function sharedStorage(s3: S3StorageProps | undefined, redis: RedisProps 
       if (s3.secure === true && endpoint.protocol === "http:")
         fail("storage.s3.secure is true but storage.s3.regionEndpoint is http://: say which");
     }
-    checkInteger("storage.s3.chunkSize", s3.chunkSize, MIN_CHUNK);
+    checkInteger("storage.s3.chunkSize", s3.chunkSize, MIN_CHUNK, MAX_COPY);
     checkInteger("storage.s3.multipartCopyThresholdSize", s3.multipartCopyThresholdSize, 0, MAX_COPY);
     const secret = s3.credentialsSecret;
     checkDnsSubdomain("storage.s3.credentialsSecret.name", secret.name);
