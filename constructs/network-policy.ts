@@ -60,7 +60,7 @@ export interface RegistryNetworkPolicyProps {
   readonly monitoringNamespace?: string;
   /** @default the cluster DNS pods in kube-system */
   readonly dns?: DnsEgressProps;
-  /** Upstream mirrors that sync and the pull-through cache reach. @default none */
+  /** Upstream mirrors that sync and the pull-through cache reach, the S3 endpoint, Redis. @default none */
   readonly egress?: readonly EgressTarget[];
   /** Labels of the maintenance CronJob pods: they may reach the registry port, and nothing else. @default no such pods */
   readonly maintenanceLabels?: Record<string, string>;
@@ -71,7 +71,9 @@ export interface RegistryNetworkPolicyProps {
 /**
  * Deny by default; let in registry clients (pods of the client namespaces, the nodes' containerd,
  * external clients of a NodePort/LoadBalancer) on the registry port and Prometheus on the metrics
- * port; let out DNS and the upstream mirrors. The maintenance CronJob pods get a policy of their
+ * port; let out DNS, the upstream mirrors, and the S3 endpoint and Redis of a scale-out
+ * deployment. Replicas never connect to each other (they share S3 and Redis, nothing else), so no
+ * rule admits one from another. The maintenance CronJob pods get a policy of their
  * own (out to the registry and DNS, nothing in), the pre-pull pods one that denies everything.
  * No rule ever has an empty `from`/`to` (which the API reads as "everyone").
  */
