@@ -12,3 +12,4 @@ export * from "./maintenance-jobs.js";
 export * from "./node-config.js";
 export * from "./registry-scaling.js";
 export * from "./shared-storage.js";
+export * from "./registry-workload.js";

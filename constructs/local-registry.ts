@@ -16,7 +16,6 @@ import {
   type EnvVar,
   type KubeHorizontalPodAutoscalerV2,
   type KubePodDisruptionBudget,
-  type PodSpec,
   type Toleration,
   type Volume,
   type VolumeMount,
@@ -46,8 +45,9 @@ import { RegistrySyncManifest } from "./sync-manifest.js";
 import { RegistryNodeConfig } from "./node-config.js";
 import { RegistryNetworkPolicy, type DnsEgressProps, type EgressTarget } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
+import { RegistryWorkload } from "./registry-workload.js";
 import {
-  RegistryScaling,
+  type RegistryScaling,
   type AutoscalingProps,
   type PodAntiAffinityMode,
   type PodDisruptionBudgetProps,
@@ -424,6 +424,8 @@ export class LocalRegistry extends Construct {
   readonly horizontalPodAutoscaler?: KubeHorizontalPodAutoscalerV2;
   /** Replica count, rollout strategy, anti-affinity, PodDisruptionBudget and autoscaler. */
   readonly scaling: RegistryScaling;
+  /** The Deployment and its scaling. */
+  readonly workload: RegistryWorkload;
   readonly syncManifest?: RegistrySyncManifest;
   readonly maintenance?: RegistryMaintenanceJobs;
   /** The pre-pull DaemonSet, named `<prefix>-prepull`: order the Deployment after it. */
@@ -729,130 +731,53 @@ export class LocalRegistry extends Construct {
       .update("\0")
       .update(auth.htpasswd ?? "")
       .digest("hex");
-    const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({
-      httpGet: { path, port: IntOrString.fromString("metrics") },
-      periodSeconds,
-      failureThreshold,
-      timeoutSeconds: 2,
-    });
     for (const variable of shared.env)
       if (pod.env?.some((e) => e.name === variable.name))
         throw new Error(
           `LocalRegistry: pod.env ${variable.name} is the construct's own (set from storage.s3 or redis)`,
         );
-    const env = [...shared.env, ...(pod.env ?? [])];
-    this.scaling = new RegistryScaling(this, "scaling", {
+    this.workload = new RegistryWorkload(this, "workload", {
       namespace: this.namespace,
       name: this.name,
       labels,
       selectorLabels: this.selectorLabels,
-      replicas,
-      ...(autoscaling !== undefined ? { autoscaling } : {}),
-      ...(props.podDisruptionBudget !== undefined ? { podDisruptionBudget: props.podDisruptionBudget } : {}),
-      sharedState: props.redis !== undefined,
-      ...(props.podAntiAffinity !== undefined ? { podAntiAffinity: props.podAntiAffinity } : {}),
-      ...(pod.affinity !== undefined ? { affinity: pod.affinity } : {}),
-    });
-    this.podDisruptionBudget = this.scaling.podDisruptionBudget;
-    this.horizontalPodAutoscaler = this.scaling.horizontalPodAutoscaler;
-    const rolling = this.scaling.strategy.type === "RollingUpdate";
-    const scheduling = {
-      ...(pod.tolerations !== undefined ? { tolerations: [...pod.tolerations] } : {}),
-      ...(pod.nodeSelector !== undefined ? { nodeSelector: { ...pod.nodeSelector } } : {}),
-      ...(pod.priorityClassName !== undefined ? { priorityClassName: pod.priorityClassName } : {}),
-      ...(pod.imagePullSecrets !== undefined
-        ? { imagePullSecrets: pod.imagePullSecrets.map((name) => ({ name })) }
-        : {}),
-    } satisfies Partial<PodSpec>;
-
-    this.deployment = new KubeDeployment(this, "deployment", {
-      metadata: metadata(this.name),
-      spec: {
-        // Without: the autoscaler's count, which a redeploy must not reset.
-        ...(this.scaling.replicas !== undefined ? { replicas: this.scaling.replicas } : {}),
-        // Recreate for one writer on a ReadWriteOnce volume (the old pod must go before the new
-        // one mounts it); RollingUpdate when Redis holds the shared state (see RegistryScaling).
-        strategy: this.scaling.strategy,
-        selector: { matchLabels: this.selectorLabels },
-        template: {
-          metadata: {
-            labels,
-            annotations: {
-              ...pod.annotations,
-              "checksum/config": checksum,
-              // Annotation-based discovery only when no ServiceMonitor scrapes (never both).
-              ...(serviceMonitorOn
-                ? {}
-                : {
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": String(METRICS_PORT),
-                    "prometheus.io/path": "/metrics",
-                  }),
-            },
-          },
-          spec: {
-            automountServiceAccountToken: false,
-            ...(pod.serviceAccountName !== undefined ? { serviceAccountName: pod.serviceAccountName } : {}),
-            ...scheduling,
-            ...(this.scaling.affinity !== undefined ? { affinity: this.scaling.affinity } : {}),
-            securityContext: podSecurityContext(RUN_AS, { fsGroup: true }),
-            containers: [
-              {
-                name: "registry",
-                image: this.image,
-                imagePullPolicy: image.pullPolicy,
-                args: ["serve", `${CONFIG_DIR}/config.yml`],
-                ...(env.length > 0 ? { env } : {}),
-                ports: [
-                  { name: "registry", containerPort: REGISTRY_PORT, protocol: "TCP" },
-                  { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
-                ],
-                securityContext: containerSecurityContext(),
-                resources: {
-                  requests: mapQuantities(resources.requests),
-                  limits: mapQuantities(resources.limits),
-                },
-                // /debug/health answers 503 while storage does not; `?redis=required` also while
-                // Redis does not. A new pod takes no traffic, and a rollout goes no further, until
-                // it reaches both. Once started, readiness asks about storage only: with Redis
-                // down the replicas still serve pulls (writes answer 503), which an empty
-                // Service would not.
-                startupProbe: probe(
-                  `/debug/health${props.redis !== undefined ? "?redis=required" : ""}`,
-                  2,
-                  30,
-                ),
-                // On a shared store, an outage of S3 is every replica's at once: restarting them
-                // all cures nothing and adds crash-loop backoff to the recovery, so liveness asks
-                // only whether the process still serves its debug listener.
-                livenessProbe:
-                  s3 === undefined
-                    ? probe("/debug/health", 10, 3)
-                    : {
-                        tcpSocket: { port: IntOrString.fromString("metrics") },
-                        periodSeconds: 10,
-                        failureThreshold: 3,
-                        timeoutSeconds: 2,
-                      },
-                readinessProbe: probe("/debug/health", 5, 2),
-                // A rolling pod leaves the Service's endpoints while it still serves: kube-proxy
-                // on every node needs a moment to stop sending it connections, then SIGTERM
-                // drains what is in flight (http.draintimeout).
-                ...(rolling
-                  ? {
-                      lifecycle: {
-                        preStop: { exec: { command: ["node", "-e", "setTimeout(() => {}, 5000)"] } },
-                      },
-                    }
-                  : {}),
-                volumeMounts: mounts,
-              },
-            ],
-            volumes,
-          },
-        },
+      image: this.image,
+      imagePullPolicy: image.pullPolicy,
+      args: ["serve", `${CONFIG_DIR}/config.yml`],
+      pod,
+      podAnnotations: {
+        ...pod.annotations,
+        "checksum/config": checksum,
+        // Annotation-based discovery only when no ServiceMonitor scrapes (never both).
+        ...(serviceMonitorOn
+          ? {}
+          : {
+              "prometheus.io/scrape": "true",
+              "prometheus.io/port": String(METRICS_PORT),
+              "prometheus.io/path": "/metrics",
+            }),
+      },
+      env: [...shared.env, ...(pod.env ?? [])],
+      resources,
+      volumes,
+      mounts,
+      runAs: RUN_AS,
+      sharedStorage: s3 !== undefined,
+      redis: props.redis !== undefined,
+      scaling: {
+        replicas,
+        ...(autoscaling !== undefined ? { autoscaling } : {}),
+        ...(props.podDisruptionBudget !== undefined
+          ? { podDisruptionBudget: props.podDisruptionBudget }
+          : {}),
+        sharedState: props.redis !== undefined,
+        ...(props.podAntiAffinity !== undefined ? { podAntiAffinity: props.podAntiAffinity } : {}),
       },
     });
+    this.deployment = this.workload.deployment;
+    this.scaling = this.workload.scaling;
+    this.podDisruptionBudget = this.scaling.podDisruptionBudget;
+    this.horizontalPodAutoscaler = this.scaling.horizontalPodAutoscaler;
 
     if (props.tls?.certificate) {
       this.certificate = new RegistryCertificate(this, "certificate", {
@@ -1208,8 +1133,4 @@ function retentionPolicies(
     ...(retention.maxImageAgeDays !== undefined ? { max_image_age_days: retention.maxImageAgeDays } : {}),
     cleanup_unused: retention.cleanupUnused ?? false,
   };
-}
-
-function mapQuantities(values: Record<string, string>): Record<string, Quantity> {
-  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Quantity.fromString(v)]));
 }
