@@ -30,7 +30,8 @@ export interface AlertOptions {
 
 /**
  * The registry's alerts, written against the metric names the server exports (server/src/metrics/names.ts):
- * the guide's three (down, high error rate, storage full), slow manifest serving, sync, garbage
+ * the guide's three (down, high error rate, storage full), a replica down beside others that
+ * serve, slow manifest serving, sync, garbage
  * collection and backups failing or stale (they never fire for a task that never ran), and a
  * certificate near its expiry.
  */
@@ -40,15 +41,27 @@ export function registryAlerts(options: AlertOptions): AlertRule[] {
   return [
     {
       alert: "RegistryDown",
-      // `up == 0` needs a target: a Pending pod, or a Service without endpoints, has none, so
-      // `absent` covers the registry that never came up.
-      expr: `up{${job}} == 0 or absent(up{${job}})`,
+      // Down means no replica answers: with several, one down while others serve is
+      // RegistryReplicaDown. `up == 0` needs a target: a Pending pod, or a Service without
+      // endpoints, has none, so `absent` covers the registry that never came up.
+      expr: `(up{${job}} == 0 unless on (job) sum by (job) (up{${job}}) > 0) or absent(up{${job}})`,
       for: "1m",
       labels: { severity: "critical" },
       annotations: {
         summary: "Registry is down",
         description:
           "{{ with $labels.instance }}Prometheus cannot scrape {{ . }}.{{ else }}Prometheus has no scrape target for the registry (pod not running, or no ServiceMonitor match).{{ end }}",
+      },
+    },
+    {
+      alert: "RegistryReplicaDown",
+      expr: `up{${job}} == 0 and on (job) sum by (job) (up{${job}}) > 0`,
+      for: "5m",
+      labels: { severity: "warning" },
+      annotations: {
+        summary: "A registry replica is down",
+        description:
+          "Prometheus cannot scrape {{ $labels.instance }}; the other replicas serve. Its node, or its start (S3, Redis), is the place to look.",
       },
     },
     {

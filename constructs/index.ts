@@ -10,3 +10,6 @@ export * from "./dashboard.js";
 export * from "./sync-manifest.js";
 export * from "./maintenance-jobs.js";
 export * from "./node-config.js";
+export * from "./registry-scaling.js";
+export * from "./shared-storage.js";
+export * from "./registry-workload.js";

@@ -9,13 +9,13 @@ import {
   KubeDeployment,
   KubeNamespace,
   KubePersistentVolumeClaim,
-  KubePodDisruptionBudget,
   KubeSecret,
   KubeService,
   Quantity,
   type Affinity,
   type EnvVar,
-  type PodSpec,
+  type KubeHorizontalPodAutoscalerV2,
+  type KubePodDisruptionBudget,
   type Toleration,
   type Volume,
   type VolumeMount,
@@ -45,6 +45,14 @@ import { RegistrySyncManifest } from "./sync-manifest.js";
 import { RegistryNodeConfig } from "./node-config.js";
 import { RegistryNetworkPolicy, type DnsEgressProps, type EgressTarget } from "./network-policy.js";
 import { renderRegistryConfig } from "./registry-config.js";
+import { RegistryWorkload } from "./registry-workload.js";
+import {
+  type RegistryScaling,
+  type AutoscalingProps,
+  type PodAntiAffinityMode,
+  type PodDisruptionBudgetProps,
+} from "./registry-scaling.js";
+import { requiredEgress, sharedStorage, type RedisProps, type S3StorageProps } from "./shared-storage.js";
 import {
   RegistryMaintenanceJobs,
   type BackupProps,
@@ -112,7 +120,7 @@ export interface PrePullProps {
   readonly tolerations?: readonly Toleration[];
 }
 
-/** Where blobs live: a PersistentVolumeClaim (filesystem storage, one replica). */
+/** Where blobs live: a PersistentVolumeClaim (filesystem storage, one replica); not used with `storage.s3`. */
 export interface PersistenceProps {
   /** When false, an emptyDir: data is lost with the pod (development only). @default true */
   readonly enabled?: boolean;
@@ -221,8 +229,26 @@ export interface LocalRegistryProps {
    * @default "registry"
    */
   readonly prefix?: string;
-  /** Filesystem storage serves one replica; more need shared storage. @default 1 */
+  /**
+   * Filesystem storage serves one replica; more need shared storage (`storage.s3`) and `redis`.
+   * With `autoscaling`, the autoscaler sets the count instead. @default 1
+   */
   readonly replicaCount?: number;
+  /**
+   * Where blobs live: `s3` for a bucket every replica shares (Ceph RGW through Rook, MinIO, AWS).
+   * @default filesystem storage on `persistence`
+   */
+  readonly storage?: StorageProps;
+  /** Redis for the replicas' shared state; required for more than one replica. @default none */
+  readonly redis?: RedisProps;
+  /** A HorizontalPodAutoscaler on CPU (needs `storage.s3` and `redis`). @default a fixed `replicaCount` */
+  readonly autoscaling?: AutoscalingProps;
+  /**
+   * With several replicas, spread them over nodes by hostname: `preferred` (the scheduler tries) or
+   * `required` (a replica without a node of its own stays Pending). `pod.affinity.podAntiAffinity`
+   * replaces it. @default "preferred"
+   */
+  readonly podAntiAffinity?: PodAntiAffinityMode;
   /** @default see ImageProps */
   readonly image?: ImageProps;
   /** @default see PersistenceProps */
@@ -266,7 +292,7 @@ export interface LocalRegistryProps {
    * CronJob is synthesized. @default none
    */
   readonly maintenanceCredentials?: MaintenanceCredentials;
-  /** A PodDisruptionBudget for the registry pods. @default none */
+  /** A PodDisruptionBudget for the registry pods. @default maxUnavailable 1 with several replicas, else none */
   readonly podDisruptionBudget?: PodDisruptionBudgetProps;
   /**
    * Serve as a pull-through cache of an upstream registry (the guide's `proxy.remoteurl`); pushes
@@ -319,12 +345,10 @@ export interface UpstreamProps {
   readonly caSecret?: { readonly name: string; readonly key?: string };
 }
 
-/** Exactly one of the two; a budget that would block every node drain is refused at synth time. */
-export interface PodDisruptionBudgetProps {
-  /** Pods that must stay up during voluntary disruptions (node drains). @default unset */
-  readonly minAvailable?: number;
-  /** Pods that may be down during voluntary disruptions. @default unset */
-  readonly maxUnavailable?: number;
+/** The blob store. */
+export interface StorageProps {
+  /** An S3 bucket shared by every replica (see S3StorageProps). @default filesystem storage */
+  readonly s3?: S3StorageProps;
 }
 
 export interface NetworkPolicyProps {
@@ -397,6 +421,11 @@ export class LocalRegistry extends Construct {
   readonly monitoring?: RegistryMonitoring;
   readonly dashboard?: RegistryDashboard;
   readonly podDisruptionBudget?: KubePodDisruptionBudget;
+  readonly horizontalPodAutoscaler?: KubeHorizontalPodAutoscalerV2;
+  /** Replica count, rollout strategy, anti-affinity, PodDisruptionBudget and autoscaler. */
+  readonly scaling: RegistryScaling;
+  /** The Deployment and its scaling. */
+  readonly workload: RegistryWorkload;
   readonly syncManifest?: RegistrySyncManifest;
   readonly maintenance?: RegistryMaintenanceJobs;
   /** The pre-pull DaemonSet, named `<prefix>-prepull`: order the Deployment after it. */
@@ -419,12 +448,30 @@ export class LocalRegistry extends Construct {
     const replicas = props.replicaCount ?? 1;
     if (!Number.isInteger(replicas) || replicas < 1)
       throw new Error(`LocalRegistry: replicaCount must be a positive integer, not ${replicas}`);
-    if (replicas > 1) {
+    const s3 = props.storage?.s3;
+    const autoscaling =
+      props.autoscaling !== undefined && (props.autoscaling.enabled ?? true) ? props.autoscaling : undefined;
+    // Several replicas need the same blobs (S3) and one view of what is in flight (Redis): upload
+    // sessions, the GC guard and lanes, caches. Filesystem storage is one ReadWriteOnce volume.
+    const scaling = autoscaling !== undefined ? "autoscaling" : `replicaCount ${replicas}`;
+    if ((replicas > 1 || autoscaling !== undefined) && s3 === undefined)
       throw new Error(
-        `LocalRegistry: replicaCount ${replicas} needs shared storage; filesystem storage on a ReadWriteOnce volume serves exactly 1 replica, and this version of the registry has no shared storage driver (S3) yet`,
+        `LocalRegistry: ${scaling} needs shared storage (storage.s3); filesystem storage on a ReadWriteOnce volume serves exactly 1 replica`,
       );
-    }
-    const persistence = { enabled: true, size: "50Gi", ...props.persistence };
+    if ((replicas > 1 || autoscaling !== undefined) && props.redis === undefined)
+      throw new Error(
+        `LocalRegistry: ${scaling} needs redis (the replicas' shared upload sessions, GC lanes and caches)`,
+      );
+    if (autoscaling !== undefined && props.replicaCount !== undefined)
+      throw new Error(
+        "LocalRegistry: replicaCount and autoscaling: the autoscaler sets the count; give autoscaling.minReplicas instead",
+      );
+    if (s3 !== undefined && props.persistence !== undefined)
+      throw new Error(
+        "LocalRegistry: persistence is the filesystem storage's volume; with storage.s3 the blobs live in the bucket: drop persistence",
+      );
+    const shared = sharedStorage(s3, props.redis);
+    const persistence = { enabled: s3 === undefined, size: "50Gi", ...props.persistence };
     checkQuantity("persistence.size", persistence.size);
     if (persistence.storageClass !== undefined)
       checkDnsSubdomain("persistence.storageClass", persistence.storageClass);
@@ -534,7 +581,12 @@ export class LocalRegistry extends Construct {
       version: "0.1",
       log: { level: props.logLevel ?? "info" },
       ...(props.audit ? { audit: { stdout: true } } : {}),
-      storage: { filesystem: { rootdirectory: DATA_DIR }, delete: { enabled: props.deleteEnabled ?? true } },
+      storage: {
+        ...(s3 === undefined ? { filesystem: { rootdirectory: DATA_DIR } } : {}),
+        delete: { enabled: props.deleteEnabled ?? true },
+        // The reference's switch for the blob-descriptor cache in Redis (shared by the replicas).
+        ...(props.redis !== undefined ? { cache: { blobdescriptor: "redis" as const } } : {}),
+      },
       http: {
         addr: `:${REGISTRY_PORT}`,
         debug: { addr: `:${METRICS_PORT}` },
@@ -574,7 +626,10 @@ export class LocalRegistry extends Construct {
           }
         : {}),
     };
-    const rendered = renderRegistryConfig(config);
+    const rendered = renderRegistryConfig(config, {
+      ...(shared.s3 !== undefined ? { s3: shared.s3 } : {}),
+      ...(shared.redis !== undefined ? { redis: shared.redis } : {}),
+    });
     this.configMap = new KubeConfigMap(this, "config", {
       metadata: metadata(`${prefix}-config`),
       data: { "config.yml": rendered.yaml },
@@ -599,17 +654,24 @@ export class LocalRegistry extends Construct {
       });
     }
 
+    // With S3 the blobs live in the bucket: no data volume at all.
     const volumes: Volume[] = [
       { name: "config", configMap: { name: this.configMap.name } },
-      persistence.enabled
-        ? { name: "data", persistentVolumeClaim: { claimName: this.persistentVolumeClaim!.name } }
-        : { name: "data", emptyDir: {} },
+      ...(s3 !== undefined
+        ? []
+        : [
+            persistence.enabled
+              ? { name: "data", persistentVolumeClaim: { claimName: this.persistentVolumeClaim!.name } }
+              : { name: "data", emptyDir: {} },
+          ]),
       { name: "tmp", emptyDir: {} },
+      ...shared.volumes,
     ];
     const mounts: VolumeMount[] = [
       { name: "config", mountPath: CONFIG_DIR, readOnly: true },
-      { name: "data", mountPath: DATA_DIR },
+      ...(s3 !== undefined ? [] : [{ name: "data", mountPath: DATA_DIR }]),
       { name: "tmp", mountPath: "/tmp" },
+      ...shared.mounts,
     ];
     if (auth.enabled) {
       volumes.push({
@@ -669,77 +731,53 @@ export class LocalRegistry extends Construct {
       .update("\0")
       .update(auth.htpasswd ?? "")
       .digest("hex");
-    const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({
-      httpGet: { path, port: IntOrString.fromString("metrics") },
-      periodSeconds,
-      failureThreshold,
-      timeoutSeconds: 2,
-    });
-    const scheduling = {
-      ...(pod.tolerations !== undefined ? { tolerations: [...pod.tolerations] } : {}),
-      ...(pod.nodeSelector !== undefined ? { nodeSelector: { ...pod.nodeSelector } } : {}),
-      ...(pod.priorityClassName !== undefined ? { priorityClassName: pod.priorityClassName } : {}),
-      ...(pod.imagePullSecrets !== undefined
-        ? { imagePullSecrets: pod.imagePullSecrets.map((name) => ({ name })) }
-        : {}),
-    } satisfies Partial<PodSpec>;
-
-    this.deployment = new KubeDeployment(this, "deployment", {
-      metadata: metadata(this.name),
-      spec: {
+    for (const variable of shared.env)
+      if (pod.env?.some((e) => e.name === variable.name))
+        throw new Error(
+          `LocalRegistry: pod.env ${variable.name} is the construct's own (set from storage.s3 or redis)`,
+        );
+    this.workload = new RegistryWorkload(this, "workload", {
+      namespace: this.namespace,
+      name: this.name,
+      labels,
+      selectorLabels: this.selectorLabels,
+      image: this.image,
+      imagePullPolicy: image.pullPolicy,
+      args: ["serve", `${CONFIG_DIR}/config.yml`],
+      pod,
+      podAnnotations: {
+        ...pod.annotations,
+        "checksum/config": checksum,
+        // Annotation-based discovery only when no ServiceMonitor scrapes (never both).
+        ...(serviceMonitorOn
+          ? {}
+          : {
+              "prometheus.io/scrape": "true",
+              "prometheus.io/port": String(METRICS_PORT),
+              "prometheus.io/path": "/metrics",
+            }),
+      },
+      env: [...shared.env, ...(pod.env ?? [])],
+      resources,
+      volumes,
+      mounts,
+      runAs: RUN_AS,
+      sharedStorage: s3 !== undefined,
+      redis: props.redis !== undefined,
+      scaling: {
         replicas,
-        // One writer on a ReadWriteOnce volume: the old pod must go before the new one mounts it.
-        strategy: { type: "Recreate" },
-        selector: { matchLabels: this.selectorLabels },
-        template: {
-          metadata: {
-            labels,
-            annotations: {
-              ...pod.annotations,
-              "checksum/config": checksum,
-              // Annotation-based discovery only when no ServiceMonitor scrapes (never both).
-              ...(serviceMonitorOn
-                ? {}
-                : {
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": String(METRICS_PORT),
-                    "prometheus.io/path": "/metrics",
-                  }),
-            },
-          },
-          spec: {
-            automountServiceAccountToken: false,
-            ...(pod.serviceAccountName !== undefined ? { serviceAccountName: pod.serviceAccountName } : {}),
-            ...scheduling,
-            ...(pod.affinity !== undefined ? { affinity: pod.affinity } : {}),
-            securityContext: podSecurityContext(RUN_AS, { fsGroup: true }),
-            containers: [
-              {
-                name: "registry",
-                image: this.image,
-                imagePullPolicy: image.pullPolicy,
-                args: ["serve", `${CONFIG_DIR}/config.yml`],
-                ...(pod.env !== undefined && pod.env.length > 0 ? { env: [...pod.env] } : {}),
-                ports: [
-                  { name: "registry", containerPort: REGISTRY_PORT, protocol: "TCP" },
-                  { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
-                ],
-                securityContext: containerSecurityContext(),
-                resources: {
-                  requests: mapQuantities(resources.requests),
-                  limits: mapQuantities(resources.limits),
-                },
-                startupProbe: probe("/debug/health", 2, 30),
-                livenessProbe: probe("/debug/health", 10, 3),
-                readinessProbe: probe("/debug/health", 5, 2),
-                volumeMounts: mounts,
-              },
-            ],
-            volumes,
-          },
-        },
+        ...(autoscaling !== undefined ? { autoscaling } : {}),
+        ...(props.podDisruptionBudget !== undefined
+          ? { podDisruptionBudget: props.podDisruptionBudget }
+          : {}),
+        sharedState: props.redis !== undefined,
+        ...(props.podAntiAffinity !== undefined ? { podAntiAffinity: props.podAntiAffinity } : {}),
       },
     });
+    this.deployment = this.workload.deployment;
+    this.scaling = this.workload.scaling;
+    this.podDisruptionBudget = this.scaling.podDisruptionBudget;
+    this.horizontalPodAutoscaler = this.scaling.horizontalPodAutoscaler;
 
     if (props.tls?.certificate) {
       this.certificate = new RegistryCertificate(this, "certificate", {
@@ -805,29 +843,6 @@ export class LocalRegistry extends Construct {
         backup: props.backup,
         runAs: RUN_AS,
         pod,
-      });
-    }
-    if (props.podDisruptionBudget !== undefined) {
-      const { minAvailable, maxUnavailable } = props.podDisruptionBudget;
-      if ((minAvailable === undefined) === (maxUnavailable === undefined))
-        throw new Error(
-          "LocalRegistry: podDisruptionBudget needs exactly one of minAvailable and maxUnavailable",
-        );
-      for (const [key, value] of Object.entries({ minAvailable, maxUnavailable })) {
-        if (value !== undefined && (!Number.isInteger(value) || value < 0))
-          throw new Error(`LocalRegistry: podDisruptionBudget.${key} must be a non-negative integer`);
-      }
-      if ((minAvailable ?? 0) >= replicas || maxUnavailable === 0)
-        throw new Error(
-          `LocalRegistry: podDisruptionBudget would block every node drain with ${replicas} replica(s); allow at least one pod to be evicted`,
-        );
-      this.podDisruptionBudget = new KubePodDisruptionBudget(this, "pdb", {
-        metadata: metadata(this.name),
-        spec: {
-          selector: { matchLabels: this.selectorLabels },
-          ...(minAvailable !== undefined ? { minAvailable: IntOrString.fromNumber(minAvailable) } : {}),
-          ...(maxUnavailable !== undefined ? { maxUnavailable: IntOrString.fromNumber(maxUnavailable) } : {}),
-        },
       });
     }
 
@@ -903,7 +918,7 @@ export class LocalRegistry extends Construct {
           ? { monitoringNamespace: networkPolicy.monitoringNamespace }
           : {}),
         ...(networkPolicy.dns !== undefined ? { dns: networkPolicy.dns } : {}),
-        egress: upstreamEgress(upstreams, this.syncManifest, props.proxy),
+        egress: [...upstreamEgress(upstreams, this.syncManifest, props.proxy), ...requiredEgress(shared)],
         ...(this.maintenance !== undefined ? { maintenanceLabels } : {}),
         ...(this.prePull !== undefined ? { prePullLabels } : {}),
       });
@@ -1023,7 +1038,7 @@ function upstreamEgress(
   // One rule per distinct destination.
   const seen = new Set<string>();
   return targets.filter((t) => {
-    const key = `${[...t.cidrs].sort().join(",")}:${t.port}`;
+    const key = `${[...(t.cidrs ?? [])].sort().join(",")}:${t.port}`;
     return !seen.has(key) && seen.add(key) !== undefined;
   });
 }
@@ -1118,8 +1133,4 @@ function retentionPolicies(
     ...(retention.maxImageAgeDays !== undefined ? { max_image_age_days: retention.maxImageAgeDays } : {}),
     cleanup_unused: retention.cleanupUnused ?? false,
   };
-}
-
-function mapQuantities(values: Record<string, string>): Record<string, Quantity> {
-  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Quantity.fromString(v)]));
 }

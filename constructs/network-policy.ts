@@ -24,10 +24,17 @@ export interface DnsEgressProps {
   readonly cidrs?: readonly string[];
 }
 
-/** One destination the registry pods may open connections to (an upstream mirror). */
+/**
+ * One destination the registry pods may open connections to (an upstream mirror, the S3 endpoint,
+ * Redis): addresses, pods of a namespace, or both, on one TCP port.
+ */
 export interface EgressTarget {
-  readonly cidrs: readonly string[];
+  readonly cidrs?: readonly string[];
+  /** Pods in the cluster (an in-cluster Ceph RGW or Redis), selected by namespace and labels. */
+  readonly pods?: { readonly namespace: string; readonly labels: Readonly<Record<string, string>> };
   readonly port: number;
+  /** The prop the target comes from, for errors. @default "upstreams.egress" */
+  readonly prop?: string;
 }
 
 export interface RegistryNetworkPolicyProps {
@@ -53,7 +60,7 @@ export interface RegistryNetworkPolicyProps {
   readonly monitoringNamespace?: string;
   /** @default the cluster DNS pods in kube-system */
   readonly dns?: DnsEgressProps;
-  /** Upstream mirrors that sync and the pull-through cache reach. @default none */
+  /** Upstream mirrors that sync and the pull-through cache reach, the S3 endpoint, Redis. @default none */
   readonly egress?: readonly EgressTarget[];
   /** Labels of the maintenance CronJob pods: they may reach the registry port, and nothing else. @default no such pods */
   readonly maintenanceLabels?: Record<string, string>;
@@ -64,7 +71,9 @@ export interface RegistryNetworkPolicyProps {
 /**
  * Deny by default; let in registry clients (pods of the client namespaces, the nodes' containerd,
  * external clients of a NodePort/LoadBalancer) on the registry port and Prometheus on the metrics
- * port; let out DNS and the upstream mirrors. The maintenance CronJob pods get a policy of their
+ * port; let out DNS, the upstream mirrors, and the S3 endpoint and Redis of a scale-out
+ * deployment. Replicas never connect to each other (they share S3 and Redis, nothing else), so no
+ * rule admits one from another. The maintenance CronJob pods get a policy of their
  * own (out to the registry and DNS, nothing in), the pre-pull pods one that denies everything.
  * No rule ever has an empty `from`/`to` (which the API reads as "everyone").
  */
@@ -135,12 +144,28 @@ export class RegistryNetworkPolicy extends Construct {
         };
     const egress: NetworkPolicyEgressRule[] = [dns];
     for (const target of props.egress ?? []) {
-      if (target.cidrs.length === 0)
-        throw new Error("LocalRegistry: an upstream egress needs at least one CIDR");
-      egress.push({
-        to: cidrs("upstreams.egress.cidrs", target.cidrs),
-        ports: [tcp(checkPort("upstreams.egress port", target.port))],
-      });
+      const prop = target.prop ?? "upstreams.egress";
+      const to: NetworkPolicyPeer[] = [
+        ...cidrs(`${prop}.cidrs`, target.cidrs),
+        ...(target.pods !== undefined
+          ? [
+              {
+                namespaceSelector: {
+                  matchLabels: {
+                    "kubernetes.io/metadata.name": checkDnsLabel(
+                      `${prop}.pods.namespace`,
+                      target.pods.namespace,
+                    ),
+                  },
+                },
+                podSelector: { matchLabels: { ...target.pods.labels } },
+              },
+            ]
+          : []),
+      ];
+      // An empty `to` would admit every destination.
+      if (to.length === 0) throw new Error(`LocalRegistry: ${prop} needs at least one CIDR or pod selector`);
+      egress.push({ to, ports: [tcp(checkPort(`${prop} port`, target.port))] });
     }
     this.policy = new KubeNetworkPolicy(this, "policy", {
       metadata: { name: props.name, namespace: props.namespace, labels: props.selectorLabels },

@@ -84,11 +84,18 @@ describe("LocalRegistry", () => {
       const objects = synth(props);
       const configMap = byKind(objects, "ConfigMap")[0] as unknown as { data: Record<string, string> };
       const path = join(tempDir(), "config.yml");
-      writeFileSync(path, configMap.data["config.yml"]!);
+      // storage.s3 and redis are typed by the reference's keys (constructs/shared-storage.ts) and
+      // checked in scale-out.test.ts; the server's loader judges the rest.
+      const { redis, ...rendered } = parseYaml(configMap.data["config.yml"]!) as Loose;
+      const { s3, ...storage } = rendered.storage;
+      writeFileSync(path, stringify({ ...rendered, storage }));
       const config = loadConfig(path, {});
       const container = deploymentOf(objects).spec.template.spec.containers[0];
       const mountPaths = (container.volumeMounts as { mountPath: string }[]).map((m) => m.mountPath);
-      assert.ok(mountPaths.includes(config.storage.filesystem.rootdirectory));
+      assert.equal(s3 !== undefined, props.storage?.s3 !== undefined);
+      assert.equal(redis !== undefined, props.redis !== undefined);
+      if (s3 === undefined) assert.ok(mountPaths.includes(config.storage.filesystem.rootdirectory));
+      else assert.ok(!mountPaths.includes(config.storage.filesystem.rootdirectory), "no data volume on S3");
       assert.deepEqual(container.args, ["serve", "/etc/docker/registry/config.yml"]);
       if (config.http.tls)
         assert.ok(mountPaths.includes("/certs") && config.http.tls.certificate.startsWith("/certs/"));

@@ -93,7 +93,48 @@ describe("registry alerts", () => {
         // Up all along: quiet.
         interval: "1m",
         input_series: [{ series: s("up{}"), values: "1x10" }],
-        alert_rule_test: [{ eval_time: "8m", alertname: "RegistryDown", exp_alerts: [] }],
+        alert_rule_test: [
+          { eval_time: "8m", alertname: "RegistryDown", exp_alerts: [] },
+          { eval_time: "8m", alertname: "RegistryReplicaDown", exp_alerts: [] },
+        ],
+      },
+      {
+        // Three replicas: one goes down at 2m, the rest at 10m. One down is a warning (the
+        // others serve); all down is the registry down, for each of them.
+        interval: "1m",
+        input_series: ["a", "b", "c"].map((r) => ({
+          series: `up{job="${JOB}",instance="${r}:5001"}`,
+          values: r === "a" ? "1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0" : "1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0 0",
+        })),
+        alert_rule_test: [
+          { eval_time: "8m", alertname: "RegistryDown", exp_alerts: [] },
+          {
+            eval_time: "8m",
+            alertname: "RegistryReplicaDown",
+            exp_alerts: [
+              {
+                exp_labels: { severity: "warning", job: JOB, instance: "a:5001" },
+                exp_annotations: {
+                  summary: "A registry replica is down",
+                  description:
+                    "Prometheus cannot scrape a:5001; the other replicas serve. Its node, or its start (S3, Redis), is the place to look.",
+                },
+              },
+            ],
+          },
+          {
+            eval_time: "14m",
+            alertname: "RegistryDown",
+            exp_alerts: ["a", "b", "c"].map((r) => ({
+              exp_labels: { severity: "critical", job: JOB, instance: `${r}:5001` },
+              exp_annotations: {
+                summary: "Registry is down",
+                description: `Prometheus cannot scrape ${r}:5001.`,
+              },
+            })),
+          },
+          { eval_time: "14m", alertname: "RegistryReplicaDown", exp_alerts: [] },
+        ],
       },
       {
         interval: "1m",

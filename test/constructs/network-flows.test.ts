@@ -147,10 +147,54 @@ for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
     );
     const allow = (from: Endpoint, to: Endpoint, port: number, protocol: "TCP" | "UDP" = "TCP") =>
       flowAllowed(policies, from, to, port, protocol);
+    // The S3 endpoint and Redis, where the props say they are (addresses or pods), on the port the
+    // connection arrives on: the egress entry's, else the endpoint's own.
+    const s3 = props.storage?.s3;
+    const endpointPort = (url: URL) =>
+      url.port !== "" ? Number(url.port) : url.protocol === "http:" ? 80 : 443;
+    const sharedServices = [
+      ...(s3?.egress !== undefined
+        ? [
+            {
+              what: "S3",
+              egress: s3.egress,
+              port: s3.egress.port ?? endpointPort(new URL(s3.regionEndpoint!)),
+            },
+          ]
+        : []),
+      ...(props.redis?.egress !== undefined
+        ? [
+            {
+              what: "Redis",
+              egress: props.redis.egress,
+              port: props.redis.egress.port ?? Number(props.redis.addr.split(":")[1]),
+            },
+          ]
+        : []),
+    ].flatMap(({ what, egress, port }) => [
+      ...(egress.cidrs ?? []).map((cidr) => ({ what, endpoint: address(hostIn(cidr, 1)), port })),
+      ...(egress.pods !== undefined
+        ? [{ what, endpoint: pod(egress.pods.namespace, { ...egress.pods.labels }, "10.244.7.7"), port }]
+        : []),
+    ]);
+    /** Another replica of the registry (the Deployment's pods are all alike). */
+    const replica = pod(namespace, deployment.spec.template.metadata.labels, "10.244.1.11", {
+      registry: 5000,
+      metrics: 5001,
+    });
 
     it("has the policies to evaluate", () => {
       assert.ok(policies.length >= 2);
       assert.ok(cronJobs.length >= 1);
+      if (environment === "scaleout") {
+        assert.deepEqual(
+          sharedServices.map((s) => [s.what, s.port]),
+          [
+            ["S3", 8080],
+            ["Redis", 6379],
+          ],
+        );
+      }
       if (environment === "production") {
         assert.equal(mirrors.length, 2, "production syncs from two site mirrors");
         // The pre-pull and the node-config DaemonSets: neither needs the network.
@@ -175,6 +219,8 @@ for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
       assert.ok(allow(registry, kubeDns, 53, "UDP") && allow(registry, kubeDns, 53, "TCP"), "registry DNS");
       for (const mirror of mirrors)
         assert.ok(allow(registry, address(mirror.ip), mirror.port), `registry → ${mirror.registry} mirror`);
+      for (const service of sharedServices)
+        assert.ok(allow(registry, service.endpoint, service.port), `registry → ${service.what}`);
     });
 
     it("denies everything else", () => {
@@ -201,6 +247,24 @@ for (const [environment, props] of Object.entries(ENVIRONMENTS)) {
       ] as const)
         assert.ok(!allow(registry, address(ip), port), `registry → ${ip}:${port}`);
       assert.ok(!allow(registry, client, 80), "registry → another pod");
+      // The replicas never talk to each other (S3 and Redis are what they share): no rule for it.
+      assert.ok(!allow(replica, registry, 5000) && !allow(replica, registry, 5001), "replica → replica");
+      for (const service of sharedServices) {
+        assert.ok(
+          !allow(registry, service.endpoint, service.port + 1),
+          `registry → ${service.what} other port`,
+        );
+        if (service.endpoint.kind === "pod") {
+          const neighbour = pod(service.endpoint.namespace, { app: "other" }, "10.244.7.8");
+          assert.ok(!allow(registry, neighbour, service.port), `registry → ${service.what}'s neighbour`);
+          // The Service port (RGW's 80) is not what NetworkPolicy sees.
+          if (service.port !== 80) assert.ok(!allow(registry, service.endpoint, 80));
+        }
+        for (const job of maintenance)
+          assert.ok(!allow(job, service.endpoint, service.port), `CronJob → ${service.what}`);
+        for (const p of prePull)
+          assert.ok(!allow(p, service.endpoint, service.port), `pre-pull → ${service.what}`);
+      }
       assert.ok(!allow(registry, kubeDns, 443), "registry → kube-dns on a port other than DNS");
       assert.ok(!allow(registry, pod("kube-system", { component: "etcd" }, "10.244.0.9"), 53, "UDP"));
       for (const job of maintenance) {
@@ -259,6 +323,34 @@ describe("admission variants", () => {
     assert.ok(!flowAllowed(policiesOf(objects), address("198.51.100.9"), registry, 5000));
     const service = objects.find((o) => o.kind === "Service");
     assert.deepEqual(service.spec.loadBalancerSourceRanges, ["203.0.113.0/24"]);
+  });
+
+  it("S3 and Redis outside the cluster: their CIDRs on their ports, nothing else", () => {
+    const objects = synth({
+      ...base,
+      replicaCount: 2,
+      storage: {
+        s3: {
+          bucket: "blobs",
+          region: "us-east-1",
+          regionEndpoint: "https://s3.site.internal:7480",
+          credentialsSecret: { name: "s3" },
+          egress: { cidrs: ["10.30.0.0/28"] },
+        },
+      },
+      redis: { addr: "10.30.1.5:6380", egress: { cidrs: ["10.30.1.5/32"] } },
+    });
+    const registry = registryPod(objects);
+    const policies = policiesOf(objects);
+    assert.ok(flowAllowed(policies, registry, address("10.30.0.9"), 7480), "registry → S3");
+    assert.ok(flowAllowed(policies, registry, address("10.30.1.5"), 6380), "registry → Redis");
+    assert.ok(!flowAllowed(policies, registry, address("10.30.0.9"), 443), "S3's CIDR, another port");
+    assert.ok(!flowAllowed(policies, registry, address("10.30.0.17"), 7480), "outside S3's CIDR");
+    assert.ok(!flowAllowed(policies, registry, address("10.30.1.6"), 6380), "next to Redis");
+    assert.ok(!flowAllowed(policies, registry, address("10.30.1.5"), 7480), "Redis's address, S3's port");
+    const labels = objects.find((o) => o.kind === "Deployment").spec.template.metadata.labels;
+    const other = pod("registry", labels, "10.244.1.11", { registry: 5000 });
+    assert.ok(!flowAllowed(policies, other, registry, 5000), "replica → replica");
   });
 
   it("NodeLocal DNSCache: DNS to its address instead of the kube-dns pods", () => {

@@ -12,6 +12,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { CronJob } from "kubernetes-models/batch/v1/CronJob";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
@@ -31,6 +32,7 @@ const MODELS: Record<string, Validating> = {
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
   "batch/v1/CronJob": CronJob as unknown as Validating,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget as unknown as Validating,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler as unknown as Validating,
   "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule as unknown as Validating,
   "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor as unknown as Validating,
   "cert-manager.io/v1/Certificate": Certificate as unknown as Validating,

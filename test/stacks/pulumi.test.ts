@@ -99,10 +99,10 @@ const imageOf = (deployment: Registration) =>
 
 describe("Pulumi stack config as the CLI checks it", () => {
   it("there is one stack file per environment", () => {
-    assert.deepEqual(STACKS, ["dev", "production"]);
+    assert.deepEqual(STACKS, ["dev", "production", "scaleout"]);
   });
 
-  for (const stack of ["dev", "production"]) {
+  for (const stack of STACKS) {
     it(`Pulumi.${stack}.yaml satisfies Pulumi.yaml's config schema`, () => {
       const config = cliConfig(ROOT, stack);
       assert.equal(config["neam-registry:environment"], stack);
@@ -152,9 +152,14 @@ describe("the Pulumi program, per stack", () => {
       context: "neam-production",
     },
     dev: { namespace: "registry-dev", image: "neam-registry:0.1.0", context: "neam-dev" },
+    scaleout: {
+      namespace: "registry",
+      image: "local-registry.neam.internal:5000/neam-registry:0.1.0",
+      context: "neam-scaleout",
+    },
   };
 
-  for (const stack of ["dev", "production"]) {
+  for (const stack of STACKS) {
     it(`pulumi up --stack ${stack}: its environment, through its own provider, data protected`, async () => {
       const want = expected[stack]!;
       const { registered, program } = await runProgram(stack);
@@ -202,6 +207,12 @@ describe("the Pulumi program, per stack", () => {
         (o) => `${o.type.split(":").at(-1)}/${(o.inputs.metadata as { name: string }).name}`,
       );
       assert.deepEqual(deployed.sort(), synthesized.sort());
+      // … and each with the same content: what Pulumi applies is what `cdk8s synth` writes.
+      const key = (o: { kind?: unknown; metadata?: unknown }) =>
+        `${String(o.kind)}/${(o.metadata as { name: string }).name}`;
+      const byKey = new Map(manifestsFor(stack).map((o) => [key(o), o]));
+      for (const object of objects)
+        assert.deepEqual(object.inputs, byKey.get(key(object.inputs)), key(object.inputs));
     });
   }
 

@@ -12,7 +12,11 @@ import { parseAllDocuments } from "yaml";
 import { readmeBlocks, shellCommands } from "../packaging/readme-blocks.js";
 import { cleanCopy, ROOT } from "./clean-copy.js";
 
-const FILES = ["local-registry-dev.k8s.yaml", "local-registry-production.k8s.yaml"];
+const FILES = [
+  "local-registry-dev.k8s.yaml",
+  "local-registry-production.k8s.yaml",
+  "local-registry-scaleout.k8s.yaml",
+];
 
 /** The Deploying section's command starting with `start`. */
 function readmeCommand(start: string): string {
