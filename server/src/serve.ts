@@ -49,6 +49,7 @@ import { BufferBudget } from "./read-limited.js";
 import { SharedState } from "./coordination/shared-state.js";
 import { sharedRegistryState } from "./coordination/registry-state.js";
 import { SharedLoginLimiter } from "./coordination/login-store.js";
+import { RedisEventQueue } from "./coordination/notify-queue.js";
 
 /** Sockets idle (no request, no body byte) this long are closed. */
 const IDLE_TIMEOUT_MS = 10 * 60_000;
@@ -209,7 +210,12 @@ async function startPublicServer(
       ? new Registry(driver, options)
       : pullThrough(config, driver, options, logger, proxyMetrics(metrics.registry));
   const { authz, tokenEndpoint: token } = authorizerFor(config, logger, shared);
-  const notifier = notifierFor(config.notifications, parseDuration, logger);
+  const notifier = notifierFor(
+    config.notifications,
+    parseDuration,
+    logger,
+    state === undefined ? undefined : new RedisEventQueue(shared!, state.locks),
+  );
   if (notifier !== undefined) registerNotificationMetrics(notifier, metrics.registry);
   const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
     gcUnavailable:

@@ -12,6 +12,7 @@ import {
 } from "../helpers/oci.js";
 import { startRedis, type RedisServer } from "../helpers/redis.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { startHttpServer } from "../helpers/http-server.js";
 import { servedDigest, skopeo } from "../helpers/tools.js";
 
 /**
@@ -364,6 +365,61 @@ export function describeReplicas(storage: SharedStorage): void {
       );
       await assertServed(clients[2]!, "outage/app", "v2", m);
       assert.equal((await fetch(`${replicas[0]!.debugUrl}/debug/health?redis=required`)).status, 200);
+    });
+  });
+
+  describe(`notifications queued in Redis (${storage.label})`, () => {
+    it("delivers an event a replica queued and could not send before it was SIGKILLed, through another", async () => {
+      const redis = await startRedis();
+      let accepting = false;
+      const delivered: { action: string; target: { tag?: string; repository: string } }[] = [];
+      const endpoint = await startHttpServer(async (request, response) => {
+        let body = "";
+        for await (const chunk of request) body += String(chunk);
+        if (!accepting) {
+          response.statusCode = 503;
+          return void response.end();
+        }
+        delivered.push(...(JSON.parse(body) as { events: typeof delivered }).events);
+        response.end();
+      });
+      const shared = await storage.prepare();
+      const start = () =>
+        startRegistry({
+          ...(shared.root !== undefined ? { root: shared.root } : {}),
+          config: {
+            redis: { addr: redis.addr },
+            notifications: {
+              endpoints: [{ name: "hook", url: `${endpoint.url}/events`, timeout: "2s", backoff: "200ms" }],
+            },
+            ...(shared.storage !== undefined ? { storage: shared.storage } : {}),
+          },
+        });
+      const a = await start();
+      try {
+        const m = imageManifest();
+        assert.equal((await new Client(a.url).pushManifest("notified/app", "v1", m)).status, 201);
+        // A tried, the endpoint refused: the event is still queued when A dies.
+        await waitUntil(async () => endpoint.requests.length > 0, 30_000);
+        await a.kill();
+        accepting = true;
+        const b = await start();
+        try {
+          await waitUntil(
+            async () =>
+              delivered.some(
+                (e) => e.action === "push" && e.target.repository === "notified/app" && e.target.tag === "v1",
+              ),
+            30_000,
+          );
+        } finally {
+          await b.stop();
+        }
+      } finally {
+        await a.kill().catch(() => undefined);
+        await endpoint.stop();
+        await redis.stop();
+      }
     });
   });
 
