@@ -92,6 +92,27 @@ describe("the collection guard in Redis, between two replicas", () => {
     await writer.write([written], async () => {});
     assert.equal(await one.redis.exists(`${KEY_PREFIX}gc:active`), 0);
   });
+
+  it("makes the next collection wait for a write that began during the previous one", async () => {
+    const first = new RedisCollectionGuard(one, quiet);
+    const writer = new RedisCollectionGuard(two, quiet);
+    const digest = parseDigest(blob().digest);
+    await first.begin(0);
+    let writeDone = false;
+    const write = writer.write([digest], async () => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      writeDone = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await first.end();
+    // Its protection ended with the first collection: the second starts with none, so it must
+    // not mark before the write is in storage.
+    const second = new RedisCollectionGuard(one, quiet);
+    await second.begin(0);
+    assert.equal(writeDone, true, "the next collection began while a write of the previous one ran");
+    await write;
+    await second.end();
+  });
 });
 
 describe("login limits shared by replicas", () => {

@@ -46,21 +46,21 @@ if n > max then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, n - max - 1) end
 return 0`;
 
 /**
- * KEYS active, protected, deleting, inflight; ARGV write id, digests…. During a collection: the
- * digests are protected and those being deleted are returned (to wait for). Otherwise the write is
- * registered as in flight (nil), for a collection beginning now to wait for.
+ * KEYS active, protected, deleting, inflight; ARGV write id, digests…. Every write is registered
+ * as in flight, for the next collection to wait for: one that began during a collection may run
+ * on past its end, into the next, whose protections start empty. During a collection the digests
+ * are protected too, and those being deleted are returned (to wait for).
  */
 const WRITE = `${NOW_MS}
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+local deleting = {}
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  local deleting = {}
   for i = 2, #ARGV do
     redis.call('SADD', KEYS[2], ARGV[i])
     if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 1 then deleting[#deleting + 1] = ARGV[i] end
   end
-  return deleting
 end
-redis.call('ZADD', KEYS[4], now, ARGV[1])
-return false`;
+return deleting`;
 
 /**
  * KEYS active, protected, deleting, recent; ARGV token, ttl, grace. Marks the collection as
@@ -122,12 +122,13 @@ export class RedisCollectionGuard implements Guard {
   async write<T>(digests: Iterable<Digest>, work: () => Promise<T>): Promise<T> {
     const id = randomUUID();
     const values = [...new Set([...digests].map((d) => d.value))];
-    const deleting = await this.shared.eval(WRITE, [ACTIVE, PROTECTED, DELETING, IN_FLIGHT], [id, ...values]);
-    if (Array.isArray(deleting)) {
-      if (deleting.length > 0) await this.deleted(deleting as string[]);
-      return work();
-    }
+    const deleting = (await this.shared.eval(
+      WRITE,
+      [ACTIVE, PROTECTED, DELETING, IN_FLIGHT],
+      [id, ...values],
+    )) as string[];
     try {
+      if (deleting.length > 0) await this.deleted(deleting);
       return await work();
     } finally {
       await this.shared.call((redis) => redis.zrem(IN_FLIGHT, id)).catch(() => {});
