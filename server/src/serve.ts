@@ -50,6 +50,7 @@ import { SharedState } from "./coordination/shared-state.js";
 import { sharedRegistryState } from "./coordination/registry-state.js";
 import { SharedLoginLimiter } from "./coordination/login-store.js";
 import { RedisEventQueue } from "./coordination/notify-queue.js";
+import type { SharedLocks } from "./coordination/locks.js";
 
 /** Sockets idle (no request, no body byte) this long are closed. */
 const IDLE_TIMEOUT_MS = 10 * 60_000;
@@ -258,7 +259,9 @@ async function startPublicServer(
       : {}),
   });
   const stopExpiry =
-    config.proxy === undefined ? () => {} : startCacheExpiry(config, registry, maintenance, logger);
+    config.proxy === undefined
+      ? () => {}
+      : startCacheExpiry(config, registry, maintenance, logger, state?.locks);
   const server = createServer(config, app.callback());
   server.on("close", () => {
     stopExpiry();
@@ -406,6 +409,7 @@ function startCacheExpiry(
   registry: Registry,
   maintenance: Maintenance,
   logger: Logger,
+  locks?: SharedLocks,
 ): () => void {
   const ttl = config.proxy!.ttl;
   if (ttl === "0") return () => {};
@@ -427,6 +431,10 @@ function startCacheExpiry(
   // later frees it.
   let secondPassAt: number | undefined;
   const run = async () => {
+    // Several replicas or workers: one expiry pass at a time; whoever finds it taken skips a turn.
+    const lease =
+      locks === undefined ? undefined : await locks.tryAcquire("proxy-expiry", 60_000).catch(() => undefined);
+    if (locks !== undefined && lease === undefined) return;
     try {
       const expired = await expireCachedTags(registry, ttlMs);
       if (expired.length > 0) {
@@ -438,6 +446,8 @@ function startCacheExpiry(
       }
     } catch (error) {
       logger.error({ err: error }, "cache expiry failed");
+    } finally {
+      await lease?.release();
     }
   };
   const timer = setInterval(run, Math.max(1000, Math.min(ttlMs / 4, 3_600_000))).unref();

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { readLayoutIndex, writeOciLayout } from "../helpers/oci-layout.js";
@@ -13,6 +14,7 @@ import {
 import { startRedis, type RedisServer } from "../helpers/redis.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { startHttpServer } from "../helpers/http-server.js";
+import { startReference } from "../helpers/reference.js";
 import { servedDigest, skopeo } from "../helpers/tools.js";
 
 /**
@@ -455,6 +457,39 @@ export function describeReplicas(storage: SharedStorage): void {
       const report = (await response.json()) as Report;
       assert.deepEqual(report.blobsDeleted, [orphan.digest]);
       for (const [i, m] of manifests.entries()) await assertServed(client, "workers/app", `t${i}`, m);
+    });
+
+    it("expires a pull-through cache's images (proxy.ttl) with two workers, as with one", async () => {
+      const upstream = await startReference(join(tempDir(), "upstream"));
+      const image = imageManifest({ layers: 2 });
+      await new Client(upstream.url).pushManifest("team/app", "v1", image);
+      const shared = await storage.prepare();
+      const cache = await startRegistry({
+        ...(shared.root !== undefined ? { root: shared.root } : {}),
+        workers: 2,
+        config: {
+          redis: { addr: redis.addr },
+          proxy: { remoteurl: upstream.url, ttl: "3s" },
+          ...(shared.storage !== undefined ? { storage: shared.storage } : {}),
+        },
+      });
+      try {
+        const client = new Client(cache.url);
+        const pulled = await client.request("GET", "/v2/team/app/manifests/v1", {
+          headers: { Accept: image.mediaType },
+        });
+        assert.equal(pulled.status, 200);
+        for (const b of image.blobs)
+          assert.equal((await client.request("GET", `/v2/team/app/blobs/${b.digest}`)).status, 200);
+        await upstream.stop();
+        await waitUntil(
+          async () => (await client.request("GET", "/v2/team/app/manifests/v1")).status === 404,
+          30_000,
+        );
+        assert.doesNotMatch(cache.log(), /proxy.ttl expiry needs/);
+      } finally {
+        await cache.stop();
+      }
     });
   });
 }
