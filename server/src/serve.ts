@@ -46,6 +46,11 @@ import { MirrorMap } from "./sync/mirror-map.js";
 import { WatchedMirrorMap } from "./sync/mirror-source.js";
 import { effectiveMaxConnections, fileDescriptorLimit, guardListener } from "./http/connections.js";
 import { BufferBudget } from "./read-limited.js";
+import { SharedState } from "./coordination/shared-state.js";
+import { sharedRegistryState } from "./coordination/registry-state.js";
+import { SharedLoginLimiter } from "./coordination/login-store.js";
+import { RedisEventQueue } from "./coordination/notify-queue.js";
+import type { SharedLocks } from "./coordination/locks.js";
 
 /** Sockets idle (no request, no body byte) this long are closed. */
 const IDLE_TIMEOUT_MS = 10 * 60_000;
@@ -64,7 +69,8 @@ export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
   const logger = createLogger(config.log);
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  await driver.init();
+  // Other replicas may share the root (Redis configured): their temporary files are in use.
+  await driver.init(config.redis !== undefined);
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   const stop =
     workers === 1
@@ -101,8 +107,8 @@ async function runSingle(
   driver: FilesystemDriver,
   logger: Logger,
 ): Promise<() => Promise<void>> {
-  const { server, metrics, audit } = await startPublicServer(config, driver, logger, localBus);
-  const debug = await startDebugServer(config, driver, logger, () => metrics.registry.metrics());
+  const { server, metrics, audit, shared } = await startPublicServer(config, driver, logger, localBus);
+  const debug = await startDebugServer(config, driver, logger, () => metrics.registry.metrics(), shared);
   return async () => {
     debug.close();
     await drain(server);
@@ -134,7 +140,9 @@ async function runCluster(
   });
   for (let i = 0; i < workers; i++) fork();
   const aggregator = new AggregatorRegistry();
-  const debug = await startDebugServer(config, driver, logger, () => aggregator.clusterMetrics());
+  // The primary's own connection, for /debug/health to report Redis.
+  const shared = config.redis === undefined ? undefined : new SharedState(config.redis, logger);
+  const debug = await startDebugServer(config, driver, logger, () => aggregator.clusterMetrics(), shared);
   await listening;
   return async () => {
     stopping = true;
@@ -180,6 +188,12 @@ async function startPublicServer(
 ) {
   const metrics = new HttpMetrics();
   const memory = new MemoryReleaser();
+  // With Redis, replicas (and workers) share the cache, the GC guard, upload and maintenance
+  // locks through it; the in-process bus has nothing left to relay.
+  const shared = config.redis === undefined ? undefined : new SharedState(config.redis, logger);
+  if (shared !== undefined && !(await shared.connected(parseDuration(config.redis!.dialtimeout) + 1000)))
+    logger.warn("redis not reachable at start; pulls are served, writes answer 503 until it is");
+  const state = shared === undefined ? undefined : sharedRegistryState(shared, logger);
   const audit = config.audit === undefined ? undefined : new AuditLog(config.audit);
   const options: RegistryOptions = {
     onUploadBytes: (bytes) => {
@@ -188,22 +202,29 @@ async function startPublicServer(
     },
     deleteEnabled: config.storage.delete.enabled,
     maxManifestBytes: config.http.maxmanifestbytes,
-    bus,
+    bus: shared === undefined ? bus : localBus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
+    ...(state !== undefined ? { shared: state.registry } : {}),
   };
   const registry =
     config.proxy === undefined
       ? new Registry(driver, options)
       : pullThrough(config, driver, options, logger, proxyMetrics(metrics.registry));
-  const { authz, tokenEndpoint: token } = authorizerFor(config, logger);
-  const notifier = notifierFor(config.notifications, parseDuration, logger);
+  const { authz, tokenEndpoint: token } = authorizerFor(config, logger, shared);
+  const notifier = notifierFor(
+    config.notifications,
+    parseDuration,
+    logger,
+    state === undefined ? undefined : new RedisEventQueue(shared!, state.locks),
+  );
   if (notifier !== undefined) registerNotificationMetrics(notifier, metrics.registry);
   const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
     gcUnavailable:
-      config.http.workers === 1
+      config.http.workers === 1 || shared !== undefined
         ? undefined
         : "online garbage collection needs http.workers: 1 (with several workers, run `neam-registry gc --offline` while the registry is stopped or read-only)",
     upstreams: () => upstreamClients(config.sync.upstreams, config.http.maxmanifestbytes),
+    ...(state !== undefined ? { lane: state.lane } : {}),
   });
   // Pulls by upstream name always resolve (an empty map: each name where it was pushed); with
   // `sync.manifest`, the names the sync manifest renames are found under their targets.
@@ -238,7 +259,9 @@ async function startPublicServer(
       : {}),
   });
   const stopExpiry =
-    config.proxy === undefined ? () => {} : startCacheExpiry(config, registry, maintenance, logger);
+    config.proxy === undefined
+      ? () => {}
+      : startCacheExpiry(config, registry, maintenance, logger, state?.locks);
   const server = createServer(config, app.callback());
   server.on("close", () => {
     stopExpiry();
@@ -280,13 +303,14 @@ async function startPublicServer(
   });
   // The bound port, which differs from the configured one when that is 0 (tests bind port 0).
   logger.info({ port: (server.address() as AddressInfo).port }, "public listener up");
-  return { server, metrics, audit };
+  return { server, metrics, audit, shared };
 }
 
 /** The authorizer `auth` asks for (Bearer tokens, Basic against htpasswd, or none) and the token endpoint. */
 function authorizerFor(
   config: Config,
   logger: Logger,
+  shared?: SharedState,
 ): { authz?: RequestAuthorizer; tokenEndpoint?: (ctx: Context) => Promise<void> } {
   const auth = config.auth;
   if (auth === undefined || (auth.htpasswd === undefined && auth.token === undefined)) return {};
@@ -304,7 +328,10 @@ function authorizerFor(
       userFailures: auth.limits.userfailures,
       windowMs: parseDuration(auth.limits.window),
     });
-    credentials = new BasicCredentials(users, limiter);
+    credentials = new BasicCredentials(
+      users,
+      shared === undefined ? limiter : new SharedLoginLimiter(shared, limiter.limits, limiter),
+    );
     if (config.http.tls === undefined)
       logger.warn("basic authentication without http.tls sends passwords in clear text");
   }
@@ -375,18 +402,19 @@ function pullThrough(
 /**
  * `proxy.ttl`: every quarter of the ttl (an hour at most), tags not pulled within the ttl are
  * dropped and a collection frees their content. Content pulled only by digest expires a ttl after
- * it was fetched. Needs online GC, so one worker.
+ * it was fetched. Needs online GC, so one worker, or Redis to coordinate several.
  */
 function startCacheExpiry(
   config: Config,
   registry: Registry,
   maintenance: Maintenance,
   logger: Logger,
+  locks?: SharedLocks,
 ): () => void {
   const ttl = config.proxy!.ttl;
   if (ttl === "0") return () => {};
-  if (config.http.workers !== 1) {
-    logger.warn("proxy.ttl expiry needs http.workers: 1; cached content is kept");
+  if (config.http.workers !== 1 && config.redis === undefined) {
+    logger.warn("proxy.ttl expiry needs http.workers: 1 (or redis); cached content is kept");
     return () => {};
   }
   const ttlMs = parseDuration(ttl);
@@ -403,6 +431,10 @@ function startCacheExpiry(
   // later frees it.
   let secondPassAt: number | undefined;
   const run = async () => {
+    // Several replicas or workers: one expiry pass at a time; whoever finds it taken skips a turn.
+    const lease =
+      locks === undefined ? undefined : await locks.tryAcquire("proxy-expiry", 60_000).catch(() => undefined);
+    if (locks !== undefined && lease === undefined) return;
     try {
       const expired = await expireCachedTags(registry, ttlMs);
       if (expired.length > 0) {
@@ -414,6 +446,8 @@ function startCacheExpiry(
       }
     } catch (error) {
       logger.error({ err: error }, "cache expiry failed");
+    } finally {
+      await lease?.release();
     }
   };
   const timer = setInterval(run, Math.max(1000, Math.min(ttlMs / 4, 3_600_000))).unref();
@@ -479,6 +513,7 @@ async function startDebugServer(
   driver: FilesystemDriver,
   logger: Logger,
   requestMetrics: () => Promise<string>,
+  shared?: SharedState,
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
   const stats = new StorageStats(driver, driver.root, primaryRegistry);
@@ -494,7 +529,16 @@ async function startDebugServer(
       ctx.body = `${requests.trimEnd()}\n${await primaryRegistry.metrics()}`;
     });
   }
-  router.get("/debug/health", (ctx) => health.respond(ctx));
+  router.get("/debug/health", async (ctx) => {
+    await health.respond(ctx);
+    if (shared === undefined || ctx.status !== 200) return;
+    // Redis down still serves pulls, so it fails the check only when asked (`?redis=required`,
+    // a readiness probe at start); otherwise the body names the problem.
+    const problem = await shared.problem();
+    if (problem === undefined) return;
+    ctx.body = { redis: problem };
+    if (ctx.query.redis === "required") ctx.status = 503;
+  });
   const app = new Koa();
   app.on("error", (error: unknown) => logger.error({ err: error }, "debug listener request failed"));
   app.use(router.routes()).use(router.allowedMethods());

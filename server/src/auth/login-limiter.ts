@@ -4,7 +4,8 @@
  * window has passed, before any password is checked. An attempt is counted as a failure when it
  * starts (`reserve`), before the password is hashed, and given back when it succeeds: counting
  * after the hash let a burst of parallel guesses all run bcrypt before the first was counted.
- * Counts are per process.
+ * Counts are per process here; with Redis configured they are shared by every replica
+ * (coordination/login-store.ts), which falls back to these while Redis is unreachable.
  */
 export interface LoginLimits {
   /** Failed logins from one client address within the window before it is blocked. */
@@ -14,16 +15,23 @@ export interface LoginLimits {
   readonly windowMs: number;
 }
 
+/** What the Basic credentials check asks of a limiter (this one, or the shared one in Redis). */
+export interface LoginLimiting {
+  reserve(client: string, user: string): number | Promise<number>;
+  release(client: string, user: string): void | Promise<void>;
+  succeeded(client: string, user: string): void | Promise<void>;
+}
+
 interface Counter {
   count: number;
   windowEnds: number;
 }
 
-export class LoginLimiter {
+export class LoginLimiter implements LoginLimiting {
   private readonly clients = new Map<string, Counter>();
   private readonly users = new Map<string, Counter>();
 
-  constructor(private readonly limits: LoginLimits) {}
+  constructor(readonly limits: LoginLimits) {}
 
   /** Seconds to wait before trying again, or 0 when the attempt may go ahead. */
   retryAfter(client: string, user: string, now = Date.now()): number {

@@ -281,6 +281,55 @@ const Notifications = z.strictObject({
     .default([]),
 });
 
+/**
+ * Shared state for several replicas (see coordination/): the reference's `redis` keys. `addr`
+ * (2.x) or `addrs` (3.x, one address: no Redis Cluster); the pool keys are accepted for
+ * compatibility and change nothing (ioredis pipelines all commands over one connection).
+ */
+const HostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port");
+const RedisConfig = z
+  .strictObject({
+    addr: HostPort.optional(),
+    addrs: z.array(HostPort).min(1).max(1, "one address: Redis Cluster is not supported").optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().optional(),
+    /** Ours: a file holding the password (a mounted Secret), instead of `password` in the config. */
+    passwordfile: z.string().min(1).optional(),
+    db: z.number().int().min(0).default(0),
+    dialtimeout: Duration.default("5s"),
+    readtimeout: Duration.default("3s"),
+    writetimeout: Duration.default("3s"),
+    pool: z
+      .strictObject({
+        maxidle: z.number().int().min(0).optional(),
+        maxactive: z.number().int().min(0).optional(),
+        idletimeout: Duration.optional(),
+      })
+      .optional(),
+    poolsize: z.number().int().min(0).optional(),
+    maxidleconns: z.number().int().min(0).optional(),
+    connmaxidletime: Duration.optional(),
+    tls: z
+      .strictObject({
+        /** 2.x's switch; 3.x turns TLS on by giving any of the other keys. */
+        enabled: z.boolean().optional(),
+        certificate: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+        rootcas: z.array(z.string().min(1)).optional(),
+      })
+      .refine((t) => (t.certificate === undefined) === (t.key === undefined), {
+        message: "certificate and key go together",
+      })
+      .optional(),
+  })
+  .refine((r) => (r.addr === undefined) !== (r.addrs === undefined), {
+    message: "set addr (or addrs), not both",
+  })
+  .refine((r) => r.password === undefined || r.passwordfile === undefined, {
+    message: "set password or passwordfile, not both",
+  });
+export type RedisSettings = z.output<typeof RedisConfig>;
+
 export const ConfigSchema = z.strictObject({
   version: z
     .union([z.string(), z.number()], { error: "is required and must be 0.1" })
@@ -295,6 +344,7 @@ export const ConfigSchema = z.strictObject({
   audit: Audit.optional(),
   sync: Sync.prefault({}),
   notifications: Notifications.optional(),
+  redis: RedisConfig.optional(),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

@@ -88,7 +88,7 @@ export class GarbageCollector {
             const deleted =
               unreachable.has(digest.value) &&
               (options.dryRun
-                ? !guard.isProtected(digest)
+                ? !(await guard.isProtected(digest))
                 : await guard.condemn(digest, async () => {
                     goneMeanwhile = !(await this.deleteManifest(name, digest));
                   }));
@@ -122,7 +122,7 @@ export class GarbageCollector {
           [layout.blobData(digest), ...links.map((n) => layout.layerLink(n, digest))],
           cutoff,
         );
-        if (young || guard.isProtected(digest)) {
+        if (young || (await guard.isProtected(digest))) {
           blobsSpared++;
           continue;
         }
@@ -152,7 +152,7 @@ export class GarbageCollector {
         warnings,
       };
     } finally {
-      guard.end();
+      await guard.end();
     }
   }
 

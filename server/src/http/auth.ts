@@ -1,6 +1,6 @@
 import type { Context } from "koa";
 import { PasswordChecksBusy, type HtpasswdUsers } from "../auth/htpasswd.js";
-import type { LoginLimiter } from "../auth/login-limiter.js";
+import type { LoginLimiting } from "../auth/login-limiter.js";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
 import { grantedActions, type TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
 import { RegistryError } from "../registry/errors.js";
@@ -69,7 +69,7 @@ export class BasicCredentials {
 
   constructor(
     private readonly users: HtpasswdUsers,
-    private readonly limiter?: LoginLimiter,
+    private readonly limiter?: LoginLimiting,
   ) {}
 
   /** The user a `Basic …` header proves, or undefined for empty credentials (anonymous clients send them). */
@@ -87,7 +87,7 @@ export class BasicCredentials {
     const name = decoded.slice(0, colon);
     // The attempt is counted before bcrypt runs, so parallel guesses cannot all get past the limit
     // while the first ones are still being hashed; a success gives the slot back.
-    const wait = this.limiter?.reserve(client, name) ?? 0;
+    const wait = (await this.limiter?.reserve(client, name)) ?? 0;
     if (wait > 0) throw tooManyLogins(wait);
     const generation = this.users.generation;
     let ok: boolean;
@@ -95,13 +95,13 @@ export class BasicCredentials {
       ok = await this.users.verify(name, decoded.slice(colon + 1));
     } catch (error) {
       if (error instanceof PasswordChecksBusy) {
-        this.limiter?.release(client, name);
+        await this.limiter?.release(client, name);
         throw tooManyLogins(1);
       }
       throw error;
     }
     if (!ok) throw unauthorized();
-    this.limiter?.succeeded(client, name);
+    await this.limiter?.succeeded(client, name);
     if (this.recent.size >= 10_000) this.recent.clear();
     this.recent.set(header, { name, until: Date.now() + RECENT_MS, generation });
     return name;

@@ -17,6 +17,7 @@ const STATUS: Record<ErrorCode, { status: number; wire?: string }> = {
   DENIED: { status: 403 },
   UNSUPPORTED: { status: 405 },
   TOOMANYREQUESTS: { status: 429 },
+  UNAVAILABLE: { status: 503 },
   RANGE_INVALID: { status: 416, wire: "BLOB_UPLOAD_INVALID" },
   MANIFEST_TOO_LARGE: { status: 413, wire: "MANIFEST_INVALID" },
   PAGINATION_INVALID: { status: 400, wire: "UNSUPPORTED" },
@@ -27,6 +28,8 @@ const STATUS: Record<ErrorCode, { status: number; wire?: string }> = {
 export function writeError(ctx: Context, error: RegistryError, status?: number): void {
   const mapping = STATUS[error.code];
   ctx.status = status ?? mapping.status;
+  // A shared service is down for a moment: clients and load balancers retry.
+  if (error.code === "UNAVAILABLE") ctx.set("Retry-After", "1");
   ctx.type = "application/json";
   ctx.body = {
     errors: [

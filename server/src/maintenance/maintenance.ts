@@ -16,6 +16,11 @@ export interface MaintenanceOptions {
   readonly gcUnavailable?: string;
   /** Clients of the upstream registries, fresh for each sync run (see sync/upstreams.ts). */
   readonly upstreams?: () => (registry: string) => UpstreamClient;
+  /**
+   * Several replicas: takes the lane's shared lock (waiting for the replica that holds it), so a
+   * lane runs on one replica at a time; returns its release. UNAVAILABLE without Redis.
+   */
+  readonly lane?: (lane: "storage" | "sync") => Promise<() => Promise<void>>;
 }
 
 /**
@@ -120,43 +125,58 @@ export class Maintenance {
   ): Promise<R> {
     const lane = task === "sync" ? "sync" : "storage";
     const turn = this.lanes[lane].then(async () => {
-      const startedAt = new Date().toISOString();
-      this.logger.info({ task }, "maintenance task started");
+      const release = await this.options.lane?.(lane);
       try {
-        const result = await work();
-        const error = failed(result);
-        const summary = counts(result);
-        if (record) {
-          await this.status.record({
-            task,
-            startedAt,
-            finishedAt: new Date().toISOString(),
-            success: error === undefined,
-            counts: summary,
-            ...(error !== undefined ? { error } : {}),
-          });
-        }
-        this.logger.info({ task, ...summary, ...(error ? { error } : {}) }, "maintenance task finished");
-        return result;
-      } catch (error) {
-        const message = (error as Error).message;
-        this.logger.error({ task, err: error }, "maintenance task failed");
-        if (record) {
-          await this.status
-            .record({
-              task,
-              startedAt,
-              finishedAt: new Date().toISOString(),
-              success: false,
-              counts: {},
-              error: message,
-            })
-            .catch(() => {});
-        }
-        throw error;
+        return await this.attempt(task, record, work, counts, failed);
+      } finally {
+        await release?.();
       }
     });
     this.lanes[lane] = turn.catch(() => {});
     return turn;
+  }
+
+  private async attempt<R>(
+    task: TaskName,
+    record: boolean,
+    work: () => Promise<R>,
+    counts: (result: R) => Record<string, number>,
+    failed: (result: R) => string | undefined,
+  ): Promise<R> {
+    const startedAt = new Date().toISOString();
+    this.logger.info({ task }, "maintenance task started");
+    try {
+      const result = await work();
+      const error = failed(result);
+      const summary = counts(result);
+      if (record) {
+        await this.status.record({
+          task,
+          startedAt,
+          finishedAt: new Date().toISOString(),
+          success: error === undefined,
+          counts: summary,
+          ...(error !== undefined ? { error } : {}),
+        });
+      }
+      this.logger.info({ task, ...summary, ...(error ? { error } : {}) }, "maintenance task finished");
+      return result;
+    } catch (error) {
+      const message = (error as Error).message;
+      this.logger.error({ task, err: error }, "maintenance task failed");
+      if (record) {
+        await this.status
+          .record({
+            task,
+            startedAt,
+            finishedAt: new Date().toISOString(),
+            success: false,
+            counts: {},
+            error: message,
+          })
+          .catch(() => {});
+      }
+      throw error;
+    }
   }
 }

@@ -55,21 +55,43 @@ export interface DeliveryCounts {
 }
 
 /**
+ * Where several replicas keep the endpoints' queues (Redis, coordination/notify-queue.ts): events
+ * survive a restart, and whichever replica holds an endpoint's turn delivers them, in order.
+ */
+export interface SharedEventQueue {
+  push(endpoint: string, event: string, max: number): Promise<void>;
+  /** The endpoint's delivery turn (one replica at a time), or undefined when another has it. */
+  turn(endpoint: string): Promise<{ readonly lost: boolean; release(): Promise<void> } | undefined>;
+  /** The oldest `n` events, left queued until `drop`. */
+  peek(endpoint: string, n: number): Promise<string[]>;
+  drop(endpoint: string, n: number): Promise<void>;
+}
+
+/** How often a replica looks for events queued in Redis that nobody delivers (a replica died). */
+const SHARED_POLL_MS = 1000;
+
+/**
  * Delivers events to one webhook endpoint, in order, in batches (`{"events": [...]}`), from a
  * bounded in-memory queue. A failed request (no 2xx in `timeout`) is retried; after `threshold`
  * failures in a row, the endpoint is left alone for `backoff` before the next try, as the
- * reference registry does. Events still queued when the process stops are lost, as there.
+ * reference registry does. Events still queued when the process stops are lost, as there, unless
+ * a shared queue keeps them (`redis`): then they are delivered at least once, after a restart or
+ * by another replica; while Redis is unreachable, events wait in memory as without it.
  */
 export class EndpointSink {
   private readonly queue: RegistryEvent[] = [];
   private sending = false;
+  private sendingShared = false;
   private failures = 0;
   readonly counts: DeliveryCounts = { sent: 0, failed: 0, dropped: 0, pending: 0 };
 
   constructor(
     readonly config: EndpointConfig,
     private readonly logger: Logger,
-  ) {}
+    private readonly shared?: SharedEventQueue,
+  ) {
+    if (shared !== undefined) setInterval(() => void this.drainShared(shared), SHARED_POLL_MS).unref();
+  }
 
   accepts(event: RegistryEvent): boolean {
     const mediaType = event.target.mediaType;
@@ -78,6 +100,18 @@ export class EndpointSink {
   }
 
   enqueue(event: RegistryEvent): void {
+    if (this.shared !== undefined) {
+      const shared = this.shared;
+      shared
+        .push(this.config.name, JSON.stringify(event), MAX_PENDING)
+        .then(() => this.drainShared(shared))
+        .catch(() => this.enqueueLocal(event));
+      return;
+    }
+    this.enqueueLocal(event);
+  }
+
+  private enqueueLocal(event: RegistryEvent): void {
     this.queue.push(event);
     if (this.queue.length > MAX_PENDING) {
       this.queue.shift();
@@ -99,23 +133,59 @@ export class EndpointSink {
           this.counts.pending = this.queue.length;
           this.failures = 0;
         } catch (error) {
-          this.counts.failed++;
-          this.failures++;
-          if (this.failures === 1 || this.failures % this.config.threshold === 0)
-            this.logger.warn(
-              { endpoint: this.config.name, err: (error as Error).message, pending: this.queue.length },
-              "notification delivery failed; retrying",
-            );
-          const wait =
-            this.failures >= this.config.threshold
-              ? this.config.backoffMs
-              : Math.min(this.config.backoffMs, 100 * this.failures);
-          await new Promise((resolve) => setTimeout(resolve, wait).unref());
+          await this.failed(error);
         }
       }
     } finally {
       this.sending = false;
     }
+  }
+
+  /** Delivers what the shared queue holds, when this replica gets the endpoint's turn. */
+  private async drainShared(shared: SharedEventQueue): Promise<void> {
+    if (this.sendingShared) return;
+    this.sendingShared = true;
+    try {
+      const turn = await shared.turn(this.config.name);
+      if (turn === undefined) return;
+      try {
+        while (!turn.lost) {
+          const batch = await shared.peek(this.config.name, MAX_BATCH);
+          if (batch.length === 0) break;
+          try {
+            await this.post(batch.map((e) => JSON.parse(e) as RegistryEvent));
+          } catch (error) {
+            await this.failed(error);
+            continue;
+          }
+          // A crash before this line delivers the batch again: at least once.
+          await shared.drop(this.config.name, batch.length);
+          this.counts.sent += batch.length;
+          this.failures = 0;
+        }
+      } finally {
+        await turn.release();
+      }
+    } catch {
+      /* Redis unreachable: the next poll tries again. */
+    } finally {
+      this.sendingShared = false;
+    }
+  }
+
+  private async failed(error: unknown): Promise<void> {
+    this.counts.failed++;
+    this.failures++;
+    if (this.failures === 1 || this.failures % this.config.threshold === 0)
+      this.logger.warn(
+        { endpoint: this.config.name, err: (error as Error).message, pending: this.queue.length },
+        "notification delivery failed; retrying",
+      );
+    const wait =
+      this.failures >= this.config.threshold
+        ? this.config.backoffMs
+        : Math.min(this.config.backoffMs, 100 * this.failures);
+    await new Promise((resolve) => setTimeout(resolve, wait).unref());
   }
 
   private post(events: readonly RegistryEvent[]): Promise<void> {
@@ -161,6 +231,7 @@ export function notifierFor(
   config: Config["notifications"],
   parseDuration: (text: string) => number,
   logger: Logger,
+  shared?: SharedEventQueue,
 ): Notifier | undefined {
   const endpoints = (config?.endpoints ?? []).filter((e) => !e.disabled);
   if (endpoints.length === 0) return undefined;
@@ -179,6 +250,7 @@ export function notifierFor(
             ignoredActions: e.ignore.actions,
           },
           logger,
+          shared,
         ),
     ),
   );

@@ -6,7 +6,7 @@ import { blobUnknown } from "./errors.js";
 import { exists, readLink, writeLink } from "./links.js";
 import { cacheKeys, MetadataCache } from "./metadata-cache.js";
 import { LruCache } from "./lru.js";
-import { CollectionGuard } from "./collection-guard.js";
+import { CollectionGuard, type Guard } from "./collection-guard.js";
 
 /** Blobs up to this size are served from memory once read (configs, small layers, signatures). */
 export const SMALL_BLOB_BYTES = 64 * 1024;
@@ -22,7 +22,7 @@ export class BlobStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly cache: MetadataCache = new MetadataCache(),
-    readonly guard: CollectionGuard = new CollectionGuard(),
+    readonly guard: Guard = new CollectionGuard(),
   ) {}
 
   /** The whole content of a small blob already checked with `stat`, from memory when it can. */
@@ -56,7 +56,7 @@ export class BlobStore {
     const deletion = this.guard.touch(digest);
     if (deletion !== undefined) await deletion;
     const key = cacheKeys.blob(name, digest.value);
-    const cached = this.cache.get<number>(key);
+    const cached = await this.cache.get<number>(key);
     if (cached !== undefined) return cached;
     const [linked, size] = await Promise.all([this.isLinked(name, digest), this.globalSize(digest)]);
     if (!linked || size === undefined) throw blobUnknown(digest.value);

@@ -12,10 +12,28 @@ import type { Digest } from "./digest.js";
  *
  * JavaScript runs one callback at a time, so "protected?" and "condemned" are decided atomically.
  */
+/**
+ * The guard's contract, so the protections can live elsewhere when several processes serve one
+ * storage (Redis: coordination/guard.ts). `CollectionGuard` below is the one-process form.
+ */
+export interface Guard {
+  /** Records that a request relies on `digest`; resolves once any deletion of it is over. */
+  touch(digest: Digest): Promise<void> | undefined;
+  /** Runs a write that relies on (or creates) `digests`, protected from a running collection. */
+  write<T>(digests: Iterable<Digest>, work: () => Promise<T>): Promise<T>;
+  /** Starts protecting; resolves once the writes that began unprotected are over. */
+  begin(gracePeriodMs: number): Promise<void>;
+  end(): void | Promise<void>;
+  /** Whether something relied on `digest` since the collection began. */
+  isProtected(digest: Digest): boolean | Promise<boolean>;
+  /** Deletes with `work` unless `digest` is protected; says whether it deleted. */
+  condemn(digest: Digest, work: () => Promise<void>): Promise<boolean>;
+}
+
 /** Recently touched digests remembered between collections (about 10 MB at most). */
 const MAX_RECENT = 100_000;
 
-export class CollectionGuard {
+export class CollectionGuard implements Guard {
   private collecting = false;
   private readonly protectedDigests = new Set<string>();
   private readonly deletions = new Map<string, Promise<void>>();

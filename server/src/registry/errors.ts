@@ -17,6 +17,8 @@ export const ERROR_CODES = [
   "DENIED",
   "UNSUPPORTED",
   "TOOMANYREQUESTS",
+  /** The reference's code (503): a shared service the request needs (Redis) is unreachable. */
+  "UNAVAILABLE",
   /** Not an OCI code: a range the upload or blob cannot satisfy (answered 416). */
   "RANGE_INVALID",
   /** Not an OCI code: a malformed `n` or `last` of a paginated list (answered 400). */
@@ -49,3 +51,4 @@ export const nameUnknown = (name: string) =>
 export const uploadUnknown = (id: string) =>
   new RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", { id });
 export const unsupported = (message: string) => new RegistryError("UNSUPPORTED", message);
+export const unavailable = (message: string) => new RegistryError("UNAVAILABLE", message);

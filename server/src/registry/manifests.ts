@@ -149,7 +149,7 @@ export class ManifestStore {
   async resolve(name: string, reference: ManifestReference): Promise<Digest> {
     if (reference.kind === "tag") {
       const key = cacheKeys.tag(name, reference.tag);
-      const cached = this.metadata.get<Digest>(key);
+      const cached = await this.metadata.get<Digest>(key);
       if (cached !== undefined) return cached;
       const digest = await readLink(this.driver, layout.tagCurrentLink(name, reference.tag));
       if (digest === undefined) throw manifestUnknown(reference.tag);
@@ -157,7 +157,7 @@ export class ManifestStore {
       return digest;
     }
     const key = cacheKeys.revision(name, reference.digest.value);
-    if (this.metadata.get<boolean>(key) === true) return reference.digest;
+    if ((await this.metadata.get<boolean>(key)) === true) return reference.digest;
     if (!(await exists(this.driver, layout.revisionLink(name, reference.digest)))) {
       throw manifestUnknown(reference.digest.value);
     }
@@ -202,7 +202,7 @@ export class ManifestStore {
   /** Tags of a repository in lexical (byte) order. */
   async tags(name: string): Promise<readonly string[]> {
     const key = cacheKeys.tagList(name);
-    const cached = this.metadata.get<readonly string[]>(key);
+    const cached = await this.metadata.get<readonly string[]>(key);
     if (cached !== undefined) return cached;
     const tags = (await listOrEmpty(this.driver, layout.tagsDir(name)))
       .filter(isValidTag)

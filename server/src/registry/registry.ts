@@ -7,7 +7,8 @@ import type { Digest } from "./digest.js";
 import { nameUnknown, unsupported } from "./errors.js";
 import { ManifestStore, type ManifestReference, type StoredManifest } from "./manifests.js";
 import type { Descriptor } from "./manifest.js";
-import { MetadataCache, type InvalidationBus } from "./metadata-cache.js";
+import { MetadataCache, type InvalidationBus, type SharedCacheStore } from "./metadata-cache.js";
+import type { Guard } from "./collection-guard.js";
 import { UploadStore, type ChunkRange, type UploadBody } from "./uploads.js";
 import { GarbageCollector, type CollectionOptions, type CollectionReport } from "../gc/collector.js";
 import { inspectRepository } from "./reachability.js";
@@ -23,6 +24,14 @@ export interface RegistryOptions {
   readonly pushRefused?: string;
   /** Told how many blob bytes each upload request brought. */
   readonly onUploadBytes?: (bytes: number) => void;
+  /** Several replicas (coordination/): what they share instead of this process's memory. */
+  readonly shared?: {
+    readonly cache: SharedCacheStore;
+    readonly guard: Guard;
+    readonly lockUpload: (id: string) => Promise<() => Promise<void>>;
+    /** Throws UNAVAILABLE when writes cannot be coordinated now. */
+    readonly requireReady: () => void;
+  };
 }
 
 export interface Page {
@@ -45,9 +54,10 @@ export class Registry {
     readonly driver: StorageDriver,
     readonly options: RegistryOptions,
   ) {
-    const metadata = new MetadataCache(options.bus);
-    this.blobs = new BlobStore(driver, metadata);
-    this.uploads = new UploadStore(driver, this.blobs, options.onUploadBytes);
+    const shared = options.shared;
+    const metadata = new MetadataCache(options.bus, undefined, undefined, shared?.cache);
+    this.blobs = new BlobStore(driver, metadata, shared?.guard);
+    this.uploads = new UploadStore(driver, this.blobs, options.onUploadBytes, shared?.lockUpload);
     this.manifests = new ManifestStore(driver, this.blobs, options.maxManifestBytes, metadata);
     this.catalog = new Catalog(driver);
     this.collector = new GarbageCollector(driver, this.blobs, this.manifests);
@@ -211,6 +221,8 @@ export class Registry {
   protected requireNotReadOnly(): void {
     if (this.options.readOnly)
       throw unsupported("the registry is in read-only mode (storage.maintenance.readonly)");
+    // Before storage changes: a write other replicas would not learn of is refused whole.
+    this.options.shared?.requireReady();
   }
 }
 

@@ -43,6 +43,8 @@ export class UploadStore {
     private readonly blobs: BlobStore,
     /** Told how many blob bytes each upload request brought (for the upload throughput metric). */
     private readonly onBytes: (bytes: number) => void = () => {},
+    /** Several replicas: takes the session's shared lock (throws when another holds it); returns its release. */
+    private readonly lockShared?: (id: string) => Promise<() => Promise<void>>,
   ) {}
 
   async create(name: string): Promise<UploadStatus> {
@@ -215,13 +217,16 @@ export class UploadStore {
       throw new RegistryError("BLOB_UPLOAD_INVALID", "another request is writing to this upload", { id });
     }
     this.busy.add(id);
+    let release: (() => Promise<void>) | undefined;
     try {
+      release = await this.lockShared?.(id);
       return await work();
     } catch (error) {
       this.hashes.delete(id);
       throw error;
     } finally {
       this.busy.delete(id);
+      await release?.();
     }
   }
 }

@@ -74,11 +74,14 @@ export class FilesystemDriver implements StorageDriver {
     return this.addon !== undefined;
   }
 
-  /** Creates the root and clears temporary files a crash may have left. */
-  async init(): Promise<void> {
+  /**
+   * Creates the root and clears temporary files a crash may have left, unless `shared`: then
+   * other processes (replicas) write theirs there now.
+   */
+  async init(shared = false): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });
     this.knownDirs.add(this.root);
-    await fs.rm(this.full(TMP_DIR), { recursive: true, force: true });
+    if (!shared) await fs.rm(this.full(TMP_DIR), { recursive: true, force: true });
     // Temporary files spread over many directories: one directory is one lock for every create.
     await Promise.all(
       Array.from({ length: TMP_FANOUT }, (_, i) =>
