@@ -22,6 +22,8 @@ import { notifierFor } from "./notifications/notifier.js";
 import { registerNotificationMetrics } from "./metrics/notification-metrics.js";
 import { proxyMetrics } from "./metrics/proxy-metrics.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
+import type { StorageDriver } from "./storage/driver.js";
+import { openStorage, storageLocation } from "./storage/open.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
@@ -63,8 +65,7 @@ const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
   const logger = createLogger(config.log);
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  await driver.init();
+  const driver = await openStorage(config, { init: true });
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   const stop =
     workers === 1
@@ -76,7 +77,7 @@ export async function serve(config: Config): Promise<void> {
       addr: config.http.addr,
       debug: config.http.debug.addr,
       workers,
-      root: driver.root,
+      storage: storageLocation(driver),
       tls: config.http.tls !== undefined,
     },
     "registry listening",
@@ -98,7 +99,7 @@ export async function serve(config: Config): Promise<void> {
 /** Everything in this process. Returns what stops it gracefully. */
 async function runSingle(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
 ): Promise<() => Promise<void>> {
   const { server, metrics, audit } = await startPublicServer(config, driver, logger, localBus);
@@ -114,7 +115,7 @@ async function runSingle(
 
 async function runCluster(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   workers: number,
 ): Promise<() => Promise<void>> {
@@ -151,7 +152,7 @@ async function runCluster(
 
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const driver = await openStorage(config, { init: false });
   const { server, metrics, audit } = await startPublicServer(config, driver, logger, workerBus());
   process.on("disconnect", () => void drain(server).then(() => audit?.close()));
   // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
@@ -174,7 +175,7 @@ async function drain(server: http.Server | https.Server): Promise<void> {
 /** The public listener (:5000) over `driver`. */
 async function startPublicServer(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   bus: InvalidationBus,
 ) {
@@ -190,6 +191,8 @@ async function startPublicServer(
     maxManifestBytes: config.http.maxmanifestbytes,
     bus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
+    // Off unless `storage.redirect.disable: false` is written (see the schema).
+    redirectBlobs: config.storage.redirect?.disable === false,
   };
   const registry =
     config.proxy === undefined
@@ -333,7 +336,7 @@ function authorizerFor(
 /** The registry as a pull-through cache of `proxy.remoteurl`. */
 function pullThrough(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   options: RegistryOptions,
   logger: Logger,
   metrics: ReturnType<typeof proxyMetrics>,
@@ -420,7 +423,7 @@ function startCacheExpiry(
   return () => clearInterval(timer);
 }
 
-function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {
+function healthCheck(config: Config, driver: StorageDriver): HealthCheck {
   const storage = config.health?.storagedriver;
   return new HealthCheck(driver, {
     enabled: storage?.enabled ?? true,
@@ -433,7 +436,7 @@ function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {
  * `storage.maintenance.uploadpurging`: removes abandoned upload sessions older than `age`, every
  * `interval` (first a minute after start), as the reference registry does. On by default.
  */
-function startUploadPurging(config: Config, driver: FilesystemDriver, logger: Logger): () => void {
+function startUploadPurging(config: Config, driver: StorageDriver, logger: Logger): () => void {
   const purging = config.storage.maintenance?.uploadpurging ?? {
     enabled: true,
     age: "168h",
@@ -444,9 +447,12 @@ function startUploadPurging(config: Config, driver: FilesystemDriver, logger: Lo
   const age = parseDuration(purging.age);
   const run = async () => {
     try {
-      const { purged } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
-      if (purged.length > 0)
-        logger.info({ purged: purged.length, dryRun: purging.dryrun }, "purged abandoned uploads");
+      const { purged, abandoned } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
+      if (purged.length > 0 || abandoned.length > 0)
+        logger.info(
+          { purged: purged.length, abandonedWrites: abandoned.length, dryRun: purging.dryrun },
+          "purged abandoned uploads",
+        );
     } catch (error) {
       logger.error({ err: error }, "upload purge failed");
     }
@@ -476,12 +482,16 @@ function createServer(config: Config, handler: http.RequestListener): http.Serve
 /** The debug listener (:5001): Prometheus metrics (request metrics from `requestMetrics`, storage gauges) and health. */
 async function startDebugServer(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   requestMetrics: () => Promise<string>,
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
-  const stats = new StorageStats(driver, driver.root, primaryRegistry);
+  const stats = new StorageStats(
+    driver,
+    driver instanceof FilesystemDriver ? driver.root : undefined,
+    primaryRegistry,
+  );
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
   registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);
