@@ -89,6 +89,11 @@ osd data = $DIR/osd/0
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw data = $DIR/rgw
 rgw dns name = 127.0.0.1
+# Deleted and overwritten data is freed within a minute, not RGW's default of hours: a test run
+# writes and deletes far more than the OSD holds.
+rgw gc obj min wait = 30
+rgw gc processor period = 30
+rgw gc processor max time = 30
 EOF
 
 # Monitor: keyrings, a map with the one monitor, its store, then the daemon.

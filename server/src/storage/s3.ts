@@ -14,6 +14,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -402,7 +403,7 @@ export class S3Driver implements StorageDriver {
     const key = this.key(path);
     if (!append) return this.replacingWriter(path, key);
     // A writer of this file that failed may still have parts on the wire, numbered as this one
-    // would number its own: wait until they are settled (aborted or landed) before starting.
+    // would number its own: wait until they have landed or failed before starting.
     while (this.appending.has(key)) await this.appending.get(key);
     let settled!: () => void;
     this.appending.set(
@@ -519,13 +520,7 @@ export class S3Driver implements StorageDriver {
     return created.UploadId!;
   }
 
-  async uploadPart(
-    key: string,
-    upload: string,
-    number: number,
-    body: Buffer,
-    abortSignal?: AbortSignal,
-  ): Promise<Part> {
+  async uploadPart(key: string, upload: string, number: number, body: Buffer): Promise<Part> {
     const result = await this.client.send(
       new UploadPartCommand({
         Bucket: this.bucket,
@@ -535,7 +530,6 @@ export class S3Driver implements StorageDriver {
         Body: body,
         ContentLength: body.length,
       }),
-      { abortSignal },
     );
     return { etag: result.ETag!, size: body.length };
   }
@@ -588,25 +582,146 @@ export class S3Driver implements StorageDriver {
     } catch (error) {
       throw mapError(error, path);
     }
-    const parts = [...pending.parts];
-    if (pending.tail.length > 0 || parts.length === 0) {
-      parts.push(await this.uploadPart(key, pending.upload, parts.length + 1, pending.tail));
+    let uploaded: Map<number, Part>;
+    try {
+      uploaded = await this.listParts(key, pending.upload);
+    } catch (error) {
+      // Completed meanwhile by another reader: the object is plain now.
+      if (!isPending((await this.headObject(key))?.Metadata)) return;
+      throw new Error(`s3: cannot complete the appended data of ${path}: ${messageOf(error)}`);
     }
+    pending.parts.forEach((part, i) => {
+      if (bareETag(uploaded.get(i + 1)?.etag) !== bareETag(part.etag)) {
+        throw new Error(`s3: the appended data of ${path} lost part ${i + 1} (overwritten or missing)`);
+      }
+    });
+    const recorded = pending.parts.length;
+    const extra = [...uploaded.keys()].filter((n) => n > recorded).sort((a, b) => a - b);
+    if (extra.length === 0) {
+      const parts = [...pending.parts];
+      if (pending.tail.length > 0 || parts.length === 0) {
+        parts.push(await this.uploadPart(key, pending.upload, parts.length + 1, pending.tail));
+      }
+      await this.completeUpload(
+        path,
+        key,
+        pending.upload,
+        parts.map((p, i) => [i + 1, p.etag]),
+      );
+      return;
+    }
+    // Parts an interrupted writer sent and never recorded. AWS drops parts a completion leaves
+    // out; Ceph RGW refuses such a completion. So: complete with every part (all are whole parts
+    // of at least 5 MiB), then cut the object back to the recorded parts and the tail by a copy
+    // inside the store.
+    const numbers = [...Array.from({ length: recorded }, (_, i) => i + 1), ...extra];
+    if (numbers.slice(0, -1).some((n) => uploaded.get(n)!.size < MIN_PART)) {
+      throw new Error(`s3: the appended data of ${path} has a short part left by an interrupted writer`);
+    }
+    await this.completeUpload(
+      path,
+      key,
+      pending.upload,
+      numbers.map((n) => [n, uploaded.get(n)!.etag]),
+    );
+    const size = pending.parts.reduce((sum, p) => sum + p.size, 0);
+    const upload = await this.createUpload(key);
+    try {
+      const parts = await this.copyParts(key, key, upload, size, undefined);
+      if (pending.tail.length > 0) {
+        const tail = await this.uploadPart(key, upload, parts.length + 1, pending.tail);
+        parts.push({ PartNumber: parts.length + 1, ETag: tail.etag });
+      }
+      await this.completeUpload(
+        path,
+        key,
+        upload,
+        parts.map((p) => [p.PartNumber, p.ETag]),
+      );
+    } catch (error) {
+      await this.abortUpload(key, upload);
+      throw error;
+    }
+  }
+
+  private async completeUpload(
+    path: string,
+    key: string,
+    upload: string,
+    parts: readonly (readonly [number, string])[],
+  ): Promise<void> {
     try {
       await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
-          UploadId: pending.upload,
-          MultipartUpload: { Parts: parts.map((p, i) => ({ PartNumber: i + 1, ETag: p.etag })) },
+          UploadId: upload,
+          MultipartUpload: { Parts: parts.map(([PartNumber, ETag]) => ({ PartNumber, ETag })) },
         }),
       );
     } catch (error) {
-      // Completed meanwhile by another reader: the object is plain now.
-      const head = await this.headObject(key);
-      if (head !== undefined && !isPending(head.Metadata)) return;
       throw new Error(`s3: cannot complete the appended data of ${path}: ${messageOf(error)}`);
     }
+  }
+
+  /** Every part uploaded so far to a multipart upload, by number. */
+  private async listParts(key: string, upload: string): Promise<Map<number, Part>> {
+    const parts = new Map<number, Part>();
+    let marker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: upload, PartNumberMarker: marker }),
+      );
+      for (const p of page.Parts ?? []) parts.set(p.PartNumber!, { etag: p.ETag!, size: p.Size! });
+      if (!page.IsTruncated) return parts;
+      marker = page.NextPartNumberMarker;
+    }
+  }
+
+  /**
+   * Copies bytes 0..size-1 of `from` into `upload` (for `to`) as parts of at most
+   * `multipartcopychunksize` (more when that would exceed S3's 10,000 parts), several at once.
+   */
+  private async copyParts(
+    from: string,
+    to: string,
+    upload: string,
+    size: number,
+    etag: string | undefined,
+  ): Promise<{ PartNumber: number; ETag: string }[]> {
+    const chunk = Math.max(this.options.multipartcopychunksize, Math.ceil(size / MAX_PARTS));
+    const ranges: { n: number; start: number; end: number }[] = [];
+    for (let start = 0, n = 1; start < size; start += chunk, n++) {
+      ranges.push({ n, start, end: Math.min(size, start + chunk) - 1 });
+    }
+    // The last range must not be a short part followed by more (the tail): fold it into the one before.
+    if (ranges.length > 1 && ranges.at(-1)!.end - ranges.at(-1)!.start + 1 < MIN_PART) {
+      const last = ranges.pop()!;
+      ranges.at(-1)!.end = last.end;
+    }
+    const parts: { PartNumber: number; ETag: string }[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < ranges.length) {
+        const { n, start, end } = ranges[next++]!;
+        const copied = await this.client.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: to,
+            UploadId: upload,
+            PartNumber: n,
+            CopySource: copySource(this.bucket, from),
+            CopySourceRange: `bytes=${start}-${end}`,
+            CopySourceIfMatch: etag,
+          }),
+        );
+        parts.push({ PartNumber: n, ETag: copied.CopyPartResult!.ETag! });
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(this.options.multipartcopymaxconcurrency, ranges.length) }, worker),
+    );
+    return parts.sort((a, b) => a.PartNumber - b.PartNumber);
   }
 
   // --- moving and deleting -------------------------------------------------------------------
@@ -645,36 +760,9 @@ export class S3Driver implements StorageDriver {
     size: number,
     etag: string | undefined,
   ): Promise<void> {
-    const chunk = Math.max(this.options.multipartcopychunksize, Math.ceil(size / MAX_PARTS));
     const upload = await this.createUpload(to);
     try {
-      const ranges: { n: number; start: number; end: number }[] = [];
-      for (let start = 0, n = 1; start < size; start += chunk, n++) {
-        ranges.push({ n, start, end: Math.min(size, start + chunk) - 1 });
-      }
-      const parts: { PartNumber: number; ETag: string }[] = [];
-      let next = 0;
-      const worker = async () => {
-        while (next < ranges.length) {
-          const { n, start, end } = ranges[next++]!;
-          const copied = await this.client.send(
-            new UploadPartCopyCommand({
-              Bucket: this.bucket,
-              Key: to,
-              UploadId: upload,
-              PartNumber: n,
-              CopySource: copySource(this.bucket, from),
-              CopySourceRange: `bytes=${start}-${end}`,
-              CopySourceIfMatch: etag,
-            }),
-          );
-          parts.push({ PartNumber: n, ETag: copied.CopyPartResult!.ETag! });
-        }
-      };
-      await Promise.all(
-        Array.from({ length: Math.min(this.options.multipartcopymaxconcurrency, ranges.length) }, worker),
-      );
-      parts.sort((a, b) => a.PartNumber - b.PartNumber);
+      const parts = await this.copyParts(from, to, upload, size, etag);
       await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -778,15 +866,19 @@ interface AppendStart {
 class AppendWriter extends Writable {
   private upload: string | undefined;
   private readonly parts: Part[];
+  /** Part uploads not yet awaited, oldest first (the writer waits for the oldest to go on). */
   private readonly uploading: Promise<void>[] = [];
+  /** The flush of full parts, and the final one, under way if any. */
+  private flushing: Promise<void> | undefined;
+  private finishing: Promise<void> | undefined;
+  /** Part uploads not yet settled, awaited or not. */
+  private readonly inFlight = new Set<Promise<void>>();
   private chunks: Buffer[];
   private buffered: number;
   private wrote = false;
   private readonly created: boolean;
   /** Set once the append is recorded. */
   private done = false;
-  /** Cancels the part uploads in flight when the writer fails. */
-  private readonly abort = new AbortController();
 
   constructor(
     private readonly driver: S3Driver,
@@ -814,7 +906,8 @@ class AppendWriter extends Writable {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (this.buffered < this.partSize) return callback();
-    this.flushFull().then(() => callback(), callback);
+    this.flushing = this.flushFull();
+    this.flushing.then(() => callback(), callback);
   }
 
   /** Sends every full part buffered, holding the writer back while too many are in flight. */
@@ -830,22 +923,25 @@ class AppendWriter extends Writable {
   }
 
   private async send(body: Buffer): Promise<void> {
+    // Destroyed while a flush was under way: send nothing more (see _destroy).
+    if (this.destroyed) throw new Error(`s3: append to ${this.path} cancelled`);
     this.upload ??= await this.driver.createUpload(this.key);
     const index = this.parts.length;
     if (index >= MAX_PARTS) throw new Error(`s3: ${this.path} would need more than ${MAX_PARTS} parts`);
     this.parts.push({ etag: "", size: body.length });
-    const sent = this.driver
-      .uploadPart(this.key, this.upload, index + 1, body, this.abort.signal)
-      .then((part) => {
-        this.parts[index] = part;
-      });
+    const sent = this.driver.uploadPart(this.key, this.upload, index + 1, body).then((part) => {
+      this.parts[index] = part;
+    });
     // Awaited in order later; a failure is also seen there.
     sent.catch(() => {});
     this.uploading.push(sent);
+    this.inFlight.add(sent);
+    void sent.finally(() => this.inFlight.delete(sent)).catch(() => {});
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.finish().then(
+    this.finishing = this.finish();
+    this.finishing.then(
       () => {
         this.done = true;
         this.settled();
@@ -886,13 +982,16 @@ class AppendWriter extends Writable {
       callback(error);
       return;
     }
-    this.abort.abort();
-    void Promise.allSettled(this.uploading.splice(0)).then(async () => {
-      // An upload this writer began and never recorded is nobody's: drop it now rather than at
-      // the next purge. One the object already names stays (its recorded parts are still good).
-      if (this.created && this.upload !== undefined) await this.driver.abortUpload(this.key, this.upload);
-      this.settled();
-    });
+    // Parts on the wire are let finish, not cancelled: a cancelled request may still land at
+    // the store after its cancellation, over a part the next writer sent under the same number.
+    void Promise.allSettled([this.flushing, this.finishing])
+      .then(() => Promise.allSettled([...this.inFlight]))
+      .then(async () => {
+        // An upload this writer began and never recorded is nobody's: drop it now rather than at
+        // the next purge. One the object already names stays (its recorded parts are still good).
+        if (this.created && this.upload !== undefined) await this.driver.abortUpload(this.key, this.upload);
+        this.settled();
+      });
     callback(error);
   }
 }
@@ -923,6 +1022,11 @@ function copySource(bucket: string, key: string): string {
 function totalSize(response: GetObjectCommandOutput): number {
   const total = /\/(\d+)$/.exec(response.ContentRange ?? "");
   return total !== null ? Number(total[1]) : (response.ContentLength ?? 0);
+}
+
+/** An ETag without its quotes (UploadPartCopy gives it bare where ListParts quotes it). */
+function bareETag(etag: string | undefined): string | undefined {
+  return etag?.replace(/^"|"$/g, "");
 }
 
 function statusOf(error: unknown): number | undefined {
