@@ -3,7 +3,7 @@
  * both started here on loopback, measured by the same clients in one run, printed as ratios.
  *   npm run bench                      all benchmarks
  *   npm run bench -- --quick           shorter runs (smoke)
- *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth
+ *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, s3
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -13,6 +13,7 @@ import { Client, blob, imageManifest, type Blob } from "../test/helpers/oci.js";
 import { startReference } from "../test/helpers/reference.js";
 import { processTree, rssBytes, startRegistry, tempDir } from "../test/helpers/registry.js";
 import { runLoad, type LoadRequest } from "./load.js";
+import { benchS3 } from "./s3.js";
 
 const quick = process.argv.includes("--quick");
 /** `--only large,rates,push,tags,auth` runs those groups alone. */
@@ -479,6 +480,7 @@ async function main() {
     if (selected("push")) await smallPush(servers);
     if (selected("tags")) await tagsList(servers);
     if (selected("auth")) await basicAuthCost();
+    if (selected("s3")) await benchS3({ quick, record, filesystem: servers[0]! });
     if (selected("rates")) {
       record({
         benchmark: "peak RSS under request load",
