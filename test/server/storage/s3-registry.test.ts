@@ -229,6 +229,20 @@ describe("registry on S3: redirects, credentials, start-up", () => {
     await plain.stop();
   });
 
+  it("several workers (http.workers: 2) serve one bucket: a multi-arch push and pull", async () => {
+    const b = await bucket("workers");
+    const registry = await startRegistry({ workers: 2, config: { storage: { s3: b.config() } } });
+    registries.push(registry);
+    const layout = join(tempDir(), "layout");
+    const digests = writeOciLayout(layout, "v1");
+    const ref = `docker://${registry.host}/w/multi`;
+    skopeo("copy", "--all", "--dest-tls-verify=false", `oci:${layout}:v1`, `${ref}:v1`);
+    assert.equal(servedDigest(`${ref}:v1`), digests.index);
+    for (const digest of Object.values(digests.manifests))
+      assert.equal(servedDigest(`${ref}@${digest}`), digest);
+    await registry.stop();
+  });
+
   it("without accesskey/secretkey, the AWS environment variables are the credentials", async () => {
     const b = await bucket("envkeys");
     const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
