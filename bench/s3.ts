@@ -187,13 +187,11 @@ async function smallPush(server: S3BenchServer, manifests: number): Promise<numb
         digest: blobs[0]!.digest,
         size: blobs[0]!.size,
       },
-      layers: blobs
-        .slice(1)
-        .map((b) => ({
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-          digest: b.digest,
-          size: b.size,
-        })),
+      layers: blobs.slice(1).map((b) => ({
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: b.digest,
+        size: b.size,
+      })),
     };
     return { repo: `bench/s3small${i % 10}`, tag: `v${i}`, bytes: Buffer.from(JSON.stringify(body)), blobs };
   });
