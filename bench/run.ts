@@ -3,7 +3,7 @@
  * both started here on loopback, measured by the same clients in one run, printed as ratios.
  *   npm run bench                      all benchmarks
  *   npm run bench -- --quick           shorter runs (smoke)
- *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, mixed, pull, commit
+ *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, mixed, pull, commit, bundle, s3
  *   npm run bench -- --ref-config=bare the reference without its package's cache, as before issue 12
  * Each group prints one table (ours / reference / ratio) with the peak RSS of both servers during
  * it; the end lists the issue targets as MET or MISSED and the overall peak RSS.
@@ -27,6 +27,7 @@ import {
   startPair,
   type Server,
 } from "./servers.js";
+import { benchS3 } from "./s3.js";
 
 const quick = process.argv.includes("--quick");
 /** `--only large,rates,push,tags,auth` runs those groups alone. */
@@ -433,13 +434,19 @@ async function main() {
     declareTarget(target);
   // The first groups share one pair of servers (as before issue 12), stopped before the later
   // groups, which start their own: the RSS meter counts every live server of a side.
-  const shared = ["large", "rates", "push", "tags"].some(selected) ? await startPair() : undefined;
+  const shared = ["large", "rates", "push", "tags", "s3"].some(selected) ? await startPair() : undefined;
   const servers: Server[] = shared ? shared.both : [];
   try {
     await group("large", "large blob push and pull (curl), shared servers", () => largeBlob(servers));
     await group("rates", "request rates (bench/load.ts), shared servers", () => requestRates(servers));
     await group("push", "small pushes, shared servers", () => smallPush(servers));
     await group("tags", "tags list, shared servers", () => tagsList(servers));
+    await group(
+      "s3",
+      "ours on Ceph RGW vs ours on a filesystem and docker-registry on the same store",
+      () => benchS3({ quick, record, filesystem: servers[0]! }),
+      false,
+    );
   } finally {
     await shared?.destroy();
   }

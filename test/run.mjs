@@ -1,6 +1,6 @@
 // Runs every compiled test file under node's built-in test runner (Node 20 has no --test globs).
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("../dist/test/", import.meta.url).pathname;
@@ -19,6 +19,17 @@ const files = [];
 // slowest file takes about 2 minutes alone here (garbage collection, backup, sync), more when two
 // run at once on a loaded machine, hence 10 minutes. NEAM_TEST_TIMEOUT_MS overrides it.
 const timeout = Number(process.env.NEAM_TEST_TIMEOUT_MS ?? 600_000);
+// Test files that use S3 (they import test/helpers/ceph) share one Ceph RGW, started here for the
+// whole run and handed to them by environment, unless NEAM_TEST_S3_ENDPOINT already names a store.
+let ceph;
+if (
+  !process.env.NEAM_TEST_S3_ENDPOINT &&
+  files.some((f) => readFileSync(f, "utf8").includes("helpers/ceph.js"))
+) {
+  const { startCeph } = await import("../dist/test/helpers/ceph.js");
+  ceph = await startCeph();
+  Object.assign(process.env, ceph.env);
+}
 const result = spawnSync(
   process.execPath,
   ["--test", "--test-concurrency=2", `--test-timeout=${timeout}`, ...files],
@@ -26,4 +37,5 @@ const result = spawnSync(
     stdio: "inherit",
   },
 );
+await ceph?.stop();
 process.exit(result.status ?? 1);

@@ -48,8 +48,9 @@ async function main(argv: string[]): Promise<number> {
       const path = option(rest, "--config") ?? rest.find((a) => !a.startsWith("-"));
       const warnings: string[] = [];
       const config = loadConfig(path, process.env, (line) => warnings.push(line));
-      // Refused here in one line naming the key, before the storage driver meets it.
-      checkStorageRoot(config.storage.filesystem.rootdirectory);
+      // Refused here in one line naming the key, before the storage driver meets it (an S3
+      // bucket is checked when the driver opens).
+      if (config.storage.s3 === undefined) checkStorageRoot(config.storage.filesystem.rootdirectory);
       if (warnings.length > 0) {
         const logger = createLogger(config.log);
         for (const line of warnings) logger.warn(line);
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] !== "check") break;
       const path = option(rest, "--config") ?? rest.slice(1).find((a) => !a.startsWith("-"));
       const config = loadConfig(path);
-      checkStorageRoot(config.storage.filesystem.rootdirectory);
+      if (config.storage.s3 === undefined) checkStorageRoot(config.storage.filesystem.rootdirectory);
       process.stdout.write(`config ok${path ? `: ${path}` : " (embedded default)"}\n`);
       return 0;
     }

@@ -22,6 +22,8 @@ import { notifierFor } from "./notifications/notifier.js";
 import { registerNotificationMetrics } from "./metrics/notification-metrics.js";
 import { proxyMetrics } from "./metrics/proxy-metrics.js";
 import { FilesystemDriver } from "./storage/filesystem.js";
+import type { StorageDriver } from "./storage/driver.js";
+import { openStorage, storageLocation } from "./storage/open.js";
 import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
@@ -68,9 +70,8 @@ const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
   const logger = createLogger(config.log);
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  // Other replicas may share the root (Redis configured): their temporary files are in use.
-  await driver.init(config.redis !== undefined);
+  // Other replicas may share the storage (Redis configured): their temporary files are in use.
+  const driver = await openStorage(config, { init: true, shared: config.redis !== undefined });
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   const stop =
     workers === 1
@@ -82,7 +83,7 @@ export async function serve(config: Config): Promise<void> {
       addr: config.http.addr,
       debug: config.http.debug.addr,
       workers,
-      root: driver.root,
+      storage: storageLocation(driver),
       tls: config.http.tls !== undefined,
     },
     "registry listening",
@@ -104,7 +105,7 @@ export async function serve(config: Config): Promise<void> {
 /** Everything in this process. Returns what stops it gracefully. */
 async function runSingle(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
 ): Promise<() => Promise<void>> {
   const { server, metrics, audit, shared } = await startPublicServer(config, driver, logger, localBus);
@@ -120,7 +121,7 @@ async function runSingle(
 
 async function runCluster(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   workers: number,
 ): Promise<() => Promise<void>> {
@@ -159,7 +160,7 @@ async function runCluster(
 
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const driver = await openStorage(config, { init: false });
   const { server, metrics, audit } = await startPublicServer(config, driver, logger, workerBus());
   process.on("disconnect", () => void drain(server).then(() => audit?.close()));
   // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
@@ -182,7 +183,7 @@ async function drain(server: http.Server | https.Server): Promise<void> {
 /** The public listener (:5000) over `driver`. */
 async function startPublicServer(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   bus: InvalidationBus,
 ) {
@@ -205,6 +206,8 @@ async function startPublicServer(
     bus: shared === undefined ? bus : localBus,
     readOnly: config.storage.maintenance?.readonly?.enabled ?? false,
     ...(state !== undefined ? { shared: state.registry } : {}),
+    // Off unless `storage.redirect.disable: false` is written (see the schema).
+    redirectBlobs: config.storage.redirect?.disable === false,
   };
   const registry =
     config.proxy === undefined
@@ -360,7 +363,7 @@ function authorizerFor(
 /** The registry as a pull-through cache of `proxy.remoteurl`. */
 function pullThrough(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   options: RegistryOptions,
   logger: Logger,
   metrics: ReturnType<typeof proxyMetrics>,
@@ -454,7 +457,7 @@ function startCacheExpiry(
   return () => clearInterval(timer);
 }
 
-function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {
+function healthCheck(config: Config, driver: StorageDriver): HealthCheck {
   const storage = config.health?.storagedriver;
   return new HealthCheck(driver, {
     enabled: storage?.enabled ?? true,
@@ -467,7 +470,7 @@ function healthCheck(config: Config, driver: FilesystemDriver): HealthCheck {
  * `storage.maintenance.uploadpurging`: removes abandoned upload sessions older than `age`, every
  * `interval` (first a minute after start), as the reference registry does. On by default.
  */
-function startUploadPurging(config: Config, driver: FilesystemDriver, logger: Logger): () => void {
+function startUploadPurging(config: Config, driver: StorageDriver, logger: Logger): () => void {
   const purging = config.storage.maintenance?.uploadpurging ?? {
     enabled: true,
     age: "168h",
@@ -478,9 +481,12 @@ function startUploadPurging(config: Config, driver: FilesystemDriver, logger: Lo
   const age = parseDuration(purging.age);
   const run = async () => {
     try {
-      const { purged } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
-      if (purged.length > 0)
-        logger.info({ purged: purged.length, dryRun: purging.dryrun }, "purged abandoned uploads");
+      const { purged, abandoned } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
+      if (purged.length > 0 || abandoned.length > 0)
+        logger.info(
+          { purged: purged.length, abandonedWrites: abandoned.length, dryRun: purging.dryrun },
+          "purged abandoned uploads",
+        );
     } catch (error) {
       logger.error({ err: error }, "upload purge failed");
     }
@@ -510,13 +516,17 @@ function createServer(config: Config, handler: http.RequestListener): http.Serve
 /** The debug listener (:5001): Prometheus metrics (request metrics from `requestMetrics`, storage gauges) and health. */
 async function startDebugServer(
   config: Config,
-  driver: FilesystemDriver,
+  driver: StorageDriver,
   logger: Logger,
   requestMetrics: () => Promise<string>,
   shared?: SharedState,
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
-  const stats = new StorageStats(driver, driver.root, primaryRegistry);
+  const stats = new StorageStats(
+    driver,
+    driver instanceof FilesystemDriver ? driver.root : undefined,
+    primaryRegistry,
+  );
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
   registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);

@@ -16,6 +16,8 @@ export interface ReferenceOptions {
   htpasswd?: string;
   /** Serve HTTPS with this certificate; `ca` is what the readiness probe trusts. */
   tls?: { cert: string; key: string; ca: string };
+  /** Another storage driver's section instead of `filesystem` on `root` (e.g. `{ s3: {...} }`). */
+  storage?: Record<string, unknown>;
 }
 
 export async function startReference(root: string, options: ReferenceOptions = {}) {
@@ -26,7 +28,13 @@ export async function startReference(root: string, options: ReferenceOptions = {
     [
       "version: 0.1",
       "log: {level: info, accesslog: {disabled: true}}",
-      `storage: {filesystem: {rootdirectory: ${root}}, delete: {enabled: ${options.deleteEnabled ?? true}}}`,
+      `storage: {${
+        options.storage === undefined
+          ? `filesystem: {rootdirectory: ${root}}`
+          : Object.entries(options.storage)
+              .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+              .join(", ")
+      }, delete: {enabled: ${options.deleteEnabled ?? true}}}`,
       `http: {addr: "127.0.0.1:0"${options.prefix ? `, prefix: ${options.prefix}` : ""}${
         options.tls ? `, tls: {certificate: ${options.tls.cert}, key: ${options.tls.key}}` : ""
       }}`,

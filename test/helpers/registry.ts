@@ -164,7 +164,10 @@ async function launchRegistry(
     version: "0.1",
     log: { accesslog: { disabled: true }, ...(extraLog as object), level, formatter: "json" },
     storage: {
-      filesystem: { rootdirectory: root },
+      // One driver: a test that configures `s3` gets no filesystem root.
+      ...((extra.storage as { s3?: unknown } | undefined)?.s3 === undefined
+        ? { filesystem: { rootdirectory: root } }
+        : {}),
       delete: { enabled: options.deleteEnabled ?? true },
       ...(extra.storage as object),
     },

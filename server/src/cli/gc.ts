@@ -7,7 +7,7 @@ import { createLogger } from "../log.js";
 import { Maintenance } from "../maintenance/maintenance.js";
 import { TaskStatusStore } from "../maintenance/status.js";
 import { Registry } from "../registry/registry.js";
-import { FilesystemDriver } from "../storage/filesystem.js";
+import { openStorage } from "../storage/open.js";
 import { adminRequest, adminTarget, PASSWORD_ENV, USERNAME_ENV } from "./admin-client.js";
 
 export const GC_USAGE = `  gc [--url URL] [--untagged] [--dry-run] [--grace DURATION] [--ca FILE] [--json]
@@ -45,8 +45,7 @@ export async function gcCommand(args: string[], referenceSpelling: boolean): Pro
     const configPath = values.config ?? positionals[0];
     if (configPath === undefined) throw new Error("offline garbage collection needs --config FILE");
     const config = loadConfig(configPath);
-    const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-    await driver.init();
+    const driver = await openStorage(config, { init: true });
     const registry = new Registry(driver, {
       deleteEnabled: config.storage.delete.enabled,
       maxManifestBytes: config.http.maxmanifestbytes,

@@ -18,6 +18,8 @@ const ListenAddress = z
   // Checked here, so `config check` refuses what `listen` would later refuse in Node's words.
   .refine((a) => Number(a.slice(a.lastIndexOf(":") + 1)) <= 65535, "port must be between 0 and 65535");
 
+const DEFAULT_FILESYSTEM_ROOT = "/var/lib/registry";
+
 const Log = z.strictObject({
   level: z.enum(["error", "warn", "info", "debug"]).default("info"),
   formatter: z.enum(["text", "json", "logstash"]).default("json"),
@@ -25,11 +27,70 @@ const Log = z.strictObject({
   accesslog: z.strictObject({ disabled: z.boolean().default(false) }).prefault({}),
 });
 
+const MiB = 1024 * 1024;
+/** S3's bounds on one part of a multipart upload or copy: 5 MiB (except the last) to 5 GiB. */
+const S3PartSize = z
+  .number()
+  .int()
+  .min(5 * MiB, "must be at least 5242880 (5 MiB, S3's smallest part)")
+  .max(5 * 1024 * MiB, "must be at most 5368709120 (5 GiB, S3's largest part)");
+
+/**
+ * `storage.s3`: the reference registry's S3 driver keys (its docs' `storage-drivers/s3.md`), on
+ * the AWS SDK v3; the bucket layout is the reference's (`<rootdirectory>/docker/registry/v2/…`).
+ * Without `accesskey`/`secretkey` the SDK's standard chain finds credentials (AWS_ACCESS_KEY_ID
+ * and AWS_SECRET_ACCESS_KEY, a web identity token, an instance profile).
+ */
+const S3 = z
+  .strictObject({
+    bucket: z.string().min(1),
+    region: z.string().min(1),
+    /** An S3-compatible endpoint (Ceph RGW): `http://host:port`, or `host:port` with `secure` choosing the scheme. */
+    regionendpoint: z.string().min(1).optional(),
+    /** `http://endpoint/bucket/key` addressing, which Ceph RGW and most S3-compatible stores want. */
+    forcepathstyle: z.boolean().default(false),
+    accesskey: z.string().min(1).optional(),
+    secretkey: z.string().min(1).optional(),
+    sessiontoken: z.string().min(1).optional(),
+    secure: z.boolean().default(true),
+    /** Accept any TLS certificate from the endpoint (tests, self-signed gateways). */
+    skipverify: z.boolean().default(false),
+    /** The SDK signs with v4 only; `false` (v2 signatures) is refused rather than ignored. */
+    v4auth: z.literal(true, { error: "must be true: only v4 signatures are supported" }).default(true),
+    encrypt: z.boolean().default(false),
+    keyid: z.string().min(1).optional(),
+    /** Prefix of every key, as in the reference (leading and trailing `/` ignored). */
+    rootdirectory: z.string().default(""),
+    /** Bytes buffered per part of an upload (the reference's default: 10 MiB). */
+    chunksize: S3PartSize.default(10 * MiB),
+    multipartcopychunksize: S3PartSize.default(32 * MiB),
+    multipartcopymaxconcurrency: z.number().int().positive().max(1000).default(100),
+    /** Objects above this are moved by a multipart copy, at or below it by one CopyObject. */
+    multipartcopythresholdsize: z
+      .number()
+      .int()
+      .min(0)
+      .max(5 * 1024 * MiB, "must be at most 5368709120 (5 GiB, S3's largest single copy)")
+      .default(32 * MiB),
+    /** `NONE` sends no storage class (stores that reject the header). */
+    storageclass: z.string().min(1).default("STANDARD"),
+    objectacl: z.string().min(1).default("private"),
+    accelerate: z.boolean().default(false),
+    usedualstack: z.boolean().default(false),
+  })
+  .refine((s) => (s.accesskey === undefined) === (s.secretkey === undefined), {
+    message: "set accesskey and secretkey together (or neither, for the AWS environment variables)",
+  })
+  .refine((s) => s.keyid === undefined || s.encrypt, {
+    message: "keyid needs encrypt: true",
+  });
+
 const Storage = z
   .strictObject({
+    s3: S3.optional(),
     filesystem: z
       .strictObject({
-        rootdirectory: z.string().min(1).default("/var/lib/registry"),
+        rootdirectory: z.string().min(1).default(DEFAULT_FILESYSTEM_ROOT),
         maxthreads: z.number().int().min(25).optional(),
       })
       .prefault({}),
@@ -53,9 +114,17 @@ const Storage = z
         readonly: z.strictObject({ enabled: z.boolean().default(false) }).optional(),
       })
       .optional(),
+    /**
+     * Blob GETs answered with a redirect to a presigned URL of the storage (S3 only). Off unless
+     * `disable: false` is written: in air-gapped sites clients often cannot reach the S3 endpoint.
+     */
     redirect: z.strictObject({ disable: z.boolean() }).optional(),
   })
-  .prefault({ filesystem: {} });
+  .prefault({ filesystem: {} })
+  // `filesystem` always has a value (its defaults); one that differs from them was written.
+  .refine((s) => s.s3 === undefined || s.filesystem.rootdirectory === DEFAULT_FILESYSTEM_ROOT, {
+    message: "configure one storage driver: storage.filesystem or storage.s3, not both",
+  });
 
 const Tls = z.strictObject({
   certificate: z.string().min(1),

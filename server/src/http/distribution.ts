@@ -157,6 +157,14 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       ctx.status = 200;
       return;
     }
+    const redirect = await registry.blobRedirect(digest);
+    if (redirect !== undefined) {
+      // The client fetches from the store (with its Range header); the URL expires, so no caching.
+      ctx.redirect(redirect);
+      ctx.status = 307;
+      ctx.remove("Cache-Control");
+      return;
+    }
     const start = range?.start ?? 0;
     const length = range === undefined ? size : range.end - range.start + 1;
     if (range !== undefined) {

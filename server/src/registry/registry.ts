@@ -32,6 +32,8 @@ export interface RegistryOptions {
     /** Throws UNAVAILABLE when writes cannot be coordinated now. */
     readonly requireReady: () => void;
   };
+  /** Blob GETs are redirected to the storage when it can give a URL (`storage.redirect`). */
+  readonly redirectBlobs?: boolean;
 }
 
 export interface Page {
@@ -96,6 +98,12 @@ export class Registry {
       return start === 0 && end === content.length - 1 ? content : content.subarray(start, end + 1);
     }
     return this.blobs.open(digest, start, end);
+  }
+
+  /** Where to redirect a GET of the blob (checked with `statBlob` first), when redirects are on. */
+  async blobRedirect(digest: Digest): Promise<string | undefined> {
+    if (this.options.redirectBlobs !== true || this.driver.redirectURL === undefined) return undefined;
+    return this.driver.redirectURL(layout.blobData(digest));
   }
 
   /** The blob's file on this machine, when storage keeps one (for zero-copy serving); checked with `statBlob` first. */

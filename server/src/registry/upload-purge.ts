@@ -6,12 +6,15 @@ import { walkRepositoryTree } from "./catalog.js";
 export interface PurgeResult {
   /** `<repository>/<upload id>` of each abandoned upload removed (or, on a dry run, that would be). */
   readonly purged: string[];
+  /** What interrupted writes left outside upload sessions (S3 multipart uploads), removed with them. */
+  readonly abandoned: string[];
 }
 
 /**
  * Removes upload sessions started before `startedBefore` (abandoned pushes), as the reference
  * registry's `storage.maintenance.uploadpurging` does. A session whose start time cannot be read
- * counts as abandoned.
+ * counts as abandoned. Then what interrupted writes left in the store outside any session, started
+ * before the same time.
  */
 export async function purgeUploads(
   driver: StorageDriver,
@@ -32,5 +35,7 @@ export async function purgeUploads(
       }
     }
   });
-  return { purged };
+  // After the sessions (whose own multipart uploads went with them): what no session holds.
+  const abandoned = (await driver.purgeAbandoned?.(startedBefore, dryRun)) ?? [];
+  return { purged, abandoned };
 }

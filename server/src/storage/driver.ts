@@ -46,6 +46,14 @@ export interface StorageDriver {
    * drivers that keep files locally have it.
    */
   localFile?(path: string): string;
+  /**
+   * Removes what interrupted writes left outside the layout before `before` (on S3: multipart
+   * uploads and scratch objects); says what it removed or, on a dry run, would. Upload purging
+   * calls it. Drivers whose crashes leave nothing of the kind lack it.
+   */
+  purgeAbandoned?(before: Date, dryRun?: boolean): Promise<string[]>;
+  /** A URL a client may fetch the file from directly, for a redirect (S3: presigned, short-lived). */
+  redirectURL?(path: string): Promise<string>;
 }
 
 export interface FileInfo {

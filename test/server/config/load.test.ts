@@ -143,12 +143,12 @@ describe("CLI", () => {
   it("serve with a bad config exits non-zero with one line naming the key", () => {
     const result = spawnSync(
       process.execPath,
-      [MAIN, "serve", "--config", file("version: 0.1\nstorage:\n  s3: {}\n")],
+      [MAIN, "serve", "--config", file("version: 0.1\nstorage:\n  swift: {}\n")],
       { encoding: "utf8" },
     );
     assert.equal(result.status, 1);
     assert.equal(result.stderr.trim().split("\n").length, 1);
-    assert.match(result.stderr, /unknown key "storage\.s3"/);
+    assert.match(result.stderr, /unknown key "storage\.swift"/);
   });
 
   it("serve with a missing htpasswd file exits with one line naming it", () => {
