@@ -15,9 +15,12 @@ const files = [];
   }
 })(root);
 // A bound on each test file, so that a hanging server or client cannot block CI. Node 20 applies
-// --test-timeout to each file as a whole when it runs them (--test), not to each test in it; the
-// slowest file takes about 2 minutes alone here (garbage collection, backup, sync), more when two
-// run at once on a loaded machine, hence 10 minutes. NEAM_TEST_TIMEOUT_MS overrides it.
+// --test-timeout to each file as a whole when it runs them (--test), not to each test in it: the
+// harness inside a file never reads the flag (20.20's parseCommandLine has no timeout; `node
+// --test-timeout=… file` ignores it, NODE_OPTIONS refuses it, run({ timeout }) is per file too), so
+// a per-test bound exists only as each test's own `{ timeout }`. The slowest file takes about 3
+// minutes alone here (synth-cli; garbage collection, backup and sync about 1-2), more when two run
+// at once on a loaded machine, hence 10 minutes. NEAM_TEST_TIMEOUT_MS overrides it.
 const timeout = Number(process.env.NEAM_TEST_TIMEOUT_MS ?? 600_000);
 // Test files that use S3 (they import test/helpers/ceph) share one Ceph RGW, started here for the
 // whole run and handed to them by environment, unless NEAM_TEST_S3_ENDPOINT already names a store.

@@ -21,6 +21,7 @@ export const GROUPS = {
     modules: {
       "auth/policy": ["server/src/auth/policy.ts"],
       "registry/manifest": ["server/src/registry/manifest.ts"],
+      "registry/json-scan": ["server/src/registry/json-scan.ts"],
       "registry/digest": ["server/src/registry/digest.ts"],
       "registry/names": ["server/src/registry/names.ts"],
       "http/range": ["server/src/http/range.ts"],
@@ -30,6 +31,7 @@ export const GROUPS = {
       "unit/auth/policy.test.js",
       "server/auth/policy.test.js",
       "unit/registry/manifest.test.js",
+      "unit/registry/json-scan.test.js",
       "unit/registry/digest.test.js",
       "unit/registry/names.test.js",
       "unit/http/range.test.js",

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { Context } from "koa";
 import { isDigest, parseDigest, type Digest } from "../registry/digest.js";
 import { RegistryError, manifestUnknown } from "../registry/errors.js";
@@ -36,11 +37,90 @@ export interface DistributionOptions {
 const NAME = "(.+?)";
 
 /**
+ * Manifest bodies up to this size (declared by Content-Length) are handled as they come; real
+ * image manifests and multi-arch indexes are a few KiB. Larger ones (up to `maxmanifestbytes`, 4
+ * MiB by default: an artifact index may list tens of thousands of children) and bodies of no
+ * declared length take a turn at the gate below.
+ */
+const SMALL_MANIFEST_BYTES = 256 * 1024;
+/** Large manifests read and processed at once, per process (each with a buffer of the size limit). */
+const LARGE_MANIFESTS_AT_ONCE = 2;
+/** Large manifest pushes that may wait for a turn; past this, 503 at once (the client retries). */
+const LARGE_MANIFESTS_WAITING = 64;
+/** How long a large manifest push waits for its turn before it is answered 503. */
+const LARGE_MANIFEST_WAIT_MS = 60_000;
+
+/**
+ * Turns at handling a large manifest: a counting semaphore with a bounded queue and a bounded wait
+ * (a turn that cannot be had is BufferBudgetExhausted: 503, retry later, as when the body budget
+ * runs out). Each turn lends one of `slots` body buffers of `bytes`, made on first use and reused:
+ * a fresh buffer of a few MiB per push would outlive V8's young generation and pile up outside
+ * the heap until a full collection (16 pushes of 4 MiB: +64 MiB and more).
+ */
+class LargeManifestTurns {
+  private readonly free: Buffer[] = [];
+  private made = 0;
+  private readonly waiting: ((buffer: Buffer) => void)[] = [];
+
+  constructor(
+    private readonly slots: number,
+    private readonly bytes: number,
+    private readonly maxWaiting: number,
+    private readonly maxWaitMs: number,
+  ) {}
+
+  /** Runs `work` in a turn; `socket` (the waiting request's) is not timed out while it waits. */
+  async run<T>(work: (buffer: Buffer) => Promise<T>, socket?: Socket): Promise<T> {
+    let buffer = this.free.pop();
+    if (buffer === undefined && this.made < this.slots) {
+      this.made++;
+      // One byte more than any body it holds: a body is then never a view spanning the whole
+      // buffer, which is how the domain tells a borrowed buffer (that it copies) from its own.
+      buffer = Buffer.allocUnsafe(this.bytes + 1);
+    }
+    if (buffer === undefined) {
+      if (this.waiting.length >= this.maxWaiting) throw new BufferBudgetExhausted();
+      // Its body is not read while it waits: http.bodytimeout would cut it off unanswered. The
+      // wait has its own bound, past which the client is answered 503.
+      const timeout = socket?.timeout ?? 0;
+      socket?.setTimeout(0);
+      buffer = await new Promise<Buffer>((resolve, reject) => {
+        const start = (lent: Buffer) => {
+          clearTimeout(timer);
+          resolve(lent);
+        };
+        const timer = setTimeout(() => {
+          this.waiting.splice(this.waiting.indexOf(start), 1);
+          reject(new BufferBudgetExhausted());
+        }, this.maxWaitMs);
+        this.waiting.push(start);
+      }).finally(() => {
+        if (socket !== undefined && !socket.destroyed) socket.setTimeout(timeout);
+      });
+    }
+    try {
+      return await work(buffer);
+    } finally {
+      // The buffer passes straight to the next waiter, else back to the free list.
+      const next = this.waiting.shift();
+      if (next !== undefined) next(buffer);
+      else this.free.push(buffer);
+    }
+  }
+}
+
+/**
  * The OCI Distribution API (`/v2/...`): parse, call the domain, answer. Routes are matched on the
  * raw path; each handler validates its parameters so malformed input is a 4xx, never a 500.
  */
 export function distributionRoutes(registry: Registry, options: DistributionOptions): Matcher {
   const { authz } = options;
+  const largeManifests = new LargeManifestTurns(
+    LARGE_MANIFESTS_AT_ONCE,
+    options.maxManifestBytes,
+    LARGE_MANIFESTS_WAITING,
+    LARGE_MANIFEST_WAIT_MS,
+  );
   const routes: Route[] = [
     { name: "base", pattern: /^\/v2\/?$/, methods: { GET: base } },
     { name: "catalog", pattern: /^\/v2\/_catalog$/, methods: { GET: catalog } },
@@ -121,8 +201,16 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     const name = repositoryName(rawName!);
     authz.require(ctx, "push", name);
     const reference = parseReference(decode(rawReference!));
-    const bytes = await readBody(ctx, options.maxManifestBytes, options.bodyBudget);
-    const result = await registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
+    // A large manifest is read into a reused buffer, and checked, two at a time: 16 indexes of 4
+    // MiB pushed at once otherwise held hundreds of MiB (issue 9 item 7). The others wait unread,
+    // their bytes in the kernel. The domain copies what it keeps of a borrowed buffer.
+    const store = async (into?: Buffer) => {
+      const bytes = await readBody(ctx, options.maxManifestBytes, options.bodyBudget, into);
+      return registry.putManifest(name, reference, bytes, ctx.get("Content-Type") || undefined);
+    };
+    const declared = ctx.get("Content-Length");
+    const large = declared === "" || !(Number(declared) <= SMALL_MANIFEST_BYTES);
+    const result = await (large ? largeManifests.run(store, ctx.req.socket) : store());
     emptyResponse(ctx, 201);
     ctx.set("Location", `${options.locationBase(ctx)}/v2/${name}/manifests/${result.digest.value}`);
     ctx.set("Docker-Content-Digest", result.digest.value);
@@ -384,9 +472,16 @@ const DRAIN_LIMIT = 64 * 1024 * 1024;
 
 /**
  * Reads a small body whole; past `limit` bytes it answers 413, past the shared budget 503 (in both
- * cases reading and dropping a moderate excess first, so the client sees the answer).
+ * cases reading and dropping a moderate excess first, so the client sees the answer). With `into`
+ * (at least `limit` bytes), each chunk is copied there as it arrives, so that none outlives the
+ * young generation, and the body returned is a view of `into`.
  */
-async function readBody(ctx: Context, limit: number, budget: BufferBudget | undefined): Promise<Buffer> {
+async function readBody(
+  ctx: Context,
+  limit: number,
+  budget: BufferBudget | undefined,
+  into?: Buffer,
+): Promise<Buffer> {
   const tooLarge = () => new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${limit} bytes`);
   const declared = Number(ctx.get("Content-Length") || "0");
   if (declared > DRAIN_LIMIT) throw tooLarge();
@@ -408,10 +503,11 @@ async function readBody(ctx: Context, limit: number, budget: BufferBudget | unde
         continue;
       }
       if (budget !== undefined) taken += chunk.length;
-      chunks.push(chunk);
+      if (into !== undefined) chunk.copy(into, total - chunk.length);
+      else chunks.push(chunk);
     }
     if (refusal !== undefined) throw refusal;
-    return Buffer.concat(chunks, total);
+    return into !== undefined ? into.subarray(0, total) : Buffer.concat(chunks, total);
   } finally {
     budget?.give(taken);
   }

@@ -6,7 +6,12 @@ import { RegistryError, manifestUnknown } from "./errors.js";
 import { exists, listOrEmpty, readLink } from "./links.js";
 import { LruCache } from "./lru.js";
 import { cacheKeys, MetadataCache } from "./metadata-cache.js";
-import { parseManifest, type ParsedManifest } from "./manifest.js";
+import {
+  checkManifestYielding,
+  parseManifest,
+  type CheckedManifest,
+  type ParsedManifest,
+} from "./manifest.js";
 import { isValidTag } from "./names.js";
 
 export interface StoredManifest {
@@ -67,7 +72,7 @@ export class ManifestStore {
     if (bytes.length > this.maxManifestBytes) {
       throw new RegistryError("MANIFEST_TOO_LARGE", `manifest exceeds ${this.maxManifestBytes} bytes`);
     }
-    const parsed = parseManifest(bytes, contentType);
+    const checked = await checkManifestYielding(bytes, contentType);
     const digest = digestOf(bytes, reference.kind === "digest" ? reference.digest.algorithm : "sha256");
     if (reference.kind === "digest" && reference.digest.value !== digest.value) {
       throw new RegistryError("DIGEST_INVALID", "manifest digest does not match its content", {
@@ -75,12 +80,23 @@ export class ManifestStore {
         actual: digest.value,
       });
     }
-    const reliedOn = [digest, ...parsed.blobs, ...parsed.children];
-    if (parsed.subject !== undefined) reliedOn.push(parsed.subject);
+    // Read from the bytes as iterated (the guard reads them only while a collection runs): an
+    // index may list tens of thousands of children, and nothing is kept for each (issue 9 item 7).
+    const reliedOn = {
+      *[Symbol.iterator]() {
+        yield digest;
+        for (const { digest: referenced } of checked.references()) yield referenced;
+        if (checked.subject !== undefined) yield checked.subject;
+      },
+    };
     await this.blobs.guard.write(reliedOn, () =>
-      this.write(name, reference, digest, bytes, parsed, options.checkReferences ?? true),
+      this.write(name, reference, digest, bytes, checked, options.checkReferences ?? true),
     );
-    this.cache.set(digest.value, { digest, bytes, parsed });
+    const parsed = checked.parsed();
+    // The cache keeps bytes of its own: the caller's may be a view of a buffer it reuses (the
+    // HTTP layer lends one to each large manifest push, never spanning it whole) or of a pool slab.
+    const kept = bytes.byteLength === bytes.buffer.byteLength ? bytes : Buffer.from(bytes);
+    this.cache.set(digest.value, { digest, bytes: kept, parsed });
     return { digest, subject: parsed.subject };
   }
 
@@ -89,10 +105,10 @@ export class ManifestStore {
     reference: ManifestReference,
     digest: Digest,
     bytes: Buffer,
-    parsed: ParsedManifest,
+    checked: CheckedManifest,
     checkReferences: boolean,
   ): Promise<void> {
-    if (checkReferences) await this.checkReferences(name, parsed);
+    if (checkReferences) await this.checkReferences(name, checked);
 
     // Order matters for crash safety: content, then revision, then index entries, then the tag;
     // one batch writes them in that order. Content already stored is written again (the same
@@ -102,7 +118,7 @@ export class ManifestStore {
       { path: layout.blobData(digest), content: bytes },
       link(layout.revisionLink(name, digest)),
     ];
-    if (parsed.subject !== undefined) files.push(link(layout.referrerLink(name, parsed.subject, digest)));
+    if (checked.subject !== undefined) files.push(link(layout.referrerLink(name, checked.subject, digest)));
     if (reference.kind === "tag") {
       // The current link is one atomic rename: it creates the tag, so a listed tag always
       // resolves. The tag's history entry is informational: not worth a sync.
@@ -267,31 +283,28 @@ export class ManifestStore {
    * the first that is not: an index may list tens of thousands of children, and checking all at
    * once (or listing every missing one in the error) costs memory and time a push must not.
    */
-  private async checkReferences(name: string, parsed: ParsedManifest): Promise<void> {
-    const blobs = parsed.blobs;
-    const children = parsed.children;
-    const total = blobs.length + children.length;
-    let next = 0;
+  private async checkReferences(name: string, checked: CheckedManifest): Promise<void> {
+    // One iterator shared by the workers: each takes the next reference when it is free.
+    const references = checked.references()[Symbol.iterator]();
     let missing: Digest | undefined;
-    const present = async (i: number): Promise<boolean> => {
-      if (i < blobs.length) {
-        return this.blobs.stat(name, blobs[i]!).then(
-          () => true,
-          (error: unknown) => {
-            if (error instanceof RegistryError && error.code === "BLOB_UNKNOWN") return false;
-            throw error;
-          },
-        );
-      }
-      return exists(this.driver, layout.revisionLink(name, children[i - blobs.length]!));
+    const present = async ({ digest, manifest }: { digest: Digest; manifest: boolean }) => {
+      if (manifest) return exists(this.driver, layout.revisionLink(name, digest));
+      return this.blobs.stat(name, digest).then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof RegistryError && error.code === "BLOB_UNKNOWN") return false;
+          throw error;
+        },
+      );
     };
     const worker = async () => {
-      while (missing === undefined && next < total) {
-        const i = next++;
-        if (!(await present(i))) missing ??= i < blobs.length ? blobs[i] : children[i - blobs.length];
+      while (missing === undefined) {
+        const next = references.next();
+        if (next.done === true) return;
+        if (!(await present(next.value))) missing ??= next.value.digest;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(REFERENCE_CHECKS, total) }, worker));
+    await Promise.all(Array.from({ length: REFERENCE_CHECKS }, worker));
     if (missing !== undefined) {
       throw new RegistryError(
         "MANIFEST_BLOB_UNKNOWN",

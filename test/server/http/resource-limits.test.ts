@@ -273,13 +273,16 @@ describe("stalled request bodies (http.bodytimeout, http.maxbufferedbytes)", () 
   });
 
   it("a manifest past the budget is answered 503 UNAVAILABLE with Retry-After", async () => {
-    // Hold 15 MiB of the 16 MiB budget with stalled manifest bodies, then push one more.
+    // Hold 15 MiB of the 16 MiB budget with stalled 1 MiB blob bodies (each takes its length up
+    // front), then push one more. Stalled large manifests would not do: past two being read, they
+    // wait for a turn unread, holding no budget (index-children.test.ts).
     const held: { socket: Socket; closed: Promise<string> }[] = [];
-    for (let i = 0; i < 4; i++) {
-      const body = Buffer.alloc(4 * MiB - 256 * 1024, 0x20);
+    for (let i = 0; i < 15; i++) {
+      const body = randomBytes(MiB);
       held.push(
         await stall(
-          `PUT /v2/budget/manifests/t${i} HTTP/1.1\r\nHost: x\r\nContent-Type: ${OCI_MANIFEST}\r\nContent-Length: ${body.length}\r\n\r\n`,
+          `POST /v2/budget/blobs/uploads/?digest=${blob(body).digest} HTTP/1.1\r\nHost: x\r\n` +
+            `Content-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`,
           body,
         ),
       );

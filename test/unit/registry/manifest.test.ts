@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { RegistryError } from "../../../server/src/registry/errors.js";
-import { baseMediaType, parseManifest } from "../../../server/src/registry/manifest.js";
+import { baseMediaType, checkManifest, parseManifest } from "../../../server/src/registry/manifest.js";
 import { MediaType } from "../../../server/src/registry/media-types.js";
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
@@ -277,5 +277,79 @@ describe("malformed manifests: MANIFEST_INVALID with a message saying what is wr
     for (const annotations of ["x", null, [], { a: 1 }, { a: "b", c: null }])
       refused(image({ annotations }), "annotations must be a map of strings");
     refused(image({ artifactType: 1 }), "artifactType must be a string");
+  });
+});
+
+describe("large manifests: entries read a run at a time, references only when asked for", () => {
+  const hex = (i: number) => i.toString(16).padStart(64, "0");
+  const entry = (i: number) => ({
+    mediaType: MediaType.OciManifest,
+    digest: `sha256:${hex(i)}`,
+    size: i,
+    ...(i % 3 === 0 ? { platform: { os: "linux", architecture: `arch${i}` } } : {}),
+  });
+  const many = Array.from({ length: 1000 }, (_, i) => entry(i));
+
+  it("an index of 1,000 entries: every child and platform, in order", () => {
+    const parsed = parseManifest(bytes(index({ manifests: many })));
+    assert.deepEqual(
+      parsed.children.map((c) => c.value),
+      many.map((m) => m.digest),
+    );
+    assert.deepEqual(
+      parsed.entries!.map((e) => e.platform?.architecture),
+      many.map((m) => m.platform?.architecture),
+    );
+  });
+
+  it("a bad entry deep in a long list is named by its own index", () => {
+    const broken = [...many];
+    broken[700] = { ...entry(700), digest: "sha256:x" };
+    refused(index({ manifests: broken }), "manifests[700].digest is not a valid digest");
+    const layers = Array.from({ length: 600 }, () => LAYER);
+    layers[599] = { ...LAYER, size: -1 };
+    refused(image({ layers }), "layers[599].size must be a non-negative integer");
+  });
+
+  it("members the registry does not read must still be valid JSON", () => {
+    const raw = Buffer.from(JSON.stringify(image()).replace(/}$/, ', "x": [1,]}'));
+    refused(undefined, "manifest is not valid JSON", undefined, raw);
+    // The last of a repeated key counts, as with JSON.parse.
+    const twice = Buffer.from(JSON.stringify(image()).replace(/}$/, ', "schemaVersion": 3}'));
+    refused(undefined, "schemaVersion must be 2", undefined, twice);
+  });
+
+  it("checkManifest validates everything at once, then reads references lazily and in order", () => {
+    const broken = [...many];
+    broken[999] = { ...entry(999), size: -1 };
+    assert.throws(() => checkManifest(bytes(index({ manifests: broken }))), /manifests\[999\]\.size/);
+
+    const checked = checkManifest(bytes(index({ manifests: many })));
+    assert.equal(checked.isIndex, true);
+    const first = checked.references()[Symbol.iterator]().next();
+    assert.deepEqual(
+      { digest: first.value?.digest.value, manifest: first.value?.manifest },
+      { digest: many[0]!.digest, manifest: true },
+    );
+    assert.deepEqual(
+      [...checked.references()].map((r) => r.digest.value),
+      many.map((m) => m.digest),
+    );
+
+    const image_ = checkManifest(
+      bytes(image({ layers: [LAYER, FOREIGN], subject: { ...CONFIG, digest: d("5") } })),
+    );
+    assert.deepEqual(
+      [...image_.references()].map((r) => [r.digest.value, r.manifest]),
+      [
+        [d("c"), false],
+        [d("1"), false],
+      ],
+    );
+    assert.equal(image_.subject?.value, d("5"));
+    assert.deepEqual(
+      image_.parsed().blobs.map((b) => b.value),
+      [d("c"), d("1")],
+    );
   });
 });
