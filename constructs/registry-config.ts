@@ -4,9 +4,8 @@ import type { RedisConfig, S3DriverConfig } from "./shared-storage.js";
 
 /**
  * The sections a scale-out deployment adds, typed by the reference registry's keys
- * (`storage.s3`, `redis`; see shared-storage.ts) rather than by `ConfigInput`, whose schema in
- * this version has no S3 driver and no Redis: the server's validator checks the rest of the
- * config, and these are rendered beside it.
+ * (`storage.s3`, `redis`; see shared-storage.ts, which documents them for construct users) and
+ * checked, with the rest, by the server's own validator.
  */
 export interface SharedStateConfig {
   readonly s3?: S3DriverConfig;
@@ -22,16 +21,16 @@ export function renderRegistryConfig(
   input: ConfigInput,
   shared: SharedStateConfig = {},
 ): { yaml: string; config: Config } {
-  let config: Config;
-  try {
-    config = validateConfig(input);
-  } catch (error) {
-    throw new Error(`LocalRegistry: the rendered registry config is invalid: ${(error as Error).message}`);
-  }
   const rendered = {
     ...input,
     ...(shared.s3 !== undefined ? { storage: { s3: shared.s3, ...input.storage } } : {}),
     ...(shared.redis !== undefined ? { redis: shared.redis } : {}),
-  };
+  } as ConfigInput;
+  let config: Config;
+  try {
+    config = validateConfig(rendered);
+  } catch (error) {
+    throw new Error(`LocalRegistry: the rendered registry config is invalid: ${(error as Error).message}`);
+  }
   return { yaml: stringify(rendered), config };
 }

@@ -84,12 +84,11 @@ describe("LocalRegistry", () => {
       const objects = synth(props);
       const configMap = byKind(objects, "ConfigMap")[0] as unknown as { data: Record<string, string> };
       const path = join(tempDir(), "config.yml");
-      // storage.s3 and redis are typed by the reference's keys (constructs/shared-storage.ts) and
-      // checked in scale-out.test.ts; the server's loader judges the rest.
-      const { redis, ...rendered } = parseYaml(configMap.data["config.yml"]!) as Loose;
-      const { s3, ...storage } = rendered.storage;
-      writeFileSync(path, stringify({ ...rendered, storage }));
+      // The whole file, storage.s3 and redis included, as the pod's loader reads it.
+      writeFileSync(path, configMap.data["config.yml"]!);
       const config = loadConfig(path, {});
+      const { s3 } = config.storage;
+      const { redis } = config;
       const container = deploymentOf(objects).spec.template.spec.containers[0];
       const mountPaths = (container.volumeMounts as { mountPath: string }[]).map((m) => m.mountPath);
       assert.equal(s3 !== undefined, props.storage?.s3 !== undefined);
