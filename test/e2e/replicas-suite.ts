@@ -45,6 +45,7 @@ export function describeReplicas(storage: SharedStorage): void {
     let redis: RedisServer;
     let replicas: RegistryProcess[];
     let clients: Client[];
+    let sharedStorage: Awaited<ReturnType<SharedStorage["prepare"]>>;
     const start = async (shared: Awaited<ReturnType<SharedStorage["prepare"]>>, workers = 1) =>
       startRegistry({
         ...(shared.root !== undefined ? { root: shared.root } : {}),
@@ -57,7 +58,8 @@ export function describeReplicas(storage: SharedStorage): void {
 
     before(async () => {
       redis = await startRedis();
-      const shared = await storage.prepare();
+      sharedStorage = await storage.prepare();
+      const shared = sharedStorage;
       replicas = await Promise.all([start(shared), start(shared), start(shared)]);
       clients = replicas.map((r) => new Client(r.url));
     });
@@ -291,8 +293,7 @@ export function describeReplicas(storage: SharedStorage): void {
     });
 
     it("keeps every acknowledged push when a replica is SIGKILLed during pushes (clients retry elsewhere)", async () => {
-      const shared = { root: replicas[0]!.root };
-      const victim = await start(shared);
+      const victim = await start(sharedStorage);
       const pool = [new Client(victim.url), ...clients];
       const acknowledged: { repo: string; tag: string; manifest: Manifest }[] = [];
       let killed = false;
