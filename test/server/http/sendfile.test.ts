@@ -1,5 +1,5 @@
 /**
- * Large blob pulls over plain HTTP go through sendfile(2) (server/native): the bytes, ranges and
+ * Large blob pulls over plain HTTP are copied by the native addon (server/native): the bytes, ranges and
  * the connection after them must be exactly what the stream path gives, and a client that goes
  * away mid-transfer must cost nothing but its own connection.
  */
