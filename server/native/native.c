@@ -1,8 +1,9 @@
-// What Node lacks and the registry needs, as an optional addon (Linux only): zero-copy pulls
-// (sendfile.c), small durable writes in one thread-pool job (write_file.c), memory given back
-// after large transfers (memory.c), and a sha256 whose state can be saved (sha256.c). Without it
-// the registry does the same work in JavaScript, more slowly, keeps more memory, and re-reads a
-// chunked upload resumed after a restart.
+// What Node lacks and the registry needs, as an optional addon (Linux only): large pulls copied
+// off the event loop (sendfile.c), small durable writes in one thread-pool job (write_file.c),
+// memory given back after large transfers (memory.c), trees removed in one job (remove_tree.c),
+// and a sha256 whose state can be saved (sha256.c). Without it the registry does the same work in
+// JavaScript, more slowly, keeps more memory, and re-reads a chunked upload resumed after a
+// restart.
 #include "native.h"
 
 void CallBack(napi_env env, napi_ref callback, size_t argc, napi_value* args) {
@@ -29,6 +30,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "writeFiles", fn);
   napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
   napi_set_named_property(env, exports, "trimMemory", fn);
+  napi_create_function(env, "removeTree", NAPI_AUTO_LENGTH, RemoveTree, NULL, &fn);
+  napi_set_named_property(env, exports, "removeTree", fn);
   static const struct {
     const char* name;
     napi_callback function;

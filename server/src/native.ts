@@ -21,6 +21,8 @@ export interface NativeAddon {
     callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;
   trimMemory(): void;
+  /** Removes a file or a whole tree in one thread-pool job; calls back with 0 or an errno. */
+  removeTree(path: string, callback: (errno: number) => void): void;
   /** Bytes of an OpenSSL SHA256_CTX, for the buffers the sha256 functions take (see sha256.c). */
   sha256ContextBytes: number;
   sha256Init(context: Buffer): void;

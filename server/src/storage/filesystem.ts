@@ -309,7 +309,7 @@ export class FilesystemDriver implements StorageDriver {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
       throw error;
     }
-    await fs.rm(tmp, { recursive: true, force: true });
+    await removeTree(this.addon, tmp);
   }
 
   localFile(path: string): string {
@@ -507,6 +507,13 @@ async function writeFileTo(path: string, content: Uint8Array | string, durable: 
   } finally {
     await handle.close();
   }
+}
+
+/** Removes a file or tree: in one thread-pool job with the addon, else through fs.rm's many. */
+async function removeTree(addon: NativeAddon | undefined, path: string): Promise<void> {
+  if (addon === undefined) return fs.rm(path, { recursive: true, force: true });
+  const errno = await new Promise<number>((resolve) => addon.removeTree(path, resolve));
+  if (errno !== 0) throw systemError(errno, "rm", path);
 }
 
 async function isDirectory(path: string): Promise<boolean> {

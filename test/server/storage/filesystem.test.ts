@@ -46,6 +46,25 @@ for (const nativeWrites of [true, false]) {
     }
   });
 
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: delete removes the whole tree, leaving no temporary behind`, async () => {
+    const root = tempDir();
+    const driver = new FilesystemDriver(root, { nativeWrites });
+    await driver.init();
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => driver.putContent(`/tree/${i % 4}/deep/${i}/file`, String(i))),
+    );
+    await driver.putContent("/tree/top", "t");
+    await driver.putContent("/kept/file", "k");
+    await driver.delete("/tree");
+    await driver.delete("/kept/file");
+    await driver.delete("/never/there");
+    assert.deepEqual(readdirSync(root).sort(), [".neam-tmp", "kept"]);
+    assert.deepEqual(readdirSync(join(root, "kept")), []);
+    for (const bucket of readdirSync(join(root, ".neam-tmp"))) {
+      assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
+    }
+  });
+
   it(`filesystem${nativeWrites ? "" : " without the addon"}: a push into a fresh root guesses every new directory right`, async () => {
     const root = tempDir();
     const driver = new FilesystemDriver(root, { nativeWrites });
