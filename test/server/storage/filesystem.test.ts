@@ -100,6 +100,25 @@ for (const nativeWrites of [true, false]) {
     assert.equal((await driver.getContent(`${blobs}/aa/aa22/data`)).toString(), "blob 1");
   });
 
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, new blobs go straight into the prefix directories already there`, async () => {
+    const root = tempDir();
+    const blobs = "/docker/registry/v2/blobs/sha256";
+    const before = new FilesystemDriver(root, { nativeWrites });
+    await before.init();
+    await before.putContent(`${blobs}/aa/aa01/data`, "a");
+    await before.putContent(`${blobs}/bb/bb01/data`, "b");
+    const after = new FilesystemDriver(root, { nativeWrites });
+    await after.init();
+    const scratch = after.scratchPath();
+    await after.putContent(scratch, "moved");
+    await after.move(scratch, `${blobs}/aa/aa02/data`);
+    await after.putContent(`${blobs}/bb/bb02/data`, "written");
+    assert.equal(after.carefulWrites, 0);
+    assert.equal((await after.getContent(`${blobs}/aa/aa02/data`)).toString(), "moved");
+    assert.equal((await after.getContent(`${blobs}/bb/bb02/data`)).toString(), "written");
+    assert.deepEqual(readdirSync(join(root, blobs, "aa")).sort(), ["aa01", "aa02"]);
+  });
+
   it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, writes find the directories already there`, async () => {
     // A new driver knows only the root: its guesses about which directories exist are wrong
     // until it has looked, and a wrong guess must cost time, not content.
