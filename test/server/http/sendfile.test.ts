@@ -1,7 +1,8 @@
 /**
- * Large blob pulls over plain HTTP are copied by the native addon (server/native): the bytes, ranges and
- * the connection after them must be exactly what the stream path gives, and a client that goes
- * away mid-transfer must cost nothing but its own connection.
+ * Large blob pulls over plain HTTP are copied off the event loop by the native addon
+ * (server/native/sendfile.c): the bytes, ranges and the connection after them must be exactly what
+ * the stream path gives, and a client that goes away mid-transfer must cost nothing but its own
+ * connection.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
