@@ -1,5 +1,4 @@
-import { randomUUID } from "node:crypto";
-import type { Hash } from "node:crypto";
+import { randomUUID, type Hash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isNotFound, type StorageDriver } from "../storage/driver.js";
@@ -177,9 +176,9 @@ export class UploadStore {
     const written = tap.bytes;
     this.onBytes(written);
     checkChunkLength(range, written);
-    if (hashing !== undefined && written > 0) {
+    if (hashing !== undefined) {
       this.rememberHash(id, { hash: hashing, offset: size + written });
-      await this.saveHash(name, id, hashing, size, size + written);
+      if (written > 0) await this.saveHash(name, id, hashing, size, size + written);
     }
     return { id, size: size + written };
   }
