@@ -14,6 +14,7 @@ import {
   copyFileSync,
   cpSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -103,7 +104,8 @@ function sourceDateEpoch(): number {
 function buildAddon(work: string, headers: string): string {
   const dir = join(work, "native");
   mkdirSync(dir, { recursive: true });
-  for (const file of ["binding.gyp", "native.c", "native.h", "sendfile.c", "write_file.c", "memory.c"])
+  // Every source the addon has (as server/native/build.mjs takes them), so a new one is not missed.
+  for (const file of readdirSync(join(ROOT, "server/native")).filter((f) => /\.(c|h|gyp)$/.test(f)))
     copyFileSync(join(ROOT, "server/native", file), join(dir, file));
   const prefix = join(process.execPath, "../..");
   const gyp =

@@ -2,10 +2,18 @@
 #ifndef NEAM_NATIVE_H
 #define NEAM_NATIVE_H
 #include <node_api.h>
+#include <stdint.h>
 
 napi_value Sendfile(napi_env env, napi_callback_info info);
 napi_value WriteFiles(napi_env env, napi_callback_info info);
 napi_value TrimMemory(napi_env env, napi_callback_info info);
+napi_value RemoveTree(napi_env env, napi_callback_info info);
+napi_value Sha256Init(napi_env env, napi_callback_info info);
+napi_value Sha256Update(napi_env env, napi_callback_info info);
+napi_value Sha256Digest(napi_env env, napi_callback_info info);
+napi_value Sha256Save(napi_env env, napi_callback_info info);
+napi_value Sha256Load(napi_env env, napi_callback_info info);
+uint32_t Sha256ContextBytes(void);
 
 // Calls the JS function `callback` refers to with `args` (from a job's completion, on the event
 // loop) and releases the reference.

@@ -21,6 +21,16 @@ export interface NativeAddon {
     callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;
   trimMemory(): void;
+  /** Removes a file or a whole tree in one thread-pool job; calls back with 0 or an errno. */
+  removeTree(path: string, callback: (errno: number) => void): void;
+  /** Bytes of an OpenSSL SHA256_CTX, for the buffers the sha256 functions take (see sha256.c). */
+  sha256ContextBytes: number;
+  sha256Init(context: Buffer): void;
+  sha256Update(context: Buffer, data: Buffer): void;
+  sha256Digest(context: Buffer): Buffer;
+  sha256Save(context: Buffer): Buffer;
+  /** The byte count the saved state covers, or -1 when it is malformed. */
+  sha256Load(context: Buffer, saved: Buffer): number;
 }
 
 /**

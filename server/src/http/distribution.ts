@@ -11,7 +11,7 @@ import type { RequestAuthorizer } from "./auth.js";
 import { decodeComponent as decode } from "./url.js";
 import { parseChunkRange, parseRangeHeader } from "./range.js";
 import { matcher, queryValue, type Matcher, type Route } from "./routes.js";
-import { canSendfile, sendFile } from "./sendfile.js";
+import { canSendfile, sendFile, streamFile } from "./sendfile.js";
 import { SMALL_BLOB_BYTES } from "../registry/blobs.js";
 import type { UploadBody } from "../registry/uploads.js";
 import { BufferBudgetExhausted, readLimited, type BufferBudget } from "../read-limited.js";
@@ -260,12 +260,15 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
       ctx.set("Content-Range", `bytes ${range.start}-${range.end}/${size}`);
     }
     ctx.length = length;
-    // Large blobs over plain HTTP: the kernel copies the file to the socket (sendfile).
-    const file = length > SMALL_BLOB_BYTES && canSendfile(ctx.res) ? registry.blobFile(digest) : undefined;
+    // Large blobs from a local file: over plain HTTP the addon copies it to the socket on the
+    // thread pool; over TLS (or without the addon) it goes through two pooled buffers.
+    const file = length > SMALL_BLOB_BYTES ? registry.blobFile(digest) : undefined;
     if (file !== undefined) {
       ctx.status = range === undefined ? 200 : 206;
       ctx.respond = false;
-      await sendFile(ctx.res, file, start, length).catch((error: unknown) => {
+      const native = canSendfile(ctx.res);
+      if (!native) ctx.res.once("close", () => options.onBlobStreamed?.(length));
+      await (native ? sendFile : streamFile)(ctx.res, file, start, length).catch((error: unknown) => {
         // Headers are gone: nothing to answer; the connection is closed (client went away or stalled).
         (error as NodeJS.ErrnoException).code = "ECONNRESET";
         throw error;

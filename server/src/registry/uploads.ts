@@ -5,6 +5,7 @@ import { isNotFound, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
 import { digestFromHash, digestOf, newHash, type Digest } from "./digest.js";
+import { loadRunningHash, newRunningHash, type RunningHash } from "./running-hash.js";
 import { RegistryError, uploadUnknown } from "./errors.js";
 import { isValidUploadId } from "./names.js";
 
@@ -25,14 +26,16 @@ const MAX_RUNNING_HASHES = 10_000;
 
 /** A running sha256 of an upload's bytes, valid while `offset` equals the data file's size. */
 interface HashState {
-  hash: Hash;
+  hash: RunningHash;
   offset: number;
 }
 
 /**
- * Blob upload sessions. All state is on disk (`_uploads/<id>/data` and `startedat`, as the
- * reference registry keeps it), so a session survives a restart and any worker can serve it; the
- * running hash is kept in memory only to save re-reading the data at commit time.
+ * Blob upload sessions. All state is in storage (`_uploads/<id>/data`, `startedat` and
+ * `hashstates/sha256/<offset>`, as the reference registry keeps them), so a session survives a
+ * restart and any worker or replica can serve it. Each chunk is hashed as it lands and the running
+ * hash saved after it, so the commit reads nothing back; the last hash is also kept in memory to
+ * skip loading it. A missing or unusable saved state only costs reading the data again.
  */
 export class UploadStore {
   private readonly hashes = new Map<string, HashState>();
@@ -54,7 +57,7 @@ export class UploadStore {
       { path: layout.uploadStartedAt(name, id), content: new Date().toISOString(), durable: false },
       { path: layout.uploadData(name, id), content: "", durable: false },
     ]);
-    this.rememberHash(id, { hash: newHash("sha256"), offset: 0 });
+    this.rememberHash(id, { hash: newRunningHash(), offset: 0 });
     return { id, size: 0 };
   }
 
@@ -106,7 +109,7 @@ export class UploadStore {
           ? await this.appendUnlocked(name, id, asStream(finalChunk.body), finalChunk.range, status)
           : status;
       const dataPath = layout.uploadData(name, id);
-      const computed = await this.finalDigest(id, dataPath, size, digest);
+      const computed = await this.finalDigest(name, id, dataPath, size, digest);
       if (computed.value !== digest.value) await this.forget(name, id);
       checkDigest(digest, computed);
       await this.blobs.store(dataPath, name, digest, size);
@@ -166,30 +169,108 @@ export class UploadStore {
     if (range !== undefined && range.start !== size) {
       throw new RegistryError("RANGE_INVALID", `chunk must start at offset ${size}`, { range, size });
     }
-    let state = this.hashes.get(id);
-    if (state !== undefined && state.offset !== size) state = undefined;
-    this.hashes.delete(id);
-    const hashing = state;
-    const tap = measuringTap(hashing?.hash);
-    const out = await this.driver.writer(layout.uploadData(name, id), true);
+    const hashing = await this.runningHash(name, id, size);
+    const tap = measuringTap(hashing);
+    // Synced as each chunk lands (the disk works while the client sends the next), so the data is
+    // durable when the chunk is acknowledged and the commit has nothing left to flush.
+    const out = await this.driver.writer(layout.uploadData(name, id), true, { durable: true });
     await pipeline(body, tap, out);
     const written = tap.bytes;
     this.onBytes(written);
     checkChunkLength(range, written);
     if (hashing !== undefined) {
-      hashing.offset = size + written;
-      this.rememberHash(id, hashing);
+      this.rememberHash(id, { hash: hashing, offset: size + written });
+      if (written > 0) await this.saveHash(name, id, hashing, size, size + written);
     }
     return { id, size: size + written };
   }
 
-  private async finalDigest(id: string, dataPath: string, size: number, wanted: Digest): Promise<Digest> {
-    const state = this.hashes.get(id);
+  /**
+   * The running hash of the session's first `size` bytes: the one kept in memory, else the latest
+   * saved state at or below `size` (hashing the bytes after it), else, for an empty session, a
+   * fresh one. Undefined when none can be had without reading everything back.
+   */
+  private async runningHash(name: string, id: string, size: number): Promise<RunningHash | undefined> {
+    const kept = this.hashes.get(id);
     this.hashes.delete(id);
-    if (state !== undefined && state.offset === size && wanted.algorithm === "sha256") {
-      return digestFromHash(state.hash, "sha256");
+    if (kept !== undefined && kept.offset === size) return kept.hash;
+    if (size === 0) return newRunningHash();
+    const saved = await this.savedHash(name, id, size);
+    if (saved === undefined) return undefined;
+    if (saved.offset < size) {
+      // Bytes written after the state was saved (a crash between the two): hash only those.
+      for await (const chunk of await this.driver.reader(layout.uploadData(name, id), saved.offset, size - 1))
+        saved.hash.update(chunk as Buffer);
     }
-    // After a restart, on another worker, or for another algorithm: hash what is on disk.
+    return saved.hash;
+  }
+
+  /** The latest usable saved state covering at most `size` bytes. */
+  private async savedHash(name: string, id: string, size: number): Promise<HashState | undefined> {
+    let names: string[];
+    try {
+      names = await this.driver.list(layout.uploadHashStates(name, id, "sha256"));
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const offsets = names
+      .filter((n) => /^\d{1,15}$/.test(n))
+      .map(Number)
+      .filter((offset) => offset <= size)
+      .sort((a, b) => b - a);
+    for (const offset of offsets) {
+      let content: Buffer;
+      try {
+        content = await this.driver.getContent(layout.uploadHashState(name, id, "sha256", offset));
+      } catch (error) {
+        if (isNotFound(error)) continue;
+        throw error;
+      }
+      const hash = loadRunningHash(content, offset);
+      if (hash !== undefined) return { hash, offset };
+    }
+    return undefined;
+  }
+
+  /**
+   * Saves the running hash after a chunk, in storage so another replica can continue, and drops
+   * the one saved before it. Not synced: the chunk's data is, and a lost or torn state is only
+   * read around.
+   */
+  private async saveHash(
+    name: string,
+    id: string,
+    hash: RunningHash,
+    previous: number,
+    offset: number,
+  ): Promise<void> {
+    const state = hash.save();
+    if (state === undefined) return;
+    await this.driver.putContent(layout.uploadHashState(name, id, "sha256", offset), state, {
+      durable: false,
+    });
+    if (previous > 0) await this.driver.delete(layout.uploadHashState(name, id, "sha256", previous));
+  }
+
+  /**
+   * The digest of the session's `size` bytes: from the running hash when there is one, else by
+   * reading the data. A running hash (possibly loaded from a state something else wrote) is never
+   * the last word on a mismatch: the data is then read to be sure before the upload is refused.
+   */
+  private async finalDigest(
+    name: string,
+    id: string,
+    dataPath: string,
+    size: number,
+    wanted: Digest,
+  ): Promise<Digest> {
+    if (wanted.algorithm === "sha256") {
+      const running = await this.runningHash(name, id, size);
+      const digest = running?.digest();
+      if (digest?.value === wanted.value) return digest;
+    }
+    // Another algorithm, no usable state, or a mismatch: hash what is stored.
     const hash = newHash(wanted.algorithm);
     if (size > 0) {
       for await (const chunk of await this.driver.reader(dataPath)) hash.update(chunk as Buffer);
@@ -257,7 +338,7 @@ function checkChunkLength(range: ChunkRange | undefined, written: number): void 
 }
 
 /** A pass-through that feeds every chunk to `hash` (when given) and counts the bytes. */
-function measuringTap(hash: Hash | undefined): Transform & { bytes: number } {
+function measuringTap(hash: RunningHash | Hash | undefined): Transform & { bytes: number } {
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hash?.update(chunk);

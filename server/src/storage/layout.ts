@@ -28,6 +28,11 @@ export const layout = {
     `${REPOSITORIES}/${name}/_manifests/tags/${tag}/index/${d.algorithm}/${d.hex}/link`,
   uploadDir: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}`,
   uploadData: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/data`,
+  /** Saved running hashes of an upload, one file per offset (as the reference registry keeps them). */
+  uploadHashStates: (name: string, id: string, algorithm: string) =>
+    `${REPOSITORIES}/${name}/_uploads/${id}/hashstates/${algorithm}`,
+  uploadHashState: (name: string, id: string, algorithm: string, offset: number) =>
+    `${REPOSITORIES}/${name}/_uploads/${id}/hashstates/${algorithm}/${offset}`,
   uploadStartedAt: (name: string, id: string) => `${REPOSITORIES}/${name}/_uploads/${id}/startedat`,
   referrersDir: (name: string, subject: Digest) =>
     `${REPOSITORIES}/${name}/_referrers/${subject.algorithm}/${subject.hex}`,

@@ -46,6 +46,25 @@ for (const nativeWrites of [true, false]) {
     }
   });
 
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: delete removes the whole tree, leaving no temporary behind`, async () => {
+    const root = tempDir();
+    const driver = new FilesystemDriver(root, { nativeWrites });
+    await driver.init();
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => driver.putContent(`/tree/${i % 4}/deep/${i}/file`, String(i))),
+    );
+    await driver.putContent("/tree/top", "t");
+    await driver.putContent("/kept/file", "k");
+    await driver.delete("/tree");
+    await driver.delete("/kept/file");
+    await driver.delete("/never/there");
+    assert.deepEqual(readdirSync(root).sort(), [".neam-tmp", "kept"]);
+    assert.deepEqual(readdirSync(join(root, "kept")), []);
+    for (const bucket of readdirSync(join(root, ".neam-tmp"))) {
+      assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
+    }
+  });
+
   it(`filesystem${nativeWrites ? "" : " without the addon"}: a push into a fresh root guesses every new directory right`, async () => {
     const root = tempDir();
     const driver = new FilesystemDriver(root, { nativeWrites });
@@ -79,6 +98,25 @@ for (const nativeWrites of [true, false]) {
       "sha256:cc2",
     );
     assert.equal((await driver.getContent(`${blobs}/aa/aa22/data`)).toString(), "blob 1");
+  });
+
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, new blobs go straight into the prefix directories already there`, async () => {
+    const root = tempDir();
+    const blobs = "/docker/registry/v2/blobs/sha256";
+    const before = new FilesystemDriver(root, { nativeWrites });
+    await before.init();
+    await before.putContent(`${blobs}/aa/aa01/data`, "a");
+    await before.putContent(`${blobs}/bb/bb01/data`, "b");
+    const after = new FilesystemDriver(root, { nativeWrites });
+    await after.init();
+    const scratch = after.scratchPath();
+    await after.putContent(scratch, "moved");
+    await after.move(scratch, `${blobs}/aa/aa02/data`);
+    await after.putContent(`${blobs}/bb/bb02/data`, "written");
+    assert.equal(after.carefulWrites, 0);
+    assert.equal((await after.getContent(`${blobs}/aa/aa02/data`)).toString(), "moved");
+    assert.equal((await after.getContent(`${blobs}/bb/bb02/data`)).toString(), "written");
+    assert.deepEqual(readdirSync(join(root, blobs, "aa")).sort(), ["aa01", "aa02"]);
   });
 
   it(`filesystem${nativeWrites ? "" : " without the addon"}: after a restart, writes find the directories already there`, async () => {
