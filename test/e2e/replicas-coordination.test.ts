@@ -113,6 +113,20 @@ describe("the collection guard in Redis, between two replicas", () => {
     await write;
     await second.end();
   });
+
+  it("keeps a digest found during one collection protected in the next one's grace period", async () => {
+    const first = new RedisCollectionGuard(one, quiet);
+    const reader = new RedisCollectionGuard(two, quiet);
+    const digest = parseDigest(blob().digest);
+    await first.begin(0);
+    // A client's HEAD finds the blob while the first collection runs; its manifest comes later.
+    await reader.touch(digest);
+    await first.end();
+    const second = new RedisCollectionGuard(one, quiet);
+    await second.begin(60_000);
+    assert.equal(await second.isProtected(digest), true, "the blob a client just found is collectable");
+    await second.end();
+  });
 });
 
 describe("login limits shared by replicas", () => {

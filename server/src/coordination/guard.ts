@@ -33,16 +33,20 @@ const POLL_MS = 50;
 const NOW_MS = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
-/** KEYS active, protected, deleting, recent; ARGV digest, max recent. 1 while it is being deleted. */
+/**
+ * KEYS active, protected, deleting, recent; ARGV digest, max recent. 1 while it is being deleted.
+ * Remembered in `recent` during a collection too: the push that looked may reference the digest
+ * only after the next collection began, whose protections start from `recent`.
+ */
 const TOUCH = `${NOW_MS}
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SADD', KEYS[2], ARGV[1])
-  return redis.call('SISMEMBER', KEYS[3], ARGV[1])
-end
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 local n = redis.call('ZCARD', KEYS[4])
 local max = tonumber(ARGV[2])
 if n > max then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, n - max - 1) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return redis.call('SISMEMBER', KEYS[3], ARGV[1])
+end
 return 0`;
 
 /**

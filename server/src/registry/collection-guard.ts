@@ -48,12 +48,13 @@ export class CollectionGuard implements Guard {
    * references after it is protected too.
    */
   touch(digest: Digest): Promise<void> | undefined {
-    if (!this.collecting) {
-      this.recent.delete(digest.value);
-      this.recent.set(digest.value, Date.now());
-      if (this.recent.size > MAX_RECENT) this.recent.delete(this.recent.keys().next().value!);
-      return undefined;
-    }
+    // Remembered during a collection too: the push that looked may reference the digest only
+    // after the next collection began, whose protections start from `recent` (a push answered
+    // MANIFEST_BLOB_UNKNOWN in the GC race test when this was done between collections only).
+    this.recent.delete(digest.value);
+    this.recent.set(digest.value, Date.now());
+    if (this.recent.size > MAX_RECENT) this.recent.delete(this.recent.keys().next().value!);
+    if (!this.collecting) return undefined;
     this.protectedDigests.add(digest.value);
     return this.deletions.get(digest.value);
   }
