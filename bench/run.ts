@@ -3,7 +3,8 @@
  * both started here on loopback, measured by the same clients in one run, printed as ratios.
  *   npm run bench                      all benchmarks
  *   npm run bench -- --quick           shorter runs (smoke)
- *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth
+ *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, scale
+ *   npm run bench -- --only=scale --scale=10   the scale group on a 10× store (bench/scale.ts)
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -13,6 +14,7 @@ import { Client, blob, imageManifest, type Blob } from "../test/helpers/oci.js";
 import { startReference } from "../test/helpers/reference.js";
 import { processTree, rssBytes, startRegistry, tempDir } from "../test/helpers/registry.js";
 import { runLoad, type LoadRequest } from "./load.js";
+import { scaleBench } from "./scale.js";
 
 const quick = process.argv.includes("--quick");
 /** `--only large,rates,push,tags,auth` runs those groups alone. */
@@ -479,6 +481,7 @@ async function main() {
     if (selected("push")) await smallPush(servers);
     if (selected("tags")) await tagsList(servers);
     if (selected("auth")) await basicAuthCost();
+    if (selected("scale")) await scaleBench(record);
     if (selected("rates")) {
       record({
         benchmark: "peak RSS under request load",
