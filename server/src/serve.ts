@@ -13,7 +13,7 @@ import { createApp } from "./http/app.js";
 import { HealthCheck } from "./http/health.js";
 import { createLogger, type Logger } from "./log.js";
 import { HttpMetrics } from "./metrics/http-metrics.js";
-import { StorageStats } from "./metrics/storage-stats.js";
+import { ObservedFilesystemDriver, StorageStats, sendToPrimary } from "./metrics/storage-stats.js";
 import { Registry, type RegistryOptions } from "./registry/registry.js";
 import { PullThroughRegistry } from "./proxy/pull-through.js";
 import { expireCachedTags } from "./proxy/expiry.js";
@@ -63,7 +63,8 @@ const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
   const logger = createLogger(config.log);
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  // Its writes and deletes keep the storage gauges current (see StorageStats).
+  const driver = new ObservedFilesystemDriver(config.storage.filesystem.rootdirectory);
   await driver.init();
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   const stop =
@@ -151,7 +152,7 @@ async function runCluster(
 
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const driver = new ObservedFilesystemDriver(config.storage.filesystem.rootdirectory, sendToPrimary);
   const { server, metrics, audit } = await startPublicServer(config, driver, logger, workerBus());
   process.on("disconnect", () => void drain(server).then(() => audit?.close()));
   // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
@@ -481,14 +482,22 @@ async function startDebugServer(
   requestMetrics: () => Promise<string>,
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
-  const stats = new StorageStats(driver, driver.root, primaryRegistry);
+  // Walked in the background, then kept current by the writes of this process and the workers':
+  // a scrape never walks the store.
+  const stats = new StorageStats(driver, driver.root, primaryRegistry, {
+    error: (error) => logger.warn({ err: error }, "storage walk failed"),
+    walked: (figures, seconds) => logger.info({ ...figures, seconds }, "storage walked"),
+  });
+  if (driver instanceof ObservedFilesystemDriver) driver.observe((change) => stats.apply(change));
+  stats.receiveFromWorkers();
+  stats.start();
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
   registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {
     router.get(config.http.debug.prometheus.path, async (ctx) => {
-      await stats.refresh().catch((error: unknown) => logger.warn({ err: error }, "storage scan failed"));
+      await stats.publish().catch((error: unknown) => logger.warn({ err: error }, "statfs failed"));
       const requests = await requestMetrics();
       ctx.type = primaryRegistry.contentType;
       ctx.body = `${requests.trimEnd()}\n${await primaryRegistry.metrics()}`;
@@ -499,6 +508,7 @@ async function startDebugServer(
   app.on("error", (error: unknown) => logger.error({ err: error }, "debug listener request failed"));
   app.use(router.routes()).use(router.allowedMethods());
   const server = http.createServer(app.callback());
+  server.on("close", () => stats.stop());
   guardListener(server, { maxConnections: DEBUG_MAX_CONNECTIONS, idleTimeoutMs: IDLE_TIMEOUT_MS }, logger);
   const { host, port } = parseListenAddress(config.http.debug.addr);
   await new Promise<void>((resolve, reject) => {
