@@ -98,7 +98,8 @@ async function referenceGc(config: string, dryRun: boolean) {
     stdio: ["ignore", "pipe", "pipe"],
     env,
   });
-  const rss = sampleRss(() => (child.pid === undefined ? [] : [child.pid]));
+  // /usr/bin/time and the docker-registry it runs.
+  const rss = sampleRss(() => (child.pid === undefined ? [] : processTree(child.pid)));
   let manifests = 0;
   let blobs = 0;
   let tail = "";
@@ -172,9 +173,7 @@ export async function scaleBench(record: (row: ScaleRow) => void, scale = scaleF
         return { seconds, text: value };
       };
       const first = await scrape();
-      const steady: number[] = [];
-      for (let i = 0; i < 20; i++) steady.push((await scrape()).seconds);
-      steady.sort((a, b) => a - b);
+      const during: number[] = [];
       record({
         benchmark: label("first /metrics after start"),
         unit: "ms",
@@ -183,6 +182,29 @@ export async function scaleBench(record: (row: ScaleRow) => void, scale = scaleF
         target: "< 100 ms",
         pass: first.seconds < 0.1,
       });
+      // Scrapes during the background walk of the store, until the figures are complete.
+      const complete = await timed(async () => {
+        for (;;) {
+          const { seconds, text } = await scrape();
+          during.push(seconds);
+          if (/^storage_stats_complete 1$/m.test(text)) return text;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      });
+      console.log(
+        `${label("storage figures complete")} ${(ourStart.seconds + complete.seconds).toFixed(1)} s after start at most`,
+      );
+      record({
+        benchmark: label(`/metrics during the walk (max of ${during.length})`),
+        unit: "ms",
+        ours: Math.max(...during) * 1000,
+        reference: 0,
+        target: "< 100 ms",
+        pass: Math.max(...during) < 0.1,
+      });
+      const steady: number[] = [];
+      for (let i = 0; i < 20; i++) steady.push((await scrape()).seconds);
+      steady.sort((a, b) => a - b);
       record({
         benchmark: label("steady /metrics (median, max of 20)"),
         unit: "ms",
@@ -191,17 +213,6 @@ export async function scaleBench(record: (row: ScaleRow) => void, scale = scaleF
         target: "< 100 ms (ref column: max)",
         pass: steady[19]! < 0.1,
       });
-      // When the background walk of the store finished (the figures were complete), from start.
-      const complete = await timed(async () => {
-        for (;;) {
-          const text = (await scrape()).text;
-          if (/^storage_stats_complete 1$/m.test(text)) return text;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      });
-      console.log(
-        `${label("storage figures complete")} ${(ourStart.seconds + complete.seconds).toFixed(1)} s after start at most`,
-      );
 
       const catalogRss = sampleRss(server.pids);
       const catalog = await timed(() => walkCatalog(server.url));

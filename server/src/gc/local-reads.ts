@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { PathNotFoundError, type FileInfo, type StorageDriver } from "../storage/driver.js";
 
 /** Synchronous reads run back to back for at most this long before the event loop gets a turn. */
-const SLICE_MS = 4;
+const SLICE_MS = 2;
 
 /**
  * The driver a collection reads through. A mark and sweep reads every manifest and stats every

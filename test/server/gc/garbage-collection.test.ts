@@ -227,10 +227,10 @@ describe("garbage collection while pushes go on", () => {
   let registry: RegistryProcess;
   let client: Client;
   before(async () => {
-    // Other content (200 repositories, 28,000 blobs, all younger than the grace period, so kept)
+    // Other content (500 repositories, 70,000 blobs, all younger than the grace period, so kept)
     // makes each collection last longer than a push: pushes run wholly within collections.
     const root = join(tempDir(), "data");
-    await generateStore(root, 0.2);
+    await generateStore(root, 0.5);
     registry = await startRegistry({ root });
     client = new Client(registry.url);
   });
