@@ -3,10 +3,11 @@
  * both started here on loopback, measured by the same clients in one run, printed as ratios.
  *   npm run bench                      all benchmarks
  *   npm run bench -- --quick           shorter runs (smoke)
- *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, mixed, pull, commit, bundle, s3
+ *   npm run bench -- --only=auth,tags  some groups: large, rates, push, tags, auth, mixed, pull, commit, bundle, s3, scale
  *   npm run bench -- --ref-config=bare the reference without its package's cache, as before issue 12
  * Each group prints one table (ours / reference / ratio) with the peak RSS of both servers during
  * it; the end lists the issue targets as MET or MISSED and the overall peak RSS.
+ *   npm run bench -- --only=scale --scale=10   the scale group on a 10× store (bench/scale.ts)
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -28,6 +29,7 @@ import {
   type Server,
 } from "./servers.js";
 import { benchS3 } from "./s3.js";
+import { scaleBench } from "./scale.js";
 
 const quick = process.argv.includes("--quick");
 /** `--only large,rates,push,tags,auth` runs those groups alone. */
@@ -454,6 +456,9 @@ async function main() {
   await group("mixed", "mixed pull-heavy load with pushes (issue 12), fresh servers", () => mixedLoad(quick));
   await group("pull", "large pulls, curl and skopeo, HTTP and TLS, fresh servers", () => largePulls(quick));
   await group("commit", "chunked-upload commit time, fresh servers", () => commitTime(quick));
+  await group("scale", "generated store: startup, /metrics, catalog, GC, fresh servers", () =>
+    scaleBench(record),
+  );
   await group(
     "bundle",
     "bundle create/import vs skopeo copy, fresh servers",

@@ -13,7 +13,7 @@ import { createApp } from "./http/app.js";
 import { HealthCheck } from "./http/health.js";
 import { createLogger, type Logger } from "./log.js";
 import { HttpMetrics } from "./metrics/http-metrics.js";
-import { StorageStats } from "./metrics/storage-stats.js";
+import { ObservedFilesystemDriver, StorageStats, sendToPrimary } from "./metrics/storage-stats.js";
 import { Registry, type RegistryOptions } from "./registry/registry.js";
 import { PullThroughRegistry } from "./proxy/pull-through.js";
 import { expireCachedTags } from "./proxy/expiry.js";
@@ -71,7 +71,12 @@ export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(JSON.parse(process.env[CONFIG_ENV]!) as Config);
   const logger = createLogger(config.log);
   // Other replicas may share the storage (Redis configured): their temporary files are in use.
-  const driver = await openStorage(config, { init: true, shared: config.redis !== undefined });
+  // A filesystem's writes and deletes keep the storage gauges current (see StorageStats).
+  const driver = await openStorage(config, {
+    init: true,
+    shared: config.redis !== undefined,
+    filesystem: (root) => new ObservedFilesystemDriver(root),
+  });
   const workers = config.http.workers === 0 ? availableParallelism() : config.http.workers;
   const stop =
     workers === 1
@@ -160,7 +165,10 @@ async function runCluster(
 
 async function runWorker(config: Config): Promise<void> {
   const logger = createLogger(config.log).child({ worker: cluster.worker?.id });
-  const driver = await openStorage(config, { init: false });
+  const driver = await openStorage(config, {
+    init: false,
+    filesystem: (root) => new ObservedFilesystemDriver(root, sendToPrimary),
+  });
   const { server, metrics, audit } = await startPublicServer(config, driver, logger, workerBus());
   process.on("disconnect", () => void drain(server).then(() => audit?.close()));
   // Constructing an AggregatorRegistry installs the listener that answers the primary's scrape.
@@ -522,18 +530,28 @@ async function startDebugServer(
   shared?: SharedState,
 ): Promise<http.Server> {
   const primaryRegistry = new PromRegistry();
+  // Walked in the background, then kept current by the writes of this process and the workers'
+  // (filesystem storage; on S3, and for other replicas' writes, until the next walk): a scrape
+  // never walks the store.
   const stats = new StorageStats(
     driver,
     driver instanceof FilesystemDriver ? driver.root : undefined,
     primaryRegistry,
+    {
+      error: (error) => logger.warn({ err: error }, "storage walk failed"),
+      walked: (figures, seconds) => logger.info({ ...figures, seconds }, "storage walked"),
+    },
   );
+  if (driver instanceof ObservedFilesystemDriver) driver.observe((change) => stats.apply(change));
+  stats.receiveFromWorkers();
+  stats.start();
   registerMaintenanceMetrics(new TaskStatusStore(driver), primaryRegistry);
   registerCertificateMetrics(config.http.tls, primaryRegistry);
   const health = healthCheck(config, driver);
   const router = new Router();
   if (config.http.debug.prometheus.enabled) {
     router.get(config.http.debug.prometheus.path, async (ctx) => {
-      await stats.refresh().catch((error: unknown) => logger.warn({ err: error }, "storage scan failed"));
+      await stats.publish().catch((error: unknown) => logger.warn({ err: error }, "statfs failed"));
       const requests = await requestMetrics();
       ctx.type = primaryRegistry.contentType;
       ctx.body = `${requests.trimEnd()}\n${await primaryRegistry.metrics()}`;
@@ -553,6 +571,7 @@ async function startDebugServer(
   app.on("error", (error: unknown) => logger.error({ err: error }, "debug listener request failed"));
   app.use(router.routes()).use(router.allowedMethods());
   const server = http.createServer(app.callback());
+  server.on("close", () => stats.stop());
   guardListener(server, { maxConnections: DEBUG_MAX_CONNECTIONS, idleTimeoutMs: IDLE_TIMEOUT_MS }, logger);
   const { host, port } = parseListenAddress(config.http.debug.addr);
   await new Promise<void>((resolve, reject) => {

@@ -1,12 +1,19 @@
-import type { StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "../registry/blobs.js";
 import { walkRepositoryTree } from "../registry/catalog.js";
 import type { Digest } from "../registry/digest.js";
 import { RegistryError } from "../registry/errors.js";
-import { layersOf, storedBlobs } from "../registry/inventory.js";
+import { forEachBlobDirectory, layersOf, mapLimit } from "../registry/inventory.js";
 import type { ManifestStore } from "../registry/manifests.js";
 import { inspectRepository, modifiedAfter } from "../registry/reachability.js";
+import { isNotFound, type FileInfo, type StorageDriver } from "../storage/driver.js";
+import { DigestSet } from "./digest-set.js";
+import { readsForCollection } from "./local-reads.js";
+
+/** Repositories inspected at once (each reads a few files at a time: see inspectRepository). */
+const REPOSITORIES_AT_ONCE = 4;
+/** Unmarked blobs checked (and deleted) at once. */
+const SWEEPS_AT_ONCE = 16;
 
 export interface CollectionOptions {
   /**
@@ -63,20 +70,22 @@ export class GarbageCollector {
     const started = Date.now();
     const cutoff = started - options.gracePeriodMs;
     const guard = this.blobs.guard;
+    const reads = readsForCollection(this.driver);
     await guard.begin(options.gracePeriodMs);
     try {
-      const marked = new Set<string>();
-      const linkedFrom = new Map<string, string[]>();
+      const marked = new DigestSet();
       const manifestsDeleted: string[] = [];
       const manifestsDeletedMeanwhile: string[] = [];
       const warnings: string[] = [];
       const repositories: string[] = [];
-      await walkRepositoryTree(this.driver, (name, children) => {
+      await walkRepositoryTree(reads, (name, children) => {
         if (children.includes("_manifests") || children.includes("_layers")) repositories.push(name);
       });
 
-      for (const name of repositories) {
-        const inspected = await inspectRepository(this.driver, this.manifests, name, cutoff);
+      // Mark: a few repositories at a time, each reading a few files at a time; what a repository
+      // loaded is dropped once its marks are in the set.
+      await mapLimit(repositories, REPOSITORIES_AT_ONCE, async (name) => {
+        const inspected = await inspectRepository(reads, this.manifests, name, cutoff);
         warnings.push(...inspected.warnings);
         const { loaded } = inspected;
         let kept: Digest[] = [...inspected.revisions, ...inspected.tagTargetsWithoutRevision];
@@ -98,45 +107,55 @@ export class GarbageCollector {
           }
         }
         for (const digest of kept) {
-          marked.add(digest.value);
-          for (const blob of loaded.get(digest.value)?.parsed.blobs ?? []) marked.add(blob.value);
+          marked.add(digest.algorithm, digest.hex);
+          for (const blob of loaded.get(digest.value)?.parsed.blobs ?? [])
+            marked.add(blob.algorithm, blob.hex);
         }
-        for (const digest of await layersOf(this.driver, name)) {
+      });
+
+      // Which repositories link each unmarked blob (only those: the marked ones stay linked).
+      // Listed after marking; a link made since is a write under the guard, so protected.
+      const linkedFrom = new Map<string, string[]>();
+      await mapLimit(repositories, REPOSITORIES_AT_ONCE, async (name) => {
+        for (const digest of await layersOf(reads, name)) {
+          if (marked.has(digest.algorithm, digest.hex)) continue;
           const names = linkedFrom.get(digest.value);
           if (names === undefined) linkedFrom.set(digest.value, [name]);
           else names.push(name);
         }
-      }
+      });
 
+      // Sweep, one blob directory at a time.
       const blobsDeleted: string[] = [];
       let bytesFreed = 0;
       let blobsSpared = 0;
       let blobsKept = 0;
-      for (const digest of await storedBlobs(this.driver)) {
-        if (marked.has(digest.value)) {
-          blobsKept++;
-          continue;
-        }
-        const links = linkedFrom.get(digest.value) ?? [];
-        const young = await this.anyYoung(
-          [layout.blobData(digest), ...links.map((n) => layout.layerLink(n, digest))],
-          cutoff,
-        );
-        if (young || (await guard.isProtected(digest))) {
-          blobsSpared++;
-          continue;
-        }
-        const size = await this.sizeOf(digest);
-        if (options.dryRun) {
-          blobsDeleted.push(digest.value);
-          bytesFreed += size;
-        } else if (await guard.condemn(digest, () => this.blobs.remove(digest, links))) {
-          blobsDeleted.push(digest.value);
-          bytesFreed += size;
-        } else {
-          blobsSpared++;
-        }
-      }
+      await forEachBlobDirectory(reads, async (digests) => {
+        const unmarked = digests.filter((d) => !marked.has(d.algorithm, d.hex));
+        blobsKept += digests.length - unmarked.length;
+        await mapLimit(unmarked, SWEEPS_AT_ONCE, async (digest) => {
+          const links = linkedFrom.get(digest.value) ?? [];
+          const data = await statOrUndefined(reads, layout.blobData(digest));
+          const young =
+            (data !== undefined && data.modTime.getTime() > cutoff) ||
+            (await anyYoung(
+              reads,
+              links.map((n) => layout.layerLink(n, digest)),
+              cutoff,
+            ));
+          if (young || (await guard.isProtected(digest))) {
+            blobsSpared++;
+            return;
+          }
+          const size = data?.size ?? 0;
+          if (options.dryRun || (await guard.condemn(digest, () => this.blobs.remove(digest, links)))) {
+            blobsDeleted.push(digest.value);
+            bytesFreed += size;
+          } else {
+            blobsSpared++;
+          }
+        });
+      });
       return {
         startedAt: new Date(started).toISOString(),
         durationSeconds: (Date.now() - started) / 1000,
@@ -144,9 +163,9 @@ export class GarbageCollector {
         deleteUntagged: options.deleteUntagged,
         repositories: repositories.length,
         blobsKept,
-        manifestsDeleted,
-        manifestsDeletedMeanwhile,
-        blobsDeleted,
+        manifestsDeleted: manifestsDeleted.sort(),
+        manifestsDeletedMeanwhile: manifestsDeletedMeanwhile.sort(),
+        blobsDeleted: blobsDeleted.sort(),
         bytesFreed,
         blobsSpared,
         warnings,
@@ -169,13 +188,18 @@ export class GarbageCollector {
       throw error;
     }
   }
+}
 
-  private async anyYoung(paths: string[], cutoff: number): Promise<boolean> {
-    for (const path of paths) if (await modifiedAfter(this.driver, path, cutoff)) return true;
-    return false;
+async function statOrUndefined(driver: StorageDriver, path: string): Promise<FileInfo | undefined> {
+  try {
+    return await driver.stat(path);
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
   }
+}
 
-  private async sizeOf(digest: Digest): Promise<number> {
-    return (await this.blobs.globalSize(digest)) ?? 0;
-  }
+async function anyYoung(driver: StorageDriver, paths: string[], cutoff: number): Promise<boolean> {
+  for (const path of paths) if (await modifiedAfter(driver, path, cutoff)) return true;
+  return false;
 }

@@ -14,6 +14,7 @@ export const METRICS = {
   manifestCount: "manifest_count",
   blobCount: "blob_count",
   storageScanTimestampSeconds: "storage_scan_timestamp_seconds",
+  storageStatsComplete: "storage_stats_complete",
   uploadBytesTotal: "registry_upload_bytes_total",
   buildInfo: "registry_build_info",
   taskLastRunTimestampSeconds: "registry_task_last_run_timestamp_seconds",

@@ -1,5 +1,6 @@
 import type { StorageDriver } from "../storage/driver.js";
 import { REPOSITORIES } from "../storage/layout.js";
+import { readsForCollection } from "../gc/local-reads.js";
 import { listOrEmpty } from "./links.js";
 import { compareStrings } from "./manifests.js";
 
@@ -34,7 +35,9 @@ export class Catalog {
 
   async repositories(): Promise<string[]> {
     const found: string[] = [];
-    await walkRepositoryTree(this.driver, (name, children) => {
+    // Thousands of directory listings: made synchronously in short slices on a local filesystem
+    // (see readsForCollection), ten times cheaper than as many async calls.
+    await walkRepositoryTree(readsForCollection(this.driver), (name, children) => {
       if (children.includes("_manifests")) found.push(name);
     });
     return found.sort(compareStrings);

@@ -12,12 +12,18 @@ import { S3Driver } from "./s3.js";
  */
 export async function openStorage(
   config: Config,
-  options: { init: boolean; shared?: boolean },
+  options: {
+    init: boolean;
+    shared?: boolean;
+    /** Makes the filesystem driver (serve's observes its writes for the storage gauges). */
+    filesystem?: (root: string) => FilesystemDriver;
+  },
 ): Promise<StorageDriver> {
+  const makeFilesystem = options.filesystem ?? ((root: string) => new FilesystemDriver(root));
   const driver =
     config.storage.s3 !== undefined
       ? new S3Driver(config.storage.s3)
-      : new FilesystemDriver(config.storage.filesystem.rootdirectory);
+      : makeFilesystem(config.storage.filesystem.rootdirectory);
   if (options.init) {
     if (driver instanceof FilesystemDriver) await driver.init(options.shared ?? false);
     else await driver.init();

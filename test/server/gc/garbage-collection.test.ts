@@ -17,6 +17,7 @@ import {
   type Manifest,
 } from "../../helpers/oci.js";
 import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+import { generateStore } from "../../../bench/scale/generate.js";
 
 const run = promisify(execFile);
 const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
@@ -226,7 +227,11 @@ describe("garbage collection while pushes go on", () => {
   let registry: RegistryProcess;
   let client: Client;
   before(async () => {
-    registry = await startRegistry();
+    // Other content (500 repositories, 70,000 blobs, all younger than the grace period, so kept)
+    // makes each collection last longer than a push: pushes run wholly within collections.
+    const root = join(tempDir(), "data");
+    await generateStore(root, 0.5);
+    registry = await startRegistry({ root });
     client = new Client(registry.url);
   });
   after(() => registry.stop());
