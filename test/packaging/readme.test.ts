@@ -12,7 +12,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import ts from "typescript";
-import { parseAllDocuments } from "yaml";
+import { parse as parseYaml, parseAllDocuments } from "yaml";
+import { ConfigSchema, parseSyncManifest, validateConfig } from "../../server/src/contract/index.js";
 import { tempDir } from "../helpers/registry.js";
 import { ROOT } from "../stacks/clean-copy.js";
 import { readmeBlocks, shellCommands } from "./readme-blocks.js";
@@ -124,5 +125,29 @@ describe("README shell commands against the package", () => {
         }
       }
     }
+  });
+});
+
+describe("README registry config blocks", () => {
+  const topLevel = new Set(Object.keys(ConfigSchema.shape));
+  it("every yaml block made of config keys is accepted by the registry's own validator", () => {
+    let checked = 0;
+    for (const block of blocks.filter((b) => b.lang === "yaml")) {
+      const document = parseYaml(block.code) as unknown;
+      if (document === null || typeof document !== "object" || Array.isArray(document)) continue;
+      const keys = Object.keys(document);
+      // Sync manifests, hosts files and Kubernetes objects have other top-level keys.
+      if (keys.length === 0 || !keys.every((key) => topLevel.has(key))) continue;
+      if ((document as { sync?: { images?: unknown } }).sync?.images !== undefined) {
+        // The guide's sync manifest (its own schema, also under `sync:`).
+        assert.doesNotThrow(() => parseSyncManifest(block.code), `README.md:${block.line}`);
+        continue;
+      }
+      // Fragments of a config.yml: the file around them carries `version`.
+      const config = { version: "0.1", ...document };
+      assert.doesNotThrow(() => validateConfig(config), `README.md:${block.line}`);
+      checked++;
+    }
+    assert.ok(checked >= 7, `only ${checked} config blocks found`);
   });
 });
