@@ -264,9 +264,14 @@ describe("garbage collection while pushes go on", () => {
         runs.push({ start, end: Date.now(), report });
       }
     })();
+    let firstPush = Infinity;
+    // Collections finished after the pushes began: the pushes go on until two have (a loaded
+    // machine makes a collection of the generated store outlast 15 pushes per worker; CI saw it).
+    const collectedMeanwhile = () => runs.filter((run) => run.start > firstPush).length;
     const pusher = async (worker: number) => {
-      for (let i = 0; i < 15; i++) {
+      for (let i = 0; i < 15 || (collectedMeanwhile() < 2 && i < 300); i++) {
         const start = Date.now();
+        firstPush = Math.min(firstPush, start);
         // Half the pushes go where the old orphans are linked (HEAD finds them), half elsewhere (mount finds them).
         const repo = worker % 2 === 0 ? "race/base" : `race/w${worker}`;
         const m = imageManifest({ layers: 2 });
@@ -303,7 +308,8 @@ describe("garbage collection while pushes go on", () => {
     collecting = false;
     await collections;
     assert.deepEqual(failures, []);
-    assert.equal(pushed.length, 60);
+    assert.equal(pushed.length, pushes.length);
+    assert.ok(pushed.length >= 60);
     for (const { repo, tag, manifest } of pushed) await assertServed(client, repo, tag, manifest);
 
     // The collections did run while pushes were in flight: some began after a push had begun
