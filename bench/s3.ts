@@ -5,15 +5,14 @@
  * NEAM_TEST_S3_ENDPOINT, else a Ceph RGW started here (test/helpers/ceph-rgw.sh, 4 GiB memstore:
  * the large blob, its copy on move, and the reference's). Each registry gets its own bucket.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { startCeph, testBucket, type CephGateway, type TestBucket } from "../test/helpers/ceph.js";
 import { Client, blob, imageManifest, type Blob } from "../test/helpers/oci.js";
 import { startReference } from "../test/helpers/reference.js";
 import { processTree, startRegistry } from "../test/helpers/registry.js";
 import { runLoad, type LoadRequest } from "./load.js";
+import { largeFile } from "./servers.js";
 
 export interface S3BenchServer {
   name: string;
@@ -222,25 +221,4 @@ function timed(script: string): number {
 
 function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-}
-
-/** A file of random bytes and its digest, made once under .bench/ and reused. */
-function largeFile(size: number): { path: string; digest: string } {
-  const dir = join(process.cwd(), ".bench");
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `large-${size}.bin`);
-  const digestPath = `${path}.sha256`;
-  if (!existsSync(digestPath)) {
-    const fd = openSync(path, "w");
-    const hash = createHash("sha256");
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    for (let written = 0; written < size; written += chunk.length) {
-      randomBytes(chunk.length).copy(chunk);
-      hash.update(chunk);
-      writeSync(fd, chunk);
-    }
-    closeSync(fd);
-    writeFileSync(digestPath, `sha256:${hash.digest("hex")}`);
-  }
-  return { path, digest: readFileSync(digestPath, "utf8").trim() };
 }
