@@ -470,6 +470,12 @@ export class LocalRegistry extends Construct {
       throw new Error(
         "LocalRegistry: persistence is the filesystem storage's volume; with storage.s3 the blobs live in the bucket: drop persistence",
       );
+    // The server archives a filesystem storage root (`GET /v2/_neam/backup` refuses S3): a CronJob
+    // that fails every night would only look like a backup.
+    if (s3 !== undefined && props.backup?.enabled)
+      throw new Error(
+        "LocalRegistry: backup needs filesystem storage; with storage.s3 the bucket is backed up by the object store (versioning, multisite): drop backup",
+      );
     const shared = sharedStorage(s3, props.redis);
     const persistence = { enabled: s3 === undefined, size: "50Gi", ...props.persistence };
     checkQuantity("persistence.size", persistence.size);

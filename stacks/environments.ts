@@ -35,8 +35,16 @@ const PRODUCTION: LocalRegistryProps = {
   service: { type: "ClusterIP", port: 5000 },
   resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { cpu: "1000m", memory: "2Gi" } },
   auth: { enabled: true, existingSecret: "registry-htpasswd" },
-  // An htpasswd user's name and password, for the sync and GC CronJobs (kubectl create secret generic).
+  // An htpasswd user's name and password, for the sync, GC and backup CronJobs (kubectl create secret generic).
   maintenanceCredentials: { secretName: "registry-maintenance" },
+  // The guide backs the registry up daily and restores from the archive (its "Backup and
+  // Recovery"): `registry-backup` takes an online, consistent archive every night at 01:00, after
+  // the 00:00 sync and before the per-image syncs and Sunday's GC, onto a volume of its own (the
+  // cluster's default StorageClass, so not the data volume's failure domain). Layers are already
+  // compressed, so each archive is about as large as the data, and the newest is written before
+  // the oldest goes: the volume holds keep + 1 full copies of the 100Gi data volume.
+  // RegistryBackupFailing/Stale alert when a night is missed.
+  backup: { enabled: true, schedule: "0 1 * * *", keep: 7, size: "800Gi" },
   tls: {
     secretName: "registry-tls-secret",
     certificate: {
@@ -99,6 +107,9 @@ const PRODUCTION: LocalRegistryProps = {
 const {
   persistence: _filesystemVolume,
   replicaCount: _fixedCount,
+  // `neam-registry backup` archives a filesystem storage root; the bucket is backed up by the
+  // object store (Ceph multisite or bucket versioning), and the constructs refuse backup with s3.
+  backup: _filesystemBackup,
   ...PRODUCTION_WITHOUT_VOLUME
 } = PRODUCTION;
 const SCALEOUT: LocalRegistryProps = {

@@ -16,6 +16,7 @@ import { SYNC_USAGE, syncCommand } from "./cli/sync.js";
 import { BACKUP_USAGE, backupCommand, restoreCommand } from "./cli/backup.js";
 import { MIRROR_CONFIG_USAGE, mirrorConfigCommand } from "./cli/mirror-config.js";
 import { BUNDLE_USAGE, bundleCommand } from "./cli/bundle.js";
+import { exitWhenFlushed } from "./cli/exit.js";
 
 const USAGE = `usage: neam-registry <command> [options]
 
@@ -136,10 +137,10 @@ async function readStdinLine(): Promise<string> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) exitWhenFlushed(code);
   },
   (error: unknown) => {
     process.stderr.write(`neam-registry: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
+    exitWhenFlushed(1);
   },
 );

@@ -43,6 +43,7 @@ describe("maintenance CronJobs", () => {
         ["registry-image-sync-0-2-x-x-x", "0 2 * * *"],
         ["registry-image-sync-0-3-x-x-x", "0 3 * * *"],
         ["registry-gc", "0 3 * * 0"],
+        ["registry-backup", "0 1 * * *"],
       ],
     );
     for (const job of jobs) {
@@ -70,6 +71,39 @@ describe("maintenance CronJobs", () => {
     // The certificate names the Service the jobs connect to.
     const certificate = synth(ENVIRONMENTS.production!).find((o) => o.kind === "Certificate");
     assert.ok(certificate.spec.dnsNames.includes("local-registry.registry.svc"));
+  });
+
+  it("production backs up nightly onto a volume of its own, as the guide's Backup and Recovery asks", () => {
+    const objects = synth(ENVIRONMENTS.production!);
+    const job = cronJobs(objects).find((j) => j.metadata.name === "registry-backup");
+    assert.ok(job, "production renders registry-backup");
+    const args = containerOf(job).args as string[];
+    assert.deepEqual(args.slice(0, 5), ["backup", "--output-dir", "/backups", "--keep", "7"]);
+    const pod = job.spec.jobTemplate.spec.template.spec;
+    const claimName = pod.volumes.find((v: Loose) => v.name === "backups").persistentVolumeClaim.claimName;
+    const claim = objects.find((o) => o.kind === "PersistentVolumeClaim" && o.metadata.name === claimName);
+    assert.ok(claim, `the claim ${claimName} is rendered`);
+    // Not the data volume: a backup on the volume it backs up is lost with it.
+    const data = objects.find((o) => o.kind === "Deployment").spec.template.spec.volumes;
+    assert.ok(!JSON.stringify(data).includes(claimName));
+    // keep + 1 full archives (the newest is written before the oldest goes) of the data volume.
+    const gi = (q: string) => Number(/^(\d+)Gi$/.exec(q)![1]);
+    const dataClaim = objects.find(
+      (o) => o.kind === "PersistentVolumeClaim" && o.metadata.name !== claimName,
+    );
+    assert.ok(gi(claim.spec.resources.requests.storage) >= 8 * gi(dataClaim.spec.resources.requests.storage));
+    assert.deepEqual(
+      containerOf(job).volumeMounts.find((m: Loose) => m.name === "backups").mountPath,
+      "/backups",
+    );
+    assert.equal(pod.securityContext.fsGroup, 65532, "the volume is writable by the image's user");
+    // scaleout keeps its blobs in S3, which the server's backup does not archive: no CronJob that
+    // could only fail, and the constructs refuse one.
+    assert.ok(!cronJobs(synth(ENVIRONMENTS.scaleout!)).some((j) => j.metadata.name === "registry-backup"));
+    assert.throws(
+      () => synth({ ...ENVIRONMENTS.scaleout!, backup: { enabled: true } }),
+      /backup needs filesystem storage; with storage\.s3 .*drop backup/,
+    );
   });
 
   it("backup: a registry-backup CronJob writing to a volume of its own, keeping the newest N", () => {
@@ -246,7 +280,10 @@ describe("the CronJobs' commands against a running registry", () => {
         ],
       },
       upstreams: [{ registry: "docker.io", url: upstream.url, egress: { cidrs: ["127.0.0.1/32"] } }],
+      backup: ENVIRONMENTS.production!.backup!,
     });
+    assert.ok(cronJobs(objects).some((j) => j.metadata.name === "registry-backup"));
+    const backups = tempDir();
     const certs = makeCertificates("cronjobs");
     const htpasswd = join(tempDir(), "htpasswd");
     execFileSync("htpasswd", ["-cbB", "-C", "5", htpasswd, "maintenance", "m-pw"]);
@@ -289,10 +326,16 @@ describe("the CronJobs' commands against a running registry", () => {
               ? certs.caCert
               : a === "/etc/registry-sync/sync-manifest.yaml"
                 ? manifestPath
-                : a,
+                : a === "/backups"
+                  ? backups
+                  : a,
         );
         const { stdout } = await run(process.execPath, [MAIN, ...local], { env: { ...process.env, ...env } });
-        assert.match(stdout, job.metadata.name === "registry-gc" ? /^gc: / : /^sync: 1 images, 1 synced/m);
+        const expected: Record<string, RegExp> = {
+          "registry-gc": /^gc: /,
+          "registry-backup": /^backup: \d+ bytes written to /,
+        };
+        assert.match(stdout, expected[job.metadata.name] ?? /^sync: 1 images, 1 synced/m, job.metadata.name);
       }
       // Without the CA the same command is refused by the certificate check, not by anything else.
       const gc = containerOf(cronJobs(objects).find((j) => j.metadata.name === "registry-gc")!)

@@ -188,7 +188,7 @@ describe("the Pulumi program, per stack", () => {
       assert.equal(imageOf(deployments[0]!), want.image);
       assert.deepEqual(program.images, [want.image]);
 
-      // Protection: the Namespace and the PVC only; everything waits for the Namespace.
+      // Protection: the Namespace and the PVCs only; everything waits for the Namespace.
       for (const object of objects) {
         const keep =
           object.type === "kubernetes:core/v1:Namespace" || object.type.endsWith(":PersistentVolumeClaim");
@@ -197,7 +197,13 @@ describe("the Pulumi program, per stack", () => {
         if (object !== namespace)
           assert.ok(object.dependencies.includes(namespace!.urn), `${object.name} after Namespace`);
       }
-      assert.equal(ofKind(registered, "PersistentVolumeClaim").length, stack === "production" ? 1 : 0);
+      // Production's data volume and its backups' volume: both data, both kept.
+      assert.deepEqual(
+        ofKind(registered, "PersistentVolumeClaim")
+          .map((c) => (c.inputs.metadata as { name: string }).name)
+          .sort(),
+        stack === "production" ? ["registry-backups", "registry-pvc"] : [],
+      );
 
       // Every object cdk8s synthesizes for the environment, each once.
       const synthesized = manifestsFor(stack).map(

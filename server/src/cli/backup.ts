@@ -1,4 +1,4 @@
-import { readdir, rm } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
@@ -35,6 +35,7 @@ export async function backupCommand(args: string[]): Promise<number> {
   if (keep !== undefined && (!Number.isInteger(keep) || keep < 1))
     throw new Error(`--keep ${JSON.stringify(values.keep)} must be a positive integer`);
   if (keep !== undefined && dir === undefined) throw new Error("--keep goes with --output-dir");
+  if (dir !== undefined) await removeAbandonedDownloads(dir);
   const stamp = new Date().toISOString().replace(/[-:]/g, ""); // 20261126T233751.123Z
   const output = values.output ?? join(dir!, `${BACKUP_PREFIX}${stamp}${BACKUP_SUFFIX}`);
   const bytes = await adminDownload(adminTarget(values.url, values.ca), "/v2/_neam/backup", output);
@@ -54,6 +55,26 @@ export async function backupCommand(args: string[]): Promise<number> {
 
 const BACKUP_PREFIX = "registry-backup-";
 const BACKUP_SUFFIX = ".tar.gz";
+/** What a download writes before it is complete (see adminDownload). */
+const PARTIAL_SUFFIX = `${BACKUP_SUFFIX}.partial`;
+/** A download that has written nothing for this long is dead: a live one writes continuously. */
+const ABANDONED_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * Removes the partial archives of runs that were killed mid-download (the CronJob's deadline, a
+ * lost node): nothing else ever removes them, and each holds up to a full archive's space on a
+ * volume sized for `keep` archives, until the next backups fail for want of space.
+ */
+async function removeAbandonedDownloads(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!name.startsWith(BACKUP_PREFIX) || !name.endsWith(PARTIAL_SUFFIX)) continue;
+    const path = join(dir, name);
+    const modified = (await stat(path).catch(() => undefined))?.mtimeMs;
+    if (modified === undefined || Date.now() - modified < ABANDONED_AFTER_MS) continue;
+    await rm(path, { force: true });
+    process.stdout.write(`backup: removed ${name} (an interrupted backup)\n`);
+  }
+}
 
 export async function restoreCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({

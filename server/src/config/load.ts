@@ -37,16 +37,20 @@ export function loadConfig(
       );
     }
   }
-  return validateConfig(applyEnvironment(raw, env, warn));
+  const sources: EnvironmentSources = new Map();
+  return validateConfig(applyEnvironment(raw, env, warn, sources), sources);
 }
 
-export function validateConfig(raw: unknown): Config {
+/** Which variable set which key (`storage.s3.secretkey` → `REGISTRY_STORAGE_S3_SECRETKEY`). */
+export type EnvironmentSources = Map<string, string>;
+
+export function validateConfig(raw: unknown, sources?: EnvironmentSources): Config {
   const result = ConfigSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(describe(result.error));
+  if (!result.success) throw new ConfigError(describe(result.error, sources));
   return result.data;
 }
 
-function describe(error: z.ZodError): string {
+function describe(error: z.ZodError, sources: EnvironmentSources | undefined): string {
   // An unknown key explains the other failures of its section better than they do themselves.
   const issue = error.issues.find((i) => i.code === "unrecognized_keys") ?? error.issues[0]!;
   const at = issue.path.map(String).join(".");
@@ -54,14 +58,28 @@ function describe(error: z.ZodError): string {
     const keys = issue.keys.map((k) => (at === "" ? k : `${at}.${k}`));
     return `config: unknown key ${keys.map((k) => JSON.stringify(k)).join(", ")}`;
   }
-  return `config: ${at === "" ? "(root)" : at}: ${issue.message}`;
+  // A value from the environment is fixed where it is set, not in the file: name the variable
+  // (never the value, which may be a secret).
+  let variable: string | undefined;
+  for (let n = issue.path.length; n >= 1 && variable === undefined; n--)
+    variable = sources?.get(issue.path.slice(0, n).map(String).join("."));
+  return `config: ${at === "" ? "(root)" : at}${variable ? ` (from ${variable})` : ""}: ${issue.message}`;
 }
 
 /**
  * Applies `REGISTRY_<SECTION>_<KEY>` variables as the reference registry does: the variable
- * names a path of config keys joined by `_`, and its value (parsed as YAML) replaces that key.
+ * names a path of config keys joined by `_`, and its value replaces that key. The value is taken
+ * as the schema's type for the key, as the reference's YAML decoding into a typed field does: a
+ * key that is a string (a password, a secret key, a path) gets the variable's text verbatim, so
+ * `123456`, `yes`, `null` or `p: w#rd` stay the string they are; a key of another type (numbers,
+ * booleans, lists, sections) gets the text parsed as YAML.
  */
-export function applyEnvironment(raw: unknown, env: NodeJS.ProcessEnv, warn: ConfigWarn = () => {}): unknown {
+export function applyEnvironment(
+  raw: unknown,
+  env: NodeJS.ProcessEnv,
+  warn: ConfigWarn = () => {},
+  sources?: EnvironmentSources,
+): unknown {
   const config = isRecord(raw) ? raw : {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("REGISTRY_") || value === undefined) continue;
@@ -77,7 +95,8 @@ export function applyEnvironment(raw: unknown, env: NodeJS.ProcessEnv, warn: Con
       if (!isRecord(target[key])) target[key] = {};
       target = target[key] as Record<string, unknown>;
     }
-    target[path.at(-1)!] = parseScalar(value);
+    target[path.at(-1)!] = valueFor(value, kindsOf(schemaAt(path)));
+    sources?.set(path.join("."), name);
   }
   return config;
 }
@@ -131,11 +150,83 @@ function editDistance(a: string, b: string): number {
   return previous[b.length]!;
 }
 
-function parseScalar(value: string): unknown {
+/** The JSON kinds of value a schema accepts; `any` when it cannot be told. */
+type Kind = "string" | "number" | "boolean" | "array" | "object" | "null" | "any";
+
+/** The variable's text as the value a key of these kinds takes. */
+function valueFor(text: string, kinds: ReadonlySet<Kind>): unknown {
+  // Only strings: the text is the value, whatever YAML would make of it.
+  if (kinds.size === 1 && kinds.has("string")) return text;
+  let parsed: unknown;
   try {
-    return parseYaml(value);
+    parsed = parseYaml(text);
   } catch {
-    return value;
+    // Not YAML: the schema refuses it as a string, naming the key and the variable.
+    return text;
+  }
+  // A key that also takes strings (`version`, `proxy.ttl`) takes the parsed value when it is of
+  // a kind the key accepts, else the text as it was written.
+  return kinds.has("any") || kinds.has(kindOfValue(parsed)) || !kinds.has("string") ? parsed : text;
+}
+
+function kindOfValue(value: unknown): Kind {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  const type = typeof value;
+  return type === "string" || type === "number" || type === "boolean" || type === "object" ? type : "any";
+}
+
+/** The schema of the key at `path` (which resolveEnvPath found in the schema). */
+function schemaAt(path: readonly string[]): z.ZodType | undefined {
+  let current: z.ZodType | undefined = ConfigSchema;
+  for (const key of path) current = current === undefined ? undefined : objectShape(current)?.[key];
+  return current;
+}
+
+/** What kinds of value `schema` accepts, through optional, default, pipe and union wrappers. */
+function kindsOf(schema: z.ZodType | undefined, depth = 0): Set<Kind> {
+  if (schema === undefined || depth > 10) return new Set(["any"]);
+  const def = (
+    schema as unknown as {
+      _zod: {
+        def: {
+          type: string;
+          innerType?: z.ZodType;
+          in?: z.ZodType;
+          options?: z.ZodType[];
+          values?: unknown[];
+          entries?: Record<string, unknown>;
+        };
+      };
+    }
+  )._zod.def;
+  switch (def.type) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "array":
+    case "object":
+    case "null":
+      return new Set([def.type]);
+    case "int":
+      return new Set(["number"]);
+    case "tuple":
+      return new Set(["array"]);
+    case "record":
+      return new Set(["object"]);
+    case "enum":
+      return new Set(Object.values(def.entries ?? {}).map(kindOfValue));
+    case "literal":
+      return new Set((def.values ?? []).map(kindOfValue));
+    case "union":
+      return new Set((def.options ?? []).flatMap((o) => [...kindsOf(o, depth + 1)]));
+    case "pipe":
+      return kindsOf(def.in, depth + 1);
+    case "nullable":
+      return new Set([...kindsOf(def.innerType, depth + 1), "null" as const]);
+    default:
+      // optional, default, prefault, readonly, catch, …: what the inner schema takes.
+      return def.innerType !== undefined ? kindsOf(def.innerType, depth + 1) : new Set(["any"]);
   }
 }
 

@@ -171,6 +171,27 @@ describe("CLI", () => {
     );
   });
 
+  it("config check takes a numeric password from the environment as the string it is", () => {
+    const config = file(
+      `version: 0.1\nstorage: {filesystem: {rootdirectory: ${tempDir()}}}\nredis: {addr: "redis:6379"}\n`,
+    );
+    const env = { ...process.env, REGISTRY_REDIS_PASSWORD: "123456" };
+    const ok = spawnSync(process.execPath, [MAIN, "config", "check", "--config", config], {
+      encoding: "utf8",
+      env,
+    });
+    assert.equal(ok.status, 0, ok.stderr);
+    const bad = spawnSync(process.execPath, [MAIN, "config", "check", "--config", config], {
+      encoding: "utf8",
+      env: { ...env, REGISTRY_REDIS_DB: "first" },
+    });
+    assert.equal(bad.status, 1);
+    assert.equal(
+      bad.stderr,
+      "neam-registry: config: redis.db (from REGISTRY_REDIS_DB): Invalid input: expected number, received string\n",
+    );
+  });
+
   it("config check validates a file; an unknown command exits 2", () => {
     const ok = spawnSync(process.execPath, [MAIN, "config", "check", "--config", file("version: 0.1\n")], {
       encoding: "utf8",

@@ -160,6 +160,94 @@ describe("applyEnvironment: REGISTRY_<PATH> overrides, as the reference registry
   });
 });
 
+describe("applyEnvironment: a string key takes the variable's text verbatim", () => {
+  // What a Secret may hold, and what YAML would have turned into another type or another string.
+  const SECRETS = [
+    "123456",
+    "yes",
+    "null",
+    "true",
+    "0x1A",
+    "1e3",
+    "~",
+    "p: w #rd",
+    "'quoted'",
+    "[a, b]",
+    "{a: 1}",
+  ];
+  const base = file(`version: 0.1
+storage:
+  s3: { bucket: b, region: us-east-1, accesskey: AKIA, secretkey: from-the-file }
+redis: { addrs: ["redis:6379"] }
+proxy: { remoteurl: https://upstream.example, username: u }
+`);
+
+  for (const secret of SECRETS) {
+    it(`${JSON.stringify(secret)} as a password, a secret key and a path`, () => {
+      const config = loadConfig(base, {
+        REGISTRY_REDIS_PASSWORD: secret,
+        REGISTRY_STORAGE_S3_SECRETKEY: secret,
+        REGISTRY_PROXY_PASSWORD: secret,
+        REGISTRY_HTTP_SECRET: secret,
+        REGISTRY_STORAGE_S3_ROOTDIRECTORY: secret,
+      });
+      assert.equal(config.redis?.password, secret);
+      assert.equal(config.storage.s3?.secretkey, secret);
+      assert.equal(config.proxy?.password, secret);
+      assert.equal(config.http.secret, secret);
+      assert.equal(config.storage.s3?.rootdirectory, secret);
+    });
+  }
+
+  it("keys of other types still parse as YAML, and a key of several types takes the one written", () => {
+    const config = loadConfig(base, {
+      REGISTRY_HTTP_WORKERS: "4",
+      REGISTRY_STORAGE_DELETE_ENABLED: "true",
+      REGISTRY_STORAGE_S3_CHUNKSIZE: "6291456",
+      REGISTRY_REDIS_ADDRS: "[redis-0:6379]",
+      REGISTRY_HTTP_HEADERS: "{X-Site: [air-gapped]}",
+      REGISTRY_PROXY_TTL: "0",
+      REGISTRY_LOG_LEVEL: "debug",
+    });
+    assert.equal(config.http.workers, 4);
+    assert.equal(config.storage.delete.enabled, true);
+    assert.equal(config.storage.s3?.chunksize, 6291456);
+    assert.deepEqual(config.redis?.addrs, ["redis-0:6379"]);
+    assert.deepEqual(config.http.headers, { "X-Site": ["air-gapped"] });
+    assert.equal(config.proxy?.ttl, "0");
+    assert.equal(config.log.level, "debug");
+    // version is a string or a number: 0.1 either way.
+    assert.equal(loadConfig(undefined, { REGISTRY_VERSION: "0.1" }).version, "0.1");
+  });
+
+  it("a bad value fails in one line naming the key and the variable, never the value", () => {
+    fails(
+      () => loadConfig(base, { REGISTRY_HTTP_WORKERS: "many" }),
+      /^config: http\.workers \(from REGISTRY_HTTP_WORKERS\): /,
+    );
+    fails(
+      () => loadConfig(base, { REGISTRY_STORAGE_DELETE_ENABLED: "[yes" }),
+      /^config: storage\.delete\.enabled \(from REGISTRY_STORAGE_DELETE_ENABLED\): /,
+    );
+    // A whole section from one variable: the failure inside it names that variable.
+    fails(
+      () => loadConfig(base, { REGISTRY_AUDIT: "{stdout: sometimes}" }),
+      /^config: audit\.stdout \(from REGISTRY_AUDIT\): /,
+    );
+    assert.throws(
+      () => loadConfig(base, { REGISTRY_STORAGE_S3_SECRETKEY: "" }),
+      (error: Error) =>
+        /^config: storage\.s3\.secretkey \(from REGISTRY_STORAGE_S3_SECRETKEY\): /.test(error.message),
+    );
+    assert.throws(
+      () => loadConfig(base, { REGISTRY_HTTP_MAXCONNECTIONS: "s3cr3t-value" }),
+      (error: Error) => !error.message.includes("s3cr3t-value"),
+    );
+    // From the file, no variable is named.
+    fails(() => loadConfig(file("version: 0.1\nhttp: { workers: many }\n"), {}), /^config: http\.workers: /);
+  });
+});
+
 describe("parseListenAddress", () => {
   it("splits host:port, :port and [v6]:port", () => {
     assert.deepEqual(parseListenAddress(":5000"), { host: undefined, port: 5000 });
