@@ -6,6 +6,7 @@
 
 napi_value Sendfile(napi_env env, napi_callback_info info);
 napi_value WriteFiles(napi_env env, napi_callback_info info);
+napi_value AppendFile(napi_env env, napi_callback_info info);
 napi_value TrimMemory(napi_env env, napi_callback_info info);
 napi_value RemoveTree(napi_env env, napi_callback_info info);
 napi_value Sha256Init(napi_env env, napi_callback_info info);

@@ -16,11 +16,18 @@ export interface StorageDriver {
   putContent(path: string, content: Uint8Array | string, options?: { durable?: boolean }): Promise<void>;
   /**
    * Writes several small files as `putContent` does, in order: each is in place before the next
-   * is written (a blob before its link, a manifest before its tag). A failure stops there.
+   * is written (a blob before its link, a manifest before its tag). A failure stops there. An
+   * entry with a `source` moves that file to its path as `move` does (a verified upload becoming
+   * a blob, in the same batch as its link).
    */
-  putContents(
-    files: readonly { path: string; content: Uint8Array | string; durable?: boolean }[],
-  ): Promise<void>;
+  putContents(files: readonly ContentWrite[]): Promise<void>;
+  /**
+   * Appends `content` durably to the existing file `path`, only if it holds exactly `expected`
+   * bytes; returns the size it held (when not `expected`, nothing was written). Throws
+   * PathNotFoundError. For a chunk of an upload already read whole: one step where a `writer`
+   * takes several. Drivers that cannot append in place lack it.
+   */
+  appendContent?(path: string, content: Uint8Array | string, expected: number): Promise<number>;
   /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /**
@@ -55,6 +62,11 @@ export interface StorageDriver {
   /** A URL a client may fetch the file from directly, for a redirect (S3: presigned, short-lived). */
   redirectURL?(path: string): Promise<string>;
 }
+
+/** A file for `putContents`: its content, or a file in storage (`source`) moved there. */
+export type ContentWrite =
+  | { path: string; content: Uint8Array | string; durable?: boolean; source?: undefined }
+  | { path: string; source: string; content?: undefined; durable?: undefined };
 
 export interface FileInfo {
   readonly path: string;

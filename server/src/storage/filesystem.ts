@@ -1,4 +1,5 @@
 import {
+  constants as fsConstants,
   createReadStream,
   createWriteStream,
   fdatasync,
@@ -12,7 +13,7 @@ import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { getSystemErrorMap } from "node:util";
 import { native, type NativeAddon } from "../native.js";
-import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
+import { PathNotFoundError, type ContentWrite, type FileInfo, type StorageDriver } from "./driver.js";
 import { BLOBS, REPOSITORIES } from "./layout.js";
 
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
@@ -44,7 +45,9 @@ const KNOWN_DIRS_LIMIT = 100_000;
 /**
  * The filesystem driver: logical paths under one root directory, as the reference registry's
  * `filesystem` driver lays them out. Small files are replaced by write-temp, fsync, rename; new
- * directories appear together with their first file, in one rename.
+ * directories appear together with their first file, in one rename. With the native addon, each
+ * batch of small files, each append of a chunk already read and each delete is one thread-pool
+ * job: every job costs a request a turn of the (busy) event loop, so a push waits for few.
  */
 export class FilesystemDriver implements StorageDriver {
   readonly name = "filesystem";
@@ -154,10 +157,13 @@ export class FilesystemDriver implements StorageDriver {
   private planWrites(files: readonly ContentWrite[]): WritePlan[] {
     const planned = new Set<string>();
     const exists = (dir: string) => this.knownDirs.has(dir) || planned.has(dir);
-    return files.map(({ path, content, durable }) => {
-      const full = this.full(path);
+    return files.map((write) => {
+      const full = this.full(write.path);
       const parent = dirname(full);
-      const common = { full, parent, content: asBuffer(content), durable: durable !== false };
+      const common =
+        write.source === undefined
+          ? { full, parent, content: asBuffer(write.content), durable: write.durable !== false }
+          : { full, parent, content: EMPTY, ...this.moveSource(write.source) };
       if (exists(parent)) {
         const tmp = this.tempPath();
         return { ...common, file: tmp, from: tmp, to: full };
@@ -166,6 +172,12 @@ export class FilesystemDriver implements StorageDriver {
       for (let d = parent; d !== dirname(plan.to); d = dirname(d)) planned.add(d);
       return plan;
     });
+  }
+
+  /** A file to move in: its full path, synced unless its writer already synced it. */
+  private moveSource(source: string): { source: string; durable: boolean } {
+    const full = this.full(source);
+    return { source: full, durable: !this.synced.delete(full) };
   }
 
   /** Where a file going into new directories is staged (see planWrites). */
@@ -188,8 +200,13 @@ export class FilesystemDriver implements StorageDriver {
     // Failed before its rename: nothing of it is left.
     if (!renameFailed(error)) throw error;
     const code = errorCode(error);
+    // Giving up: a moved-in file goes back where it came from (an upload stays resumable).
+    const giveBack = async () => {
+      if (plan.source !== undefined) await fs.rename(plan.file, plan.source).catch(() => {});
+    };
     if (plan.stage === undefined) {
       if (code !== "ENOENT") {
+        await giveBack();
         await fs.rm(plan.file, { force: true });
         throw error;
       }
@@ -199,6 +216,7 @@ export class FilesystemDriver implements StorageDriver {
       return;
     }
     if (!STAGE_CONFLICTS.has(code)) {
+      await giveBack();
       await removeTree(this.addon, plan.stage);
       throw error;
     }
@@ -243,6 +261,44 @@ export class FilesystemDriver implements StorageDriver {
       });
     }
     return stream;
+  }
+
+  async appendContent(path: string, content: Uint8Array | string, expected: number): Promise<number> {
+    const full = this.full(path);
+    const data = asBuffer(content);
+    const addon = this.addon;
+    if (addon !== undefined && typeof addon.appendFile === "function") {
+      const [errno, syscall, size] = await new Promise<[number, string | null, number]>((resolve) =>
+        addon.appendFile(full, data, expected, true, (...result) => resolve(result)),
+      );
+      if (errno !== 0) throw mapError(systemError(errno, syscall ?? "appendFile", full), path);
+      // Synced: a move that follows need not sync it again.
+      if (size === expected) this.synced.add(full);
+      return size;
+    }
+    // The same steps without the addon, a thread-pool round trip each. No O_CREAT: the file must
+    // exist (an upload cancelled meanwhile is not brought back).
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(full, fsConstants.O_WRONLY | fsConstants.O_APPEND);
+    } catch (error) {
+      throw mapError(error, path);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size !== expected) return size;
+      try {
+        await handle.writeFile(data);
+        await handle.datasync();
+      } catch (error) {
+        await handle.truncate(expected).catch(() => {});
+        throw error;
+      }
+      this.synced.add(full);
+      return size;
+    } finally {
+      await handle.close();
+    }
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -321,6 +377,13 @@ export class FilesystemDriver implements StorageDriver {
     this.synced.delete(full);
     // Rename first so a crash mid-delete never leaves a half-removed tree in the layout.
     const tmp = this.tempPath();
+    if (this.addon !== undefined) {
+      // Rename and removal in one job (a missing path is not an error there either).
+      const addon = this.addon;
+      const errno = await new Promise<number>((resolve) => addon.removeTree(full, resolve, tmp));
+      if (errno !== 0) throw systemError(errno, "rm", full);
+      return;
+    }
     try {
       await fs.rename(full, tmp);
     } catch (error) {
@@ -421,19 +484,20 @@ export class FilesystemDriver implements StorageDriver {
 /** Why renaming a stage directory into place can fail while the staged file is still good. */
 const STAGE_CONFLICTS = new Set<string | undefined>(["EEXIST", "ENOTEMPTY", "ENOENT"]);
 
-/** A small file to write: see StorageDriver.putContents. */
-type ContentWrite = Parameters<StorageDriver["putContents"]>[0][number];
+const EMPTY = Buffer.alloc(0);
 
 /**
  * One small file of a batch, as it will be written: `dirs` (a stage directory and any below it)
- * created in order, `file` written (synced when durable), then `from` renamed to `to`, which
- * publishes it at `full`.
+ * created in order, `file` written (or `source` moved there; synced when durable), then `from`
+ * renamed to `to`, which publishes it at `full`.
  */
 interface WritePlan {
   readonly full: string;
   readonly parent: string;
   readonly content: Buffer;
   readonly durable: boolean;
+  /** The file moved in instead of writing `content`. */
+  readonly source?: string;
   /** The stage directory, when the file goes into new directories. */
   readonly stage?: string;
   readonly dirs?: readonly string[];
@@ -454,18 +518,16 @@ async function writeFiles(
   if (addon !== undefined) {
     return new Promise((resolve) =>
       addon.writeFiles(
-        plans.map((p) => [
-          p.dirs === undefined ? null : [...p.dirs],
-          p.file,
-          p.content,
-          p.durable,
-          p.from,
-          p.to,
-        ]),
+        plans.map((p) => {
+          const dirs = p.dirs === undefined ? null : [...p.dirs];
+          return p.source === undefined
+            ? [dirs, p.file, p.content, p.durable, p.from, p.to]
+            : [dirs, p.file, null, p.durable, p.from, p.to, p.source];
+        }),
         (errno, syscall, index) => {
           if (errno === 0) return resolve(undefined);
           const plan = plans[index]!;
-          const path = syscall === "rename" ? plan.from : plan.file;
+          const path = syscall === "rename" ? plan.from : plan.source !== undefined ? plan.source : plan.file;
           resolve({ index, error: systemError(errno, syscall ?? "writeFiles", path) });
         },
       ),
@@ -475,7 +537,8 @@ async function writeFiles(
     const created = plan.dirs?.[0] ?? plan.file;
     try {
       for (const dir of plan.dirs ?? []) await fs.mkdir(dir);
-      await writeFileTo(plan.file, plan.content, plan.durable);
+      if (plan.source === undefined) await writeFileTo(plan.file, plan.content, plan.durable);
+      else await moveFileTo(plan.source, plan.file, plan.durable);
     } catch (error) {
       await fs.rm(created, { recursive: true, force: true });
       return { index, error };
@@ -525,6 +588,19 @@ async function writeFileTo(path: string, content: Uint8Array | string, durable: 
   } finally {
     await handle.close();
   }
+}
+
+/** Syncs `source` (when `durable`) and renames it to `file`; it stays where it was on a failure. */
+async function moveFileTo(source: string, file: string, durable: boolean): Promise<void> {
+  if (durable) {
+    const handle = await fs.open(source, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+  await fs.rename(source, file);
 }
 
 /** Removes a file or tree: in one thread-pool job with the addon, else through fs.rm's many. */

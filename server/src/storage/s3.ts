@@ -28,7 +28,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../config/load.js";
-import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
+import { PathNotFoundError, type ContentWrite, type FileInfo, type StorageDriver } from "./driver.js";
 import {
   MIN_PART,
   PENDING_LIMIT,
@@ -190,11 +190,12 @@ export class S3Driver implements StorageDriver {
     this.rememberParent(path);
   }
 
-  async putContents(
-    files: readonly { path: string; content: Uint8Array | string; durable?: boolean }[],
-  ): Promise<void> {
+  async putContents(files: readonly ContentWrite[]): Promise<void> {
     // In order, each acknowledged (durable) before the next starts; a failure stops there.
-    for (const file of files) await this.putContent(file.path, file.content);
+    for (const file of files) {
+      if (file.source !== undefined) await this.move(file.source, file.path);
+      else await this.putContent(file.path, file.content);
+    }
   }
 
   /**

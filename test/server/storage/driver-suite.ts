@@ -57,6 +57,30 @@ export function runDriverSuite(name: string, create: () => Promise<StorageDriver
       assert.equal(await text(await driver.reader("/w/data")), "new");
     });
 
+    it("putContents moves a `source` file in, in order with the files around it", async () => {
+      const driver = await create();
+      await pipeline(Readable.from([Buffer.from("uploaded")]), await driver.writer("/up/1/data", false));
+      await driver.putContents([
+        { path: "/pc/blob/data", source: "/up/1/data" },
+        { path: "/pc/layers/link", content: "linked" },
+      ]);
+      assert.equal((await driver.getContent("/pc/blob/data")).toString(), "uploaded");
+      assert.equal((await driver.getContent("/pc/layers/link")).toString(), "linked");
+      await assert.rejects(driver.stat("/up/1/data"), PathNotFoundError);
+      // Over a file already there (a blob uploaded again): replaced.
+      await pipeline(Readable.from([Buffer.from("again")]), await driver.writer("/up/2/data", false));
+      await driver.putContents([{ path: "/pc/blob/data", source: "/up/2/data" }]);
+      assert.equal((await driver.getContent("/pc/blob/data")).toString(), "again");
+      // A missing source stops the batch there: nothing after it is written.
+      await assert.rejects(
+        driver.putContents([
+          { path: "/pc/other/data", source: "/up/missing/data" },
+          { path: "/pc/other/link", content: "x" },
+        ]),
+      );
+      await assert.rejects(driver.stat("/pc/other/link"), PathNotFoundError);
+    });
+
     it("move renames atomically, replacing the destination", async () => {
       const driver = await create();
       await driver.putContent("/m/src", "payload");
