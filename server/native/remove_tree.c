@@ -29,7 +29,7 @@ typedef struct {
 } Job;
 
 // Removes `name` in directory `parent`, whatever it is; 0 or an errno.
-static int RemoveAt(int parent, const char* name, int depth) {
+int RemoveAt(int parent, const char* name, int depth) {
   if (unlinkat(parent, name, 0) == 0 || errno == ENOENT) return 0;
   if (errno != EISDIR) return errno;
   if (depth >= MAX_DEPTH) return ELOOP;

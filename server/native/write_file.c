@@ -5,13 +5,17 @@
 // more than the disk work itself.
 //
 // writeFiles(files, callback(errno, syscall, index))
-//   files    an array of [dirs, file, content, durable, from, to] or [..., source]:
+//   files    an array of [dirs, file, content, durable, from, to], [..., source, size] or
+//            [path, away]:
 //     dirs     directories to create first, in order (a stage directory and any below it), or null
 //     file     the file to create (or truncate) and fill with `content` (a Buffer); with a 7th
 //              element `source` (content then null), the existing file `source` is renamed to
-//              `file` instead (a verified upload becoming a blob)
+//              `file` instead (a verified upload becoming a blob), only if it holds `size` bytes
+//              (-1: any size; else step "size", ERANGE)
 //     durable  fsync the file before the rename
 //     from/to  the rename that publishes it (the file itself, or the stage directory around it)
+//     [path, away]  a tree to remove in its turn (renamed to `away`, then removed: step "rm");
+//                   a missing one is not an error
 //
 // The files of a batch are written (or moved) first, then synced, then published by their renames
 // in order, so each file's data is durable before its rename, as when each was done whole before
@@ -48,6 +52,8 @@ typedef struct {
   char* from;
   char* to;
   char* source;  // moved to `file` instead of writing `data`, or NULL
+  int64_t size;  // the size `source` must have, or -1
+  bool remove;   // remove the tree `file` (renamed to `to` first) instead of writing
   const char* data;
   size_t length;
   bool durable;
@@ -73,6 +79,7 @@ static void RemoveDirs(File* file, uint32_t count) {
 // Undoes a prepared file that will not be published: closes it, moves a source back or removes
 // the written file, removes its directories. Keeps errno.
 static void Undo(File* f) {
+  if (f->remove) return;
   int error = errno;
   if (f->fd >= 0) close(f->fd);
   f->fd = -1;
@@ -89,6 +96,15 @@ static void Undo(File* f) {
 // and its writeback started; NULL or the failing step (errno set, nothing of the file left).
 static const char* Prepare(File* f) {
   f->fd = -1;
+  if (f->remove) return NULL;
+  if (f->source != NULL) {
+    struct stat st;
+    if (stat(f->source, &st) != 0) return "move";
+    if (f->size >= 0 && st.st_size != f->size) {
+      errno = ERANGE;
+      return "size";
+    }
+  }
   for (uint32_t i = 0; i < f->dir_count; i++) {
     if (mkdir(f->dirs[i], 0777) != 0) {
       int error = errno;
@@ -186,6 +202,19 @@ static bool DoGroup(Job* job, uint32_t first, uint32_t end) {
   }
   for (uint32_t i = first; i < synced; i++) {
     File* f = &job->files[i];
+    if (f->remove) {
+      int error = 0;
+      if (rename(f->file, f->to) != 0) {
+        error = errno == ENOENT ? 0 : errno;
+      } else {
+        error = RemoveAt(AT_FDCWD, f->to, 0);
+      }
+      if (error == 0) continue;
+      errno = error;
+      Fail(job, i, "rm");
+      for (uint32_t j = i + 1; j < synced; j++) Undo(&job->files[j]);
+      return false;
+    }
     if (rename(f->from, f->to) != 0) {
       Fail(job, i, "rename");
       // This one stays where it is for the caller; the ones after it are not published.
@@ -260,11 +289,19 @@ static bool ReadFile(napi_env env, napi_value entry, File* f) {
   bool is_array = false, ok = true;
   uint32_t length = 0;
   f->fd = -1;
+  f->size = -1;
   napi_is_array(env, entry, &is_array);
-  if (!is_array || napi_get_array_length(env, entry, &length) != napi_ok || length < 6 || length > 7)
+  if (!is_array || napi_get_array_length(env, entry, &length) != napi_ok ||
+      (length != 2 && length != 6 && length != 8))
     return false;
-  napi_value v[7];
+  napi_value v[8];
   for (uint32_t i = 0; i < length; i++) napi_get_element(env, entry, i, &v[i]);
+  if (length == 2) {
+    f->remove = true;
+    f->file = CopyString(env, v[0], &ok);
+    f->to = CopyString(env, v[1], &ok);
+    return ok;
+  }
   napi_valuetype dirs_type;
   napi_typeof(env, v[0], &dirs_type);
   bool dirs_array = false, is_buffer = false;
@@ -284,10 +321,10 @@ static bool ReadFile(napi_env env, napi_value entry, File* f) {
   f->from = CopyString(env, v[4], &ok);
   f->to = CopyString(env, v[5], &ok);
   if (napi_get_value_bool(env, v[3], &f->durable) != napi_ok) return false;
-  if (length == 7) {
+  if (length == 8) {
     napi_valuetype content_type;
     napi_typeof(env, v[2], &content_type);
-    if (content_type != napi_null) return false;
+    if (content_type != napi_null || napi_get_value_int64(env, v[7], &f->size) != napi_ok) return false;
     f->source = CopyString(env, v[6], &ok);
     return ok;
   }
@@ -303,7 +340,8 @@ napi_value WriteFiles(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   const char* usage =
-      "writeFiles([[dirs, file, content, durable, from, to, (source)], ...], callback): bad arguments";
+      "writeFiles([[dirs, file, content, durable, from, to, (source, size)] | [path, away], ...], "
+      "callback): bad arguments";
   napi_valuetype callback_type = napi_undefined;
   bool is_array = false;
   if (argc == 2) {

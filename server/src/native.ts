@@ -21,7 +21,9 @@ export interface NativeAddon {
           from: string,
           to: string,
           source: string,
+          size: number,
         ]
+      | [path: string, away: string]
     )[],
     callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;

@@ -106,17 +106,28 @@ export class BlobStore {
    * blob already stored locally gets the upload's copy (the same bytes) moved over it: asking
    * first would cost every new blob a round trip to save a rename on a rare re-upload. On object
    * storage a move is a copy, so there it asks. Says whether the file was moved (else the caller
-   * drops it).
+   * drops it). With `exactSize`, the file must hold `size` bytes (else SourceSizeError, nothing
+   * done); `thenRemove` (the upload's directory) is removed in the same batch, after the link.
    */
-  async store(sourcePath: string, name: string, digest: Digest, size: number): Promise<boolean> {
+  async store(
+    sourcePath: string,
+    name: string,
+    digest: Digest,
+    size: number,
+    options: { exactSize?: boolean; thenRemove?: string } = {},
+  ): Promise<boolean> {
+    const then =
+      options.thenRemove === undefined ? [] : [{ path: options.thenRemove, remove: true as const }];
     return this.guard.write([digest], async () => {
       if (this.driver.localFile === undefined && (await this.globalSize(digest)) === size) {
         await this.link(name, digest, size);
+        if (options.thenRemove !== undefined) await this.driver.delete(options.thenRemove);
         return false;
       }
       await this.driver.putContents([
-        { path: layout.blobData(digest), source: sourcePath },
+        { path: layout.blobData(digest), source: sourcePath, size: options.exactSize ? size : undefined },
         { path: layout.layerLink(name, digest), content: digest.value },
+        ...then,
       ]);
       this.cache.set(cacheKeys.blob(name, digest.value), size);
       return true;

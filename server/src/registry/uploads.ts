@@ -1,7 +1,7 @@
 import { randomUUID, type Hash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import { isNotFound, SourceSizeError, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
 import { digestFromHash, digestOf, newHash, type Digest } from "./digest.js";
@@ -126,6 +126,10 @@ export class UploadStore {
     finalChunk?: { body: UploadBody; range?: ChunkRange },
   ): Promise<{ digest: Digest; size: number }> {
     return this.exclusive(id, async () => {
+      if (finalChunk === undefined) {
+        const committed = await this.commitKept(name, id, digest);
+        if (committed !== undefined) return committed;
+      }
       const status = await this.status(name, id);
       const whole = finalChunk?.body;
       if (Buffer.isBuffer(whole) && status.size === 0 && (finalChunk?.range?.start ?? 0) === 0) {
@@ -155,6 +159,34 @@ export class UploadStore {
       await this.forget(name, id);
       return { digest, size };
     });
+  }
+
+  /**
+   * Commits a session whose running hash this process holds and says is `digest`: the data is
+   * moved in as the blob, linked and the session removed in one storage batch, without asking for
+   * the session's size first (the move checks that the data holds exactly the hashed bytes).
+   * Undefined, with nothing done, when it cannot: the general path then looks.
+   */
+  private async commitKept(
+    name: string,
+    id: string,
+    digest: Digest,
+  ): Promise<{ digest: Digest; size: number } | undefined> {
+    const kept = this.hashes.get(id);
+    if (kept === undefined || digest.algorithm !== "sha256" || !isValidUploadId(id)) return undefined;
+    if (kept.hash.digest().value !== digest.value) return undefined;
+    try {
+      await this.blobs.store(layout.uploadData(name, id), name, digest, kept.offset, {
+        exactSize: true,
+        thenRemove: layout.uploadDir(name, id),
+      });
+    } catch (error) {
+      if (error instanceof SourceSizeError) return undefined;
+      if (isNotFound(error)) throw uploadUnknown(id);
+      throw error;
+    }
+    this.hashes.delete(id);
+    return { digest, size: kept.offset };
   }
 
   /**

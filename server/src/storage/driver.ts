@@ -18,7 +18,9 @@ export interface StorageDriver {
    * Writes several small files as `putContent` does, in order: each is in place before the next
    * is written (a blob before its link, a manifest before its tag). A failure stops there. An
    * entry with a `source` moves that file to its path as `move` does (a verified upload becoming
-   * a blob, in the same batch as its link).
+   * a blob, in the same batch as its link): PathNotFoundError when the source is missing,
+   * SourceSizeError (nothing moved) when it does not hold `size` bytes. An entry with `remove`
+   * removes the tree at its path, as `delete` does, in its turn (the upload, once its blob is in).
    */
   putContents(files: readonly ContentWrite[]): Promise<void>;
   /**
@@ -65,8 +67,17 @@ export interface StorageDriver {
 
 /** A file for `putContents`: its content, or a file in storage (`source`) moved there. */
 export type ContentWrite =
-  | { path: string; content: Uint8Array | string; durable?: boolean; source?: undefined }
-  | { path: string; source: string; content?: undefined; durable?: undefined };
+  | { path: string; content: Uint8Array | string; durable?: boolean; source?: undefined; remove?: undefined }
+  | { path: string; source: string; size?: number; content?: undefined; remove?: undefined }
+  | { path: string; remove: true; content?: undefined; source?: undefined };
+
+/** A `putContents` source that does not hold the size it should: nothing was moved. */
+export class SourceSizeError extends Error {
+  constructor(readonly path: string) {
+    super(`${path} does not hold the expected size`);
+    this.name = "SourceSizeError";
+  }
+}
 
 export interface FileInfo {
   readonly path: string;

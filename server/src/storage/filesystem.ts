@@ -9,11 +9,18 @@ import {
 } from "node:fs";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
+import { constants as osConstants } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { getSystemErrorMap } from "node:util";
 import { native, type NativeAddon } from "../native.js";
-import { PathNotFoundError, type ContentWrite, type FileInfo, type StorageDriver } from "./driver.js";
+import {
+  PathNotFoundError,
+  SourceSizeError,
+  type ContentWrite,
+  type FileInfo,
+  type StorageDriver,
+} from "./driver.js";
 import { BLOBS, REPOSITORIES } from "./layout.js";
 
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
@@ -141,7 +148,9 @@ export class FilesystemDriver implements StorageDriver {
       const failure = await writeFiles(this.addon, plans);
       for (const plan of plans.slice(0, failure?.index ?? plans.length)) this.remember(plan.parent);
       if (failure === undefined) return;
-      await this.recover(plans[failure.index]!, failure.error);
+      const failed = plans[failure.index]!;
+      if (failed.remove || failed.source !== undefined) throwSourceError(failed, failure.error);
+      await this.recover(failed, failure.error);
       rest = rest.slice(failure.index + 1);
     }
   }
@@ -157,13 +166,28 @@ export class FilesystemDriver implements StorageDriver {
   private planWrites(files: readonly ContentWrite[]): WritePlan[] {
     const planned = new Set<string>();
     const exists = (dir: string) => this.knownDirs.has(dir) || planned.has(dir);
-    return files.map((write) => {
+    return files.map((write): WritePlan => {
       const full = this.full(write.path);
       const parent = dirname(full);
+      if (write.remove === true) {
+        // Renamed away, then removed, as `delete` does; it creates nothing.
+        this.synced.delete(full);
+        const away = this.tempPath();
+        return {
+          full,
+          parent,
+          content: EMPTY,
+          durable: false,
+          remove: true,
+          file: full,
+          from: full,
+          to: away,
+        };
+      }
       const common =
         write.source === undefined
           ? { full, parent, content: asBuffer(write.content), durable: write.durable !== false }
-          : { full, parent, content: EMPTY, ...this.moveSource(write.source) };
+          : { full, parent, content: EMPTY, size: write.size, ...this.moveSource(write.source) };
       if (exists(parent)) {
         const tmp = this.tempPath();
         return { ...common, file: tmp, from: tmp, to: full };
@@ -496,8 +520,11 @@ interface WritePlan {
   readonly parent: string;
   readonly content: Buffer;
   readonly durable: boolean;
-  /** The file moved in instead of writing `content`. */
+  /** The file moved in instead of writing `content`, and the size it must have. */
   readonly source?: string;
+  readonly size?: number;
+  /** Removes the tree at `full` (renamed to `to` first) instead of writing anything. */
+  readonly remove?: boolean;
   /** The stage directory, when the file goes into new directories. */
   readonly stage?: string;
   readonly dirs?: readonly string[];
@@ -519,23 +546,47 @@ async function writeFiles(
     return new Promise((resolve) =>
       addon.writeFiles(
         plans.map((p) => {
+          if (p.remove) return [p.full, p.to];
           const dirs = p.dirs === undefined ? null : [...p.dirs];
           return p.source === undefined
             ? [dirs, p.file, p.content, p.durable, p.from, p.to]
-            : [dirs, p.file, null, p.durable, p.from, p.to, p.source];
+            : [dirs, p.file, null, p.durable, p.from, p.to, p.source, p.size ?? -1];
         }),
         (errno, syscall, index) => {
           if (errno === 0) return resolve(undefined);
           const plan = plans[index]!;
-          const path = syscall === "rename" ? plan.from : plan.source !== undefined ? plan.source : plan.file;
+          const path =
+            syscall === "rename" || syscall === "rm"
+              ? plan.from
+              : syscall === "move" || syscall === "size"
+                ? plan.source!
+                : plan.file;
           resolve({ index, error: systemError(errno, syscall ?? "writeFiles", path) });
         },
       ),
     );
   }
   for (const [index, plan] of plans.entries()) {
+    if (plan.remove) {
+      try {
+        await fs.rename(plan.full, plan.to);
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") continue;
+        return { index, error };
+      }
+      try {
+        await fs.rm(plan.to, { recursive: true, force: true });
+      } catch (error) {
+        return { index, error };
+      }
+      continue;
+    }
     const created = plan.dirs?.[0] ?? plan.file;
     try {
+      if (plan.source !== undefined && plan.size !== undefined) {
+        const { size } = await fs.stat(plan.source);
+        if (size !== plan.size) throw systemError(osConstants.errno.ERANGE, "size", plan.source);
+      }
       for (const dir of plan.dirs ?? []) await fs.mkdir(dir);
       if (plan.source === undefined) await writeFileTo(plan.file, plan.content, plan.durable);
       else await moveFileTo(plan.source, plan.file, plan.durable);
@@ -558,6 +609,22 @@ function systemError(errno: number, syscall: string, path: string): NodeJS.Errno
   const error: NodeJS.ErrnoException = new Error(`${code}: ${message}, ${syscall} '${path}'`);
   Object.assign(error, { code, errno: -errno, syscall, path });
   return error;
+}
+
+/**
+ * The error of a batch entry that moved a source in or removed a tree, when it failed before the
+ * publishing rename: a missing source as PathNotFoundError, one of another size as
+ * SourceSizeError; else as it came.
+ */
+function throwSourceError(plan: WritePlan, error: unknown): void {
+  if (plan.remove || renameFailed(error)) {
+    if (plan.remove) throw error;
+    return;
+  }
+  const { syscall, code, path } = error as NodeJS.ErrnoException;
+  if (syscall === "size") throw new SourceSizeError(plan.source!);
+  if (code === "ENOENT" && path === plan.source) throw new PathNotFoundError(plan.source!);
+  throw error;
 }
 
 function renameFailed(error: unknown): boolean {
