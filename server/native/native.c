@@ -1,5 +1,5 @@
 // What Node lacks and the registry needs, as an optional addon (Linux only): large pulls copied
-// off the event loop (sendfile.c), small durable writes in one thread-pool job (write_file.c),
+// off the event loop (sendfile.c), small durable writes and appends in one thread-pool job (write_file.c),
 // memory given back after large transfers (memory.c), trees removed in one job (remove_tree.c),
 // and a sha256 whose state can be saved (sha256.c). Without it the registry does the same work in
 // JavaScript, more slowly, keeps more memory, and re-reads a chunked upload resumed after a
@@ -28,6 +28,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "sendfile", fn);
   napi_create_function(env, "writeFiles", NAPI_AUTO_LENGTH, WriteFiles, NULL, &fn);
   napi_set_named_property(env, exports, "writeFiles", fn);
+  napi_create_function(env, "appendFile", NAPI_AUTO_LENGTH, AppendFile, NULL, &fn);
+  napi_set_named_property(env, exports, "appendFile", fn);
   napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
   napi_set_named_property(env, exports, "trimMemory", fn);
   napi_create_function(env, "removeTree", NAPI_AUTO_LENGTH, RemoveTree, NULL, &fn);

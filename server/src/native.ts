@@ -9,20 +9,41 @@ export interface NativeAddon {
     length: number,
     callback: (error: string | null, sent: number) => void,
   ): void;
+  /** Writes (or, with a `source`, moves in), syncs and renames small files in one job: see write_file.c. */
   writeFiles(
-    files: [
-      dirs: string[] | null,
-      file: string,
-      content: Buffer,
-      durable: boolean,
-      from: string,
-      to: string,
-    ][],
+    files: (
+      | [dirs: string[] | null, file: string, content: Buffer, durable: boolean, from: string, to: string]
+      | [
+          dirs: string[] | null,
+          file: string,
+          content: null,
+          durable: boolean,
+          from: string,
+          to: string,
+          source: string,
+          size: number,
+        ]
+      | [path: string, away: string]
+    )[],
     callback: (errno: number, syscall: string | null, index: number) => void,
   ): void;
+  /**
+   * Appends to an existing file holding exactly `expected` bytes, synced when `durable`, in one
+   * job; calls back with the file's size before (not `expected`: nothing was written).
+   */
+  appendFile(
+    path: string,
+    content: Buffer,
+    expected: number,
+    durable: boolean,
+    callback: (errno: number, syscall: string | null, size: number) => void,
+  ): void;
   trimMemory(): void;
-  /** Removes a file or a whole tree in one thread-pool job; calls back with 0 or an errno. */
-  removeTree(path: string, callback: (errno: number) => void): void;
+  /**
+   * Removes a file or a whole tree in one thread-pool job, renamed to `away` first when given;
+   * calls back with 0 (also when it was not there) or an errno.
+   */
+  removeTree(path: string, callback: (errno: number) => void, away?: string): void;
   /** Bytes of an OpenSSL SHA256_CTX, for the buffers the sha256 functions take (see sha256.c). */
   sha256ContextBytes: number;
   sha256Init(context: Buffer): void;

@@ -325,7 +325,8 @@ export function distributionRoutes(registry: Registry, options: DistributionOpti
     authz.require(ctx, "push", name);
     const id = decode(rawId!);
     const range = chunkRange(ctx);
-    const status = await registry.appendUpload(name, id, ctx.req, range);
+    // A small chunk is read whole and appended in one storage step (a large one streams).
+    const status = await registry.appendUpload(name, id, await uploadBody(ctx, options.bodyBudget), range);
     uploadAccepted(ctx, options.locationBase(ctx), name, status.id, status.size, 202);
   }
 

@@ -101,26 +101,36 @@ export class BlobStore {
   }
 
   /**
-   * Moves a verified upload file into place as the blob's data. When the blob is already stored
-   * (deduplication), the upload's copy is left for the caller to drop. Says whether it moved.
+   * Makes a verified upload file the blob's data and links it into `name`, safe against a running
+   * collection: data moved and link written in one batch, data first, as `storeContent` does. A
+   * blob already stored locally gets the upload's copy (the same bytes) moved over it: asking
+   * first would cost every new blob a round trip to save a rename on a rare re-upload. On object
+   * storage a move is a copy, so there it asks. Says whether the file was moved (else the caller
+   * drops it). With `exactSize`, the file must hold `size` bytes (else SourceSizeError, nothing
+   * done); `thenRemove` (the upload's directory) is removed in the same batch, after the link.
    */
-  async adopt(sourcePath: string, digest: Digest, size: number): Promise<boolean> {
-    if ((await this.globalSize(digest)) === size) return false;
-    await this.driver.move(sourcePath, layout.blobData(digest));
-    return true;
-  }
-
-  /**
-   * Makes a verified upload file the blob's data (unless already stored) and links it into
-   * `name`, safe against a running collection. Says whether the file was moved (else the caller
-   * drops it).
-   */
-  async store(sourcePath: string, name: string, digest: Digest, size: number): Promise<boolean> {
+  async store(
+    sourcePath: string,
+    name: string,
+    digest: Digest,
+    size: number,
+    options: { exactSize?: boolean; thenRemove?: string } = {},
+  ): Promise<boolean> {
+    const then =
+      options.thenRemove === undefined ? [] : [{ path: options.thenRemove, remove: true as const }];
     return this.guard.write([digest], async () => {
-      const moved = await this.adopt(sourcePath, digest, size);
-      // New data has no link to it yet: write one without reading first.
-      await this.link(name, digest, size, !moved);
-      return moved;
+      if (this.driver.localFile === undefined && (await this.globalSize(digest)) === size) {
+        await this.link(name, digest, size);
+        if (options.thenRemove !== undefined) await this.driver.delete(options.thenRemove);
+        return false;
+      }
+      await this.driver.putContents([
+        { path: layout.blobData(digest), source: sourcePath, size: options.exactSize ? size : undefined },
+        { path: layout.layerLink(name, digest), content: digest.value },
+        ...then,
+      ]);
+      this.cache.set(cacheKeys.blob(name, digest.value), size);
+      return true;
     });
   }
 

@@ -137,7 +137,7 @@ export class Registry {
     return this.uploads.status(name, id);
   }
 
-  async appendUpload(name: string, id: string, body: Readable, range?: ChunkRange) {
+  async appendUpload(name: string, id: string, body: UploadBody, range?: ChunkRange) {
     this.requireWritable();
     return this.uploads.append(name, id, body, range);
   }

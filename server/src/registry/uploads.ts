@@ -1,7 +1,7 @@
 import { randomUUID, type Hash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { isNotFound, type StorageDriver } from "../storage/driver.js";
+import { isNotFound, SourceSizeError, type StorageDriver } from "../storage/driver.js";
 import { layout } from "../storage/layout.js";
 import type { BlobStore } from "./blobs.js";
 import { digestFromHash, digestOf, newHash, type Digest } from "./digest.js";
@@ -73,8 +73,46 @@ export class UploadStore {
   }
 
   /** Appends a chunk (or a whole streamed body) to the session; returns the new status. */
-  async append(name: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadStatus> {
-    return this.exclusive(id, () => this.appendUnlocked(name, id, body, range));
+  async append(name: string, id: string, body: UploadBody, range?: ChunkRange): Promise<UploadStatus> {
+    return this.exclusive(id, async () => {
+      if (Buffer.isBuffer(body)) {
+        const appended = await this.appendRead(name, id, body, range);
+        if (appended !== undefined) return appended;
+      }
+      return this.appendUnlocked(name, id, asStream(body), range);
+    });
+  }
+
+  /**
+   * Appends a chunk already read in one storage step, when this process holds the session's
+   * running hash and the data file is as long as that hash says (the driver checks as it
+   * appends). Undefined, with nothing written, when it cannot: the general path then looks.
+   */
+  private async appendRead(
+    name: string,
+    id: string,
+    body: Buffer,
+    range: ChunkRange | undefined,
+  ): Promise<UploadStatus | undefined> {
+    const kept = this.hashes.get(id);
+    if (kept === undefined || this.driver.appendContent === undefined || !isValidUploadId(id))
+      return undefined;
+    if (range !== undefined && range.start !== kept.offset) return undefined;
+    checkChunkLength(range, body.length);
+    let before: number;
+    try {
+      before = await this.driver.appendContent(layout.uploadData(name, id), body, kept.offset);
+    } catch (error) {
+      if (isNotFound(error)) throw uploadUnknown(id);
+      throw error;
+    }
+    if (before !== kept.offset) return undefined;
+    this.onBytes(body.length);
+    const size = before + body.length;
+    kept.hash.update(body);
+    this.rememberHash(id, { hash: kept.hash, offset: size });
+    if (body.length > 0) await this.saveHash(name, id, kept.hash, before, size);
+    return { id, size };
   }
 
   /**
@@ -88,21 +126,26 @@ export class UploadStore {
     finalChunk?: { body: UploadBody; range?: ChunkRange },
   ): Promise<{ digest: Digest; size: number }> {
     return this.exclusive(id, async () => {
+      if (finalChunk === undefined) {
+        const committed = await this.commitKept(name, id, digest);
+        if (committed !== undefined) return committed;
+      }
       const status = await this.status(name, id);
       const whole = finalChunk?.body;
       if (Buffer.isBuffer(whole) && status.size === 0 && (finalChunk?.range?.start ?? 0) === 0) {
         // The whole blob in the closing request (POST, then PUT with the body): no need to go
         // through the session's file.
         checkChunkLength(finalChunk?.range, whole.length);
-        let stored;
-        try {
-          stored = await this.storeRead(name, digest, whole);
-        } catch (error) {
-          if (error instanceof RegistryError && error.code === "DIGEST_INVALID") await this.forget(name, id);
-          throw error;
-        }
-        await this.forget(name, id);
-        return stored;
+        // The session's files hold nothing of the blob: they go while it is stored (one wait for
+        // the event loop instead of two). A blob that fails to store takes the session with it,
+        // as a mismatching digest does: the client starts the upload again.
+        const [stored, forgotten] = await Promise.allSettled([
+          this.storeRead(name, digest, whole),
+          this.forget(name, id),
+        ]);
+        if (stored.status === "rejected") throw stored.reason;
+        if (forgotten.status === "rejected") throw forgotten.reason;
+        return stored.value;
       }
       const { size } =
         finalChunk !== undefined
@@ -116,6 +159,34 @@ export class UploadStore {
       await this.forget(name, id);
       return { digest, size };
     });
+  }
+
+  /**
+   * Commits a session whose running hash this process holds and says is `digest`: the data is
+   * moved in as the blob, linked and the session removed in one storage batch, without asking for
+   * the session's size first (the move checks that the data holds exactly the hashed bytes).
+   * Undefined, with nothing done, when it cannot: the general path then looks.
+   */
+  private async commitKept(
+    name: string,
+    id: string,
+    digest: Digest,
+  ): Promise<{ digest: Digest; size: number } | undefined> {
+    const kept = this.hashes.get(id);
+    if (kept === undefined || digest.algorithm !== "sha256" || !isValidUploadId(id)) return undefined;
+    if (kept.hash.digest().value !== digest.value) return undefined;
+    try {
+      await this.blobs.store(layout.uploadData(name, id), name, digest, kept.offset, {
+        exactSize: true,
+        thenRemove: layout.uploadDir(name, id),
+      });
+    } catch (error) {
+      if (error instanceof SourceSizeError) return undefined;
+      if (isNotFound(error)) throw uploadUnknown(id);
+      throw error;
+    }
+    this.hashes.delete(id);
+    return { digest, size: kept.offset };
   }
 
   /**

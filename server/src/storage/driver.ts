@@ -16,11 +16,20 @@ export interface StorageDriver {
   putContent(path: string, content: Uint8Array | string, options?: { durable?: boolean }): Promise<void>;
   /**
    * Writes several small files as `putContent` does, in order: each is in place before the next
-   * is written (a blob before its link, a manifest before its tag). A failure stops there.
+   * is written (a blob before its link, a manifest before its tag). A failure stops there. An
+   * entry with a `source` moves that file to its path as `move` does (a verified upload becoming
+   * a blob, in the same batch as its link): PathNotFoundError when the source is missing,
+   * SourceSizeError (nothing moved) when it does not hold `size` bytes. An entry with `remove`
+   * removes the tree at its path, as `delete` does, in its turn (the upload, once its blob is in).
    */
-  putContents(
-    files: readonly { path: string; content: Uint8Array | string; durable?: boolean }[],
-  ): Promise<void>;
+  putContents(files: readonly ContentWrite[]): Promise<void>;
+  /**
+   * Appends `content` durably to the existing file `path`, only if it holds exactly `expected`
+   * bytes; returns the size it held (when not `expected`, nothing was written). Throws
+   * PathNotFoundError. For a chunk of an upload already read whole: one step where a `writer`
+   * takes several. Drivers that cannot append in place lack it.
+   */
+  appendContent?(path: string, content: Uint8Array | string, expected: number): Promise<number>;
   /** Streams a file from `offset` to `end` (inclusive) or its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, end?: number): Promise<Readable>;
   /**
@@ -54,6 +63,20 @@ export interface StorageDriver {
   purgeAbandoned?(before: Date, dryRun?: boolean): Promise<string[]>;
   /** A URL a client may fetch the file from directly, for a redirect (S3: presigned, short-lived). */
   redirectURL?(path: string): Promise<string>;
+}
+
+/** A file for `putContents`: its content, or a file in storage (`source`) moved there. */
+export type ContentWrite =
+  | { path: string; content: Uint8Array | string; durable?: boolean; source?: undefined; remove?: undefined }
+  | { path: string; source: string; size?: number; content?: undefined; remove?: undefined }
+  | { path: string; remove: true; content?: undefined; source?: undefined };
+
+/** A `putContents` source that does not hold the size it should: nothing was moved. */
+export class SourceSizeError extends Error {
+  constructor(readonly path: string) {
+    super(`${path} does not hold the expected size`);
+    this.name = "SourceSizeError";
+  }
 }
 
 export interface FileInfo {

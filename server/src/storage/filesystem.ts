@@ -1,4 +1,5 @@
 import {
+  constants as fsConstants,
   createReadStream,
   createWriteStream,
   fdatasync,
@@ -8,11 +9,18 @@ import {
 } from "node:fs";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
+import { constants as osConstants } from "node:os";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { getSystemErrorMap } from "node:util";
 import { native, type NativeAddon } from "../native.js";
-import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
+import {
+  PathNotFoundError,
+  SourceSizeError,
+  type ContentWrite,
+  type FileInfo,
+  type StorageDriver,
+} from "./driver.js";
 import { BLOBS, REPOSITORIES } from "./layout.js";
 
 /** Where temporary files live: inside the root (so rename stays atomic), outside the reference layout. */
@@ -44,7 +52,9 @@ const KNOWN_DIRS_LIMIT = 100_000;
 /**
  * The filesystem driver: logical paths under one root directory, as the reference registry's
  * `filesystem` driver lays them out. Small files are replaced by write-temp, fsync, rename; new
- * directories appear together with their first file, in one rename.
+ * directories appear together with their first file, in one rename. With the native addon, each
+ * batch of small files, each append of a chunk already read and each delete is one thread-pool
+ * job: every job costs a request a turn of the (busy) event loop, so a push waits for few.
  */
 export class FilesystemDriver implements StorageDriver {
   readonly name = "filesystem";
@@ -138,7 +148,9 @@ export class FilesystemDriver implements StorageDriver {
       const failure = await writeFiles(this.addon, plans);
       for (const plan of plans.slice(0, failure?.index ?? plans.length)) this.remember(plan.parent);
       if (failure === undefined) return;
-      await this.recover(plans[failure.index]!, failure.error);
+      const failed = plans[failure.index]!;
+      if (failed.remove || failed.source !== undefined) throwSourceError(failed, failure.error);
+      await this.recover(failed, failure.error);
       rest = rest.slice(failure.index + 1);
     }
   }
@@ -154,10 +166,28 @@ export class FilesystemDriver implements StorageDriver {
   private planWrites(files: readonly ContentWrite[]): WritePlan[] {
     const planned = new Set<string>();
     const exists = (dir: string) => this.knownDirs.has(dir) || planned.has(dir);
-    return files.map(({ path, content, durable }) => {
-      const full = this.full(path);
+    return files.map((write): WritePlan => {
+      const full = this.full(write.path);
       const parent = dirname(full);
-      const common = { full, parent, content: asBuffer(content), durable: durable !== false };
+      if (write.remove === true) {
+        // Renamed away, then removed, as `delete` does; it creates nothing.
+        this.synced.delete(full);
+        const away = this.tempPath();
+        return {
+          full,
+          parent,
+          content: EMPTY,
+          durable: false,
+          remove: true,
+          file: full,
+          from: full,
+          to: away,
+        };
+      }
+      const common =
+        write.source === undefined
+          ? { full, parent, content: asBuffer(write.content), durable: write.durable !== false }
+          : { full, parent, content: EMPTY, size: write.size, ...this.moveSource(write.source) };
       if (exists(parent)) {
         const tmp = this.tempPath();
         return { ...common, file: tmp, from: tmp, to: full };
@@ -166,6 +196,12 @@ export class FilesystemDriver implements StorageDriver {
       for (let d = parent; d !== dirname(plan.to); d = dirname(d)) planned.add(d);
       return plan;
     });
+  }
+
+  /** A file to move in: its full path, synced unless its writer already synced it. */
+  private moveSource(source: string): { source: string; durable: boolean } {
+    const full = this.full(source);
+    return { source: full, durable: !this.synced.delete(full) };
   }
 
   /** Where a file going into new directories is staged (see planWrites). */
@@ -188,8 +224,13 @@ export class FilesystemDriver implements StorageDriver {
     // Failed before its rename: nothing of it is left.
     if (!renameFailed(error)) throw error;
     const code = errorCode(error);
+    // Giving up: a moved-in file goes back where it came from (an upload stays resumable).
+    const giveBack = async () => {
+      if (plan.source !== undefined) await fs.rename(plan.file, plan.source).catch(() => {});
+    };
     if (plan.stage === undefined) {
       if (code !== "ENOENT") {
+        await giveBack();
         await fs.rm(plan.file, { force: true });
         throw error;
       }
@@ -199,6 +240,7 @@ export class FilesystemDriver implements StorageDriver {
       return;
     }
     if (!STAGE_CONFLICTS.has(code)) {
+      await giveBack();
       await removeTree(this.addon, plan.stage);
       throw error;
     }
@@ -243,6 +285,44 @@ export class FilesystemDriver implements StorageDriver {
       });
     }
     return stream;
+  }
+
+  async appendContent(path: string, content: Uint8Array | string, expected: number): Promise<number> {
+    const full = this.full(path);
+    const data = asBuffer(content);
+    const addon = this.addon;
+    if (addon !== undefined && typeof addon.appendFile === "function") {
+      const [errno, syscall, size] = await new Promise<[number, string | null, number]>((resolve) =>
+        addon.appendFile(full, data, expected, true, (...result) => resolve(result)),
+      );
+      if (errno !== 0) throw mapError(systemError(errno, syscall ?? "appendFile", full), path);
+      // Synced: a move that follows need not sync it again.
+      if (size === expected) this.synced.add(full);
+      return size;
+    }
+    // The same steps without the addon, a thread-pool round trip each. No O_CREAT: the file must
+    // exist (an upload cancelled meanwhile is not brought back).
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(full, fsConstants.O_WRONLY | fsConstants.O_APPEND);
+    } catch (error) {
+      throw mapError(error, path);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size !== expected) return size;
+      try {
+        await handle.writeFile(data);
+        await handle.datasync();
+      } catch (error) {
+        await handle.truncate(expected).catch(() => {});
+        throw error;
+      }
+      this.synced.add(full);
+      return size;
+    } finally {
+      await handle.close();
+    }
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -321,6 +401,13 @@ export class FilesystemDriver implements StorageDriver {
     this.synced.delete(full);
     // Rename first so a crash mid-delete never leaves a half-removed tree in the layout.
     const tmp = this.tempPath();
+    if (this.addon !== undefined) {
+      // Rename and removal in one job (a missing path is not an error there either).
+      const addon = this.addon;
+      const errno = await new Promise<number>((resolve) => addon.removeTree(full, resolve, tmp));
+      if (errno !== 0) throw systemError(errno, "rm", full);
+      return;
+    }
     try {
       await fs.rename(full, tmp);
     } catch (error) {
@@ -421,19 +508,23 @@ export class FilesystemDriver implements StorageDriver {
 /** Why renaming a stage directory into place can fail while the staged file is still good. */
 const STAGE_CONFLICTS = new Set<string | undefined>(["EEXIST", "ENOTEMPTY", "ENOENT"]);
 
-/** A small file to write: see StorageDriver.putContents. */
-type ContentWrite = Parameters<StorageDriver["putContents"]>[0][number];
+const EMPTY = Buffer.alloc(0);
 
 /**
  * One small file of a batch, as it will be written: `dirs` (a stage directory and any below it)
- * created in order, `file` written (synced when durable), then `from` renamed to `to`, which
- * publishes it at `full`.
+ * created in order, `file` written (or `source` moved there; synced when durable), then `from`
+ * renamed to `to`, which publishes it at `full`.
  */
 interface WritePlan {
   readonly full: string;
   readonly parent: string;
   readonly content: Buffer;
   readonly durable: boolean;
+  /** The file moved in instead of writing `content`, and the size it must have. */
+  readonly source?: string;
+  readonly size?: number;
+  /** Removes the tree at `full` (renamed to `to` first) instead of writing anything. */
+  readonly remove?: boolean;
   /** The stage directory, when the file goes into new directories. */
   readonly stage?: string;
   readonly dirs?: readonly string[];
@@ -454,28 +545,51 @@ async function writeFiles(
   if (addon !== undefined) {
     return new Promise((resolve) =>
       addon.writeFiles(
-        plans.map((p) => [
-          p.dirs === undefined ? null : [...p.dirs],
-          p.file,
-          p.content,
-          p.durable,
-          p.from,
-          p.to,
-        ]),
+        plans.map((p) => {
+          if (p.remove) return [p.full, p.to];
+          const dirs = p.dirs === undefined ? null : [...p.dirs];
+          return p.source === undefined
+            ? [dirs, p.file, p.content, p.durable, p.from, p.to]
+            : [dirs, p.file, null, p.durable, p.from, p.to, p.source, p.size ?? -1];
+        }),
         (errno, syscall, index) => {
           if (errno === 0) return resolve(undefined);
           const plan = plans[index]!;
-          const path = syscall === "rename" ? plan.from : plan.file;
+          const path =
+            syscall === "rename" || syscall === "rm"
+              ? plan.from
+              : syscall === "move" || syscall === "size"
+                ? plan.source!
+                : plan.file;
           resolve({ index, error: systemError(errno, syscall ?? "writeFiles", path) });
         },
       ),
     );
   }
   for (const [index, plan] of plans.entries()) {
+    if (plan.remove) {
+      try {
+        await fs.rename(plan.full, plan.to);
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") continue;
+        return { index, error };
+      }
+      try {
+        await fs.rm(plan.to, { recursive: true, force: true });
+      } catch (error) {
+        return { index, error };
+      }
+      continue;
+    }
     const created = plan.dirs?.[0] ?? plan.file;
     try {
+      if (plan.source !== undefined && plan.size !== undefined) {
+        const { size } = await fs.stat(plan.source);
+        if (size !== plan.size) throw systemError(osConstants.errno.ERANGE, "size", plan.source);
+      }
       for (const dir of plan.dirs ?? []) await fs.mkdir(dir);
-      await writeFileTo(plan.file, plan.content, plan.durable);
+      if (plan.source === undefined) await writeFileTo(plan.file, plan.content, plan.durable);
+      else await moveFileTo(plan.source, plan.file, plan.durable);
     } catch (error) {
       await fs.rm(created, { recursive: true, force: true });
       return { index, error };
@@ -495,6 +609,22 @@ function systemError(errno: number, syscall: string, path: string): NodeJS.Errno
   const error: NodeJS.ErrnoException = new Error(`${code}: ${message}, ${syscall} '${path}'`);
   Object.assign(error, { code, errno: -errno, syscall, path });
   return error;
+}
+
+/**
+ * The error of a batch entry that moved a source in or removed a tree, when it failed before the
+ * publishing rename: a missing source as PathNotFoundError, one of another size as
+ * SourceSizeError; else as it came.
+ */
+function throwSourceError(plan: WritePlan, error: unknown): void {
+  if (plan.remove || renameFailed(error)) {
+    if (plan.remove) throw error;
+    return;
+  }
+  const { syscall, code, path } = error as NodeJS.ErrnoException;
+  if (syscall === "size") throw new SourceSizeError(plan.source!);
+  if (code === "ENOENT" && path === plan.source) throw new PathNotFoundError(plan.source!);
+  throw error;
 }
 
 function renameFailed(error: unknown): boolean {
@@ -525,6 +655,19 @@ async function writeFileTo(path: string, content: Uint8Array | string, durable: 
   } finally {
     await handle.close();
   }
+}
+
+/** Syncs `source` (when `durable`) and renames it to `file`; it stays where it was on a failure. */
+async function moveFileTo(source: string, file: string, durable: boolean): Promise<void> {
+  if (durable) {
+    const handle = await fs.open(source, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+  await fs.rename(source, file);
 }
 
 /** Removes a file or tree: in one thread-pool job with the addon, else through fs.rm's many. */

@@ -28,7 +28,13 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { Config } from "../config/schema.js";
 import { ConfigError } from "../config/load.js";
-import { PathNotFoundError, type FileInfo, type StorageDriver } from "./driver.js";
+import {
+  PathNotFoundError,
+  SourceSizeError,
+  type ContentWrite,
+  type FileInfo,
+  type StorageDriver,
+} from "./driver.js";
 import {
   MIN_PART,
   PENDING_LIMIT,
@@ -190,11 +196,19 @@ export class S3Driver implements StorageDriver {
     this.rememberParent(path);
   }
 
-  async putContents(
-    files: readonly { path: string; content: Uint8Array | string; durable?: boolean }[],
-  ): Promise<void> {
+  async putContents(files: readonly ContentWrite[]): Promise<void> {
     // In order, each acknowledged (durable) before the next starts; a failure stops there.
-    for (const file of files) await this.putContent(file.path, file.content);
+    for (const file of files) {
+      if (file.remove === true) {
+        await this.delete(file.path);
+      } else if (file.source !== undefined) {
+        if (file.size !== undefined && (await this.stat(file.source)).size !== file.size)
+          throw new SourceSizeError(file.source);
+        await this.move(file.source, file.path);
+      } else {
+        await this.putContent(file.path, file.content);
+      }
+    }
   }
 
   /**

@@ -7,7 +7,11 @@ import { text } from "node:stream/consumers";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, it } from "node:test";
-import { PathNotFoundError, type StorageDriver } from "../../../server/src/storage/driver.js";
+import {
+  PathNotFoundError,
+  SourceSizeError,
+  type StorageDriver,
+} from "../../../server/src/storage/driver.js";
 
 export function runDriverSuite(name: string, create: () => Promise<StorageDriver>): void {
   describe(`StorageDriver contract: ${name}`, () => {
@@ -55,6 +59,54 @@ export function runDriverSuite(name: string, create: () => Promise<StorageDriver
       assert.equal(await text(await driver.reader("/w/data", 0, 4)), "hello");
       await pipeline(Readable.from([Buffer.from("new")]), await driver.writer("/w/data", false));
       assert.equal(await text(await driver.reader("/w/data")), "new");
+    });
+
+    it("putContents moves a `source` file in, in order with the files around it", async () => {
+      const driver = await create();
+      await pipeline(Readable.from([Buffer.from("uploaded")]), await driver.writer("/up/1/data", false));
+      await driver.putContents([
+        { path: "/pc/blob/data", source: "/up/1/data" },
+        { path: "/pc/layers/link", content: "linked" },
+      ]);
+      assert.equal((await driver.getContent("/pc/blob/data")).toString(), "uploaded");
+      assert.equal((await driver.getContent("/pc/layers/link")).toString(), "linked");
+      await assert.rejects(driver.stat("/up/1/data"), PathNotFoundError);
+      // Over a file already there (a blob uploaded again): replaced.
+      await pipeline(Readable.from([Buffer.from("again")]), await driver.writer("/up/2/data", false));
+      await driver.putContents([{ path: "/pc/blob/data", source: "/up/2/data" }]);
+      assert.equal((await driver.getContent("/pc/blob/data")).toString(), "again");
+      // A missing source stops the batch there: nothing after it is written.
+      await assert.rejects(
+        driver.putContents([
+          { path: "/pc/other/data", source: "/up/missing/data" },
+          { path: "/pc/other/link", content: "x" },
+        ]),
+        PathNotFoundError,
+      );
+      await assert.rejects(driver.stat("/pc/other/link"), PathNotFoundError);
+      // A source of another size than said: nothing moved, nothing after it written.
+      await pipeline(Readable.from([Buffer.from("12345")]), await driver.writer("/up/3/data", false));
+      await assert.rejects(
+        driver.putContents([
+          { path: "/pc/sized/data", source: "/up/3/data", size: 4 },
+          { path: "/pc/sized/link", content: "x" },
+        ]),
+        SourceSizeError,
+      );
+      assert.equal((await driver.getContent("/up/3/data")).toString(), "12345");
+      await assert.rejects(driver.stat("/pc/sized/data"), PathNotFoundError);
+      await assert.rejects(driver.stat("/pc/sized/link"), PathNotFoundError);
+      // The right size, and the upload's directory removed in the same batch, after the link.
+      await driver.putContent("/up/3/startedat", "now");
+      await driver.putContents([
+        { path: "/pc/sized/data", source: "/up/3/data", size: 5 },
+        { path: "/pc/sized/link", content: "linked" },
+        { path: "/up/3", remove: true },
+        { path: "/up/never-there", remove: true },
+      ]);
+      assert.equal((await driver.getContent("/pc/sized/data")).toString(), "12345");
+      assert.equal((await driver.getContent("/pc/sized/link")).toString(), "linked");
+      await assert.rejects(driver.stat("/up/3/startedat"), PathNotFoundError);
     });
 
     it("move renames atomically, replacing the destination", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { it } from "node:test";
+import { PathNotFoundError } from "../../../server/src/storage/driver.js";
 import { FilesystemDriver } from "../../../server/src/storage/filesystem.js";
 import { tempDir } from "../../helpers/registry.js";
 import { runDriverSuite } from "./driver-suite.js";
@@ -41,6 +42,51 @@ for (const nativeWrites of [true, false]) {
     await assert.rejects(driver.putContent("/t/file/new/child", "y"));
     await driver.putContent("/t/dir/a", "a");
     await assert.rejects(driver.putContent("/t/dir", "y"));
+    for (const bucket of readdirSync(join(root, ".neam-tmp"))) {
+      assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
+    }
+  });
+
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: appendContent appends only at the expected size, never creates`, async () => {
+    const root = tempDir();
+    const driver = new FilesystemDriver(root, { nativeWrites });
+    await driver.init();
+    await driver.putContent("/u/data", "abc");
+    assert.equal(await driver.appendContent("/u/data", "def", 3), 3);
+    assert.equal((await driver.getContent("/u/data")).toString(), "abcdef");
+    // Another size than expected: told the size, nothing written.
+    assert.equal(await driver.appendContent("/u/data", "zz", 3), 6);
+    assert.equal((await driver.getContent("/u/data")).toString(), "abcdef");
+    assert.equal(await driver.appendContent("/u/data", Buffer.alloc(0), 6), 6);
+    await assert.rejects(driver.appendContent("/u/gone", "x", 0), PathNotFoundError);
+    assert.equal(existsSync(join(root, "u", "gone")), false);
+  });
+
+  it(`filesystem${nativeWrites ? "" : " without the addon"}: a batch that fails after a moved-in file publishes what came before, gives the source back, leaves no temporary`, async () => {
+    const root = tempDir();
+    const driver = new FilesystemDriver(root, { nativeWrites });
+    await driver.init();
+    await driver.putContent("/s/file", "a file, not a directory");
+    await driver.putContent("/up/data", "uploaded");
+    // The move's destination lies under a file: its publication fails.
+    await assert.rejects(
+      driver.putContents([
+        { path: "/s/first", content: "1" },
+        { path: "/s/file/blob/data", source: "/up/data" },
+        { path: "/s/after", content: "2" },
+      ]),
+    );
+    assert.equal((await driver.getContent("/s/first")).toString(), "1");
+    assert.equal((await driver.getContent("/up/data")).toString(), "uploaded");
+    await assert.rejects(driver.stat("/s/after"), PathNotFoundError);
+    // A missing source: nothing of that entry or after it.
+    await assert.rejects(
+      driver.putContents([
+        { path: "/m/blob/data", source: "/up/missing" },
+        { path: "/m/link", content: "x" },
+      ]),
+    );
+    assert.equal(existsSync(join(root, "m")), false);
     for (const bucket of readdirSync(join(root, ".neam-tmp"))) {
       assert.deepEqual(readdirSync(join(root, ".neam-tmp", bucket)), [], bucket);
     }
