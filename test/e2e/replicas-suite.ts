@@ -1,6 +1,9 @@
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { request as httpRequest } from "node:http";
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
+import { get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { readLayoutIndex, writeOciLayout } from "../helpers/oci-layout.js";
 import {
@@ -16,7 +19,9 @@ import { startRedis, type RedisServer } from "../helpers/redis.js";
 import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { startHttpServer } from "../helpers/http-server.js";
 import { startReference } from "../helpers/reference.js";
-import { servedDigest, skopeo } from "../helpers/tools.js";
+import { run, servedDigest, skopeo } from "../helpers/tools.js";
+
+const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
 
 /**
  * What the replicas share besides Redis: given a fresh directory, the `storage` section (and the
@@ -315,6 +320,55 @@ export function describeReplicas(storage: SharedStorage): void {
       );
     });
 
+    it("takes one backup at a time across replicas: another asked for meanwhile is refused at once", async (t) => {
+      if (sharedStorage.root === undefined) return t.skip("backups need filesystem storage");
+      // Big and incompressible, so an archive its reader does not read cannot fit in the socket
+      // buffers: the backup through A stays under way while B is asked.
+      await clients[0]!.pushBlob("backup/app", blob(randomBytes(24 * 1024 * 1024)));
+      const held = await pausedBackup(replicas[0]!);
+      const dir = tempDir();
+      const backupVia = (replica: RegistryProcess) =>
+        run(process.execPath, [MAIN, "backup", "--output-dir", dir, "--url", replica.url], {
+          allowFailure: true,
+          timeout: 60_000,
+        });
+      // As the CronJob runs it, against B: refused with a clear line, not queued behind A's.
+      const refused = backupVia(replicas[1]!);
+      assert.notEqual(refused.status, 0, refused.stdout);
+      assert.match(refused.stderr, /503 UNAVAILABLE: a backup is already running/);
+      assert.deepEqual(readdirSync(dir), [], "no second archive was written");
+      held.resume();
+      assert.equal(await ended(held), true, "A's backup is whole");
+      // Once A's is done, B takes one.
+      const taken = backupVia(replicas[1]!);
+      assert.equal(taken.status, 0, taken.stderr);
+      assert.equal(readdirSync(dir).length, 1);
+    });
+
+    it("fails a backup whose replica lost its turn in the storage lane, rather than end an archive a collection elsewhere may have cut", async (t) => {
+      if (sharedStorage.root === undefined) return t.skip("backups need filesystem storage");
+      await clients[0]!.pushBlob("backup/lost", blob(randomBytes(24 * 1024 * 1024)));
+      const held = await pausedBackup(replicas[0]!);
+      // A's turn is taken from it (as when it paused or lost Redis past the lock's ttl).
+      const lane = `neam-registry:lock:maintenance:storage`;
+      const del = spawnSync("redis-cli", ["-p", String(redis.port), "DEL", lane], { encoding: "utf8" });
+      assert.equal(del.stdout.trim(), "1", `${lane} was held: ${del.stdout}${del.stderr}`);
+      // A collection through B may run now.
+      const gc = await clients[1]!.request("POST", "/v2/_oci/artifacts/delete?grace=0s");
+      assert.equal(gc.status, 200, await gc.text());
+      await waitUntil(async () => replicas[0]!.log().includes("lost a shared lock"), 30_000);
+      held.resume();
+      assert.equal(await ended(held), false, "the archive ended as if whole after its turn was lost");
+      // The next backup works (once A has let go of its claim on backups).
+      let next: IncomingMessage | undefined;
+      await waitUntil(
+        async () => (next = await pausedBackup(replicas[1]!).catch(() => undefined)) !== undefined,
+        30_000,
+      );
+      next!.resume();
+      assert.equal(await ended(next!), true);
+    });
+
     it("keeps every acknowledged push when a replica is SIGKILLed during pushes (clients retry elsewhere)", async () => {
       const victim = await start(sharedStorage);
       const pool = [new Client(victim.url), ...clients];
@@ -515,6 +569,27 @@ export function describeReplicas(storage: SharedStorage): void {
         await cache.stop();
       }
     });
+  });
+}
+
+/** A backup from `replica`, its answer paused: the backup stays under way until it is resumed. */
+function pausedBackup(replica: RegistryProcess): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    httpGet(`${replica.url}/v2/_neam/backup`, (response) => {
+      response.pause();
+      if (response.statusCode === 200) return resolve(response);
+      response.resume();
+      reject(new Error(`backup through ${replica.url}: ${response.statusCode}`));
+    }).on("error", reject);
+  });
+}
+
+/** Reads an answer to its end: whether it was whole (not cut off). */
+function ended(response: IncomingMessage): Promise<boolean> {
+  return new Promise((resolve) => {
+    response.on("data", () => {});
+    response.on("error", () => {});
+    response.on("close", () => resolve(response.complete));
   });
 }
 
