@@ -503,6 +503,94 @@ export function describeReplicas(storage: SharedStorage): void {
     });
   });
 
+  describe(`upload purging across replicas (${storage.label})`, () => {
+    it("purges an abandoned upload on one replica per interval, and never one a replica is writing to", async () => {
+      const redis = await startRedis();
+      const shared = await storage.prepare();
+      const start = () =>
+        startRegistry({
+          ...(shared.root !== undefined ? { root: shared.root } : {}),
+          config: {
+            redis: { addr: redis.addr },
+            storage: {
+              ...shared.storage,
+              maintenance: { uploadpurging: { enabled: true, age: "1s", interval: "2s", dryrun: false } },
+            },
+          },
+        });
+      const [a, b] = await Promise.all([start(), start()]);
+      try {
+        const [ca, cb] = [new Client(a.url), new Client(b.url)];
+        const abandoned = relative(await ca.startUpload("purge/app"));
+        // A live upload, older than `age` while it goes on: a PATCH through A streams for
+        // several purge intervals, then, idle between requests, it is committed through B.
+        const live = relative(await cb.startUpload("purge/app"));
+        const target = new URL(live, a.url);
+        const chunks = Array.from({ length: 16 }, (_, i) => Buffer.alloc(10_000, i + 1));
+        const patch = httpRequest({
+          host: target.hostname,
+          port: target.port,
+          method: "PATCH",
+          path: target.pathname + target.search,
+          agent: false,
+          headers: { "Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked" },
+        });
+        const patched = new Promise<{ status: number; location: string }>((resolve, reject) => {
+          patch.on("response", (response) => {
+            response.resume();
+            resolve({ status: response.statusCode ?? 0, location: String(response.headers.location) });
+          });
+          patch.on("error", reject);
+        });
+        for (const chunk of chunks) {
+          patch.write(chunk);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        patch.end();
+        const { status, location } = await patched;
+        assert.equal(status, 202);
+        await waitUntil(async () => (await ca.request("GET", abandoned)).status === 404, 60_000);
+        // Two more intervals with the upload idle: it was written to a moment ago, so it stays.
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        const data = Buffer.concat(chunks);
+        const path = new URL(location, "http://placeholder");
+        const separator = path.search === "" ? "?" : "&";
+        const done = await cb.request(
+          "PUT",
+          `${path.pathname}${path.search}${separator}digest=${sha256(data)}`,
+        );
+        assert.equal(done.status, 201, await done.text());
+        const got = await ca.request("GET", `/v2/purge/app/blobs/${sha256(data)}`);
+        assert.equal(sha256(Buffer.from(await got.arrayBuffer())), sha256(data));
+
+        const runs = [a, b].flatMap((r) =>
+          r
+            .log()
+            .split("\n")
+            .filter((line) => line.includes('"upload purge ran"'))
+            .map((line) => JSON.parse(line) as { time: string; startedAt: string; sessions?: string[] }),
+        );
+        const id = abandoned.split("?")[0]!.split("/").pop()!;
+        assert.equal(
+          runs.filter((r) => r.sessions?.includes(`purge/app/${id}`)).length,
+          1,
+          "the abandoned upload was purged once, by one replica",
+        );
+        // No two purges began within 9/10 of the interval of each other, whichever replica ran them.
+        const starts = runs.map((r) => Date.parse(r.startedAt)).sort((x, y) => x - y);
+        assert.ok(starts.length >= 3, `${starts.length} purges ran`);
+        for (let i = 1; i < starts.length; i++)
+          assert.ok(
+            starts[i]! - starts[i - 1]! >= 1_800 - 50,
+            `purges began too close: ${JSON.stringify(starts)}`,
+          );
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+        await redis.stop();
+      }
+    });
+  });
+
   describe(`one replica with http.workers: 2 and Redis (${storage.label})`, () => {
     let redis: RedisServer;
     let registry: RegistryProcess;
