@@ -508,6 +508,7 @@ async function startDebugServer(
       error: (error) => logger.warn({ err: error }, "storage walk failed"),
       walked: (figures, seconds) => logger.info({ ...figures, seconds }, "storage walked"),
     },
+    shared,
   );
   if (driver instanceof ObservedFilesystemDriver) driver.observe((change) => stats.apply(change));
   stats.receiveFromWorkers();

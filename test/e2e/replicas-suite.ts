@@ -2,7 +2,7 @@ import { join } from "node:path";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { readLayoutIndex, writeOciLayout } from "../helpers/oci-layout.js";
@@ -16,7 +16,7 @@ import {
   type Manifest,
 } from "../helpers/oci.js";
 import { startRedis, type RedisServer } from "../helpers/redis.js";
-import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { metricValue, startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { startHttpServer } from "../helpers/http-server.js";
 import { startReference } from "../helpers/reference.js";
 import { run, servedDigest, skopeo } from "../helpers/tools.js";
@@ -369,6 +369,24 @@ export function describeReplicas(storage: SharedStorage): void {
       assert.equal(await ended(next!), true);
     });
 
+    it("reports the same storage figures on every replica, those of a fresh walk, after pushes through A and deletes through B", async (t) => {
+      if (sharedStorage.root === undefined)
+        return t.skip("the storage figures follow writes on filesystem storage; S3 is walked every 6 h");
+      const [a, b] = clients as [Client, Client, Client];
+      const images = Array.from({ length: 3 }, () => imageManifest({ layers: 2 }));
+      for (const [i, m] of images.entries())
+        assert.equal((await a.pushManifest("stats/app", `t${i}`, m)).status, 201);
+      await a.pushBlob("stats/other", blob());
+      // Walked and settled first: what follows is counted from the replicas' changes.
+      await settled(replicas, sharedStorage.root!);
+      assert.equal((await b.request("DELETE", `/v2/stats/app/manifests/${images[0]!.digest}`)).status, 202);
+      const gc = await b.request("POST", "/v2/_oci/artifacts/delete?grace=0s");
+      assert.equal(gc.status, 200, await gc.clone().text());
+      assert.ok(((await gc.json()) as Report).blobsDeleted.length >= 3, "B's collection deleted blobs");
+      await a.pushManifest("stats/app", "later", imageManifest({ layers: 1 }));
+      await settled(replicas, sharedStorage.root!);
+    });
+
     it("keeps every acknowledged push when a replica is SIGKILLed during pushes (clients retry elsewhere)", async () => {
       const victim = await start(sharedStorage);
       const pool = [new Client(victim.url), ...clients];
@@ -658,6 +676,63 @@ export function describeReplicas(storage: SharedStorage): void {
       }
     });
   });
+}
+
+/** The storage figures counted from the files under `root`, as a fresh walk counts them. */
+function walkFigures(root: string) {
+  const v2 = join(root, "docker/registry/v2");
+  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+  let blobs = 0;
+  let bytes = 0;
+  for (const algorithm of list(join(v2, "blobs")))
+    for (const prefix of list(join(v2, "blobs", algorithm)))
+      for (const hex of list(join(v2, "blobs", algorithm, prefix))) {
+        const data = join(v2, "blobs", algorithm, prefix, hex, "data");
+        if (!existsSync(data)) continue;
+        blobs++;
+        bytes += statSync(data).size;
+      }
+  let repositories = 0;
+  let manifests = 0;
+  const visit = (dir: string) => {
+    const children = list(dir);
+    if (children.includes("_manifests")) {
+      repositories++;
+      const revisions = join(dir, "_manifests/revisions");
+      for (const algorithm of list(revisions)) manifests += list(join(revisions, algorithm)).length;
+    }
+    for (const child of children) if (!child.startsWith("_")) visit(join(dir, child));
+  };
+  visit(join(v2, "repositories"));
+  return { repositories, manifests, blobs, bytes };
+}
+
+/** True when every replica exports complete storage figures equal to a walk; else what differs. */
+async function sameFigures(replicas: RegistryProcess[], root: string): Promise<true | unknown[]> {
+  const want = walkFigures(root);
+  const got = await Promise.all(
+    replicas.map(async (r) => {
+      const text = await (await fetch(`${r.debugUrl}/metrics`)).text();
+      if (!/^storage_stats_complete 1$/m.test(text)) return "incomplete";
+      return {
+        repositories: metricValue(text, "repository_count"),
+        manifests: metricValue(text, "manifest_count"),
+        blobs: metricValue(text, "blob_count"),
+        bytes: metricValue(text, "storage_bytes"),
+      };
+    }),
+  );
+  return got.every((g) => JSON.stringify(g) === JSON.stringify(want)) ? true : [want, ...got];
+}
+
+/** Waits until `sameFigures`; throws with what differs. */
+async function settled(replicas: RegistryProcess[], root: string): Promise<void> {
+  let last: unknown;
+  await waitUntil(async () => (last = await sameFigures(replicas, root)) === true, 60_000).catch(
+    (error: unknown) => {
+      throw new Error(`${(error as Error).message}: ${JSON.stringify(last)}`);
+    },
+  );
 }
 
 /** A backup from `replica`, its answer paused: the backup stays under way until it is resumed. */
