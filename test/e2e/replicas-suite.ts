@@ -356,7 +356,15 @@ export function describeReplicas(storage: SharedStorage): void {
       // A collection through B may run now.
       const gc = await clients[1]!.request("POST", "/v2/_oci/artifacts/delete?grace=0s");
       assert.equal(gc.status, 200, await gc.text());
-      await waitUntil(async () => replicas[0]!.log().includes("lost a shared lock"), 30_000);
+      await waitUntil(async () => replicas[0]!.log().includes("lost a shared lock"), 60_000).catch(
+        (error: unknown) => {
+          const told = replicas[0]!
+            .log()
+            .split("\n")
+            .filter((l) => /lock|backup|maintenance/.test(l));
+          throw new Error(`${(error as Error).message}; A logged: ${told.slice(-10).join("\n")}`);
+        },
+      );
       held.resume();
       assert.equal(await ended(held), false, "the archive ended as if whole after its turn was lost");
       // The next backup works (once A has let go of its claim on backups).
