@@ -28,7 +28,7 @@ import { relayInvalidations, workerBus } from "./cluster-bus.js";
 import { parseDuration } from "./config/duration.js";
 import { locationBaseFor } from "./http/location.js";
 import { secureContextOptions, watchCertificates } from "./http/tls.js";
-import { purgeUploads } from "./registry/upload-purge.js";
+import { startUploadPurging } from "./maintenance/upload-purging.js";
 import { HtpasswdUsers } from "./auth/htpasswd.js";
 import { AuditLog } from "./audit/audit.js";
 import { AccessPolicy } from "./auth/policy.js";
@@ -474,39 +474,6 @@ function healthCheck(config: Config, driver: StorageDriver): HealthCheck {
   });
 }
 
-/**
- * `storage.maintenance.uploadpurging`: removes abandoned upload sessions older than `age`, every
- * `interval` (first a minute after start), as the reference registry does. On by default.
- */
-function startUploadPurging(config: Config, driver: StorageDriver, logger: Logger): () => void {
-  const purging = config.storage.maintenance?.uploadpurging ?? {
-    enabled: true,
-    age: "168h",
-    interval: "24h",
-    dryrun: false,
-  };
-  if (!purging.enabled) return () => {};
-  const age = parseDuration(purging.age);
-  const run = async () => {
-    try {
-      const { purged, abandoned } = await purgeUploads(driver, new Date(Date.now() - age), purging.dryrun);
-      if (purged.length > 0 || abandoned.length > 0)
-        logger.info(
-          { purged: purged.length, abandonedWrites: abandoned.length, dryRun: purging.dryrun },
-          "purged abandoned uploads",
-        );
-    } catch (error) {
-      logger.error({ err: error }, "upload purge failed");
-    }
-  };
-  const first = setTimeout(run, 60_000).unref();
-  const every = setInterval(run, parseDuration(purging.interval)).unref();
-  return () => {
-    clearTimeout(first);
-    clearInterval(every);
-  };
-}
-
 function createServer(config: Config, handler: http.RequestListener): http.Server | https.Server {
   const tls = config.http.tls;
   if (tls === undefined) return http.createServer({ keepAlive: true }, handler);
@@ -541,6 +508,7 @@ async function startDebugServer(
       error: (error) => logger.warn({ err: error }, "storage walk failed"),
       walked: (figures, seconds) => logger.info({ ...figures, seconds }, "storage walked"),
     },
+    shared,
   );
   if (driver instanceof ObservedFilesystemDriver) driver.observe((change) => stats.apply(change));
   stats.receiveFromWorkers();

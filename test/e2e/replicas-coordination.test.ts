@@ -4,7 +4,7 @@
  * processes, and the `redis` config keys as the reference writes them.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,7 +17,7 @@ import { RegistryError } from "../../server/src/registry/errors.js";
 import type { Logger } from "../../server/src/log.js";
 import { basicAuth, blob } from "../helpers/oci.js";
 import { startRedis, type RedisServer } from "../helpers/redis.js";
-import { startRegistry, tempDir } from "../helpers/registry.js";
+import { startRegistry, tempDir, track, waitUntil } from "../helpers/registry.js";
 
 /** The guard only logs through it. */
 const quiet = { error() {}, warn() {}, info() {}, debug() {} } as unknown as Logger;
@@ -126,6 +126,56 @@ describe("the collection guard in Redis, between two replicas", () => {
     await second.begin(60_000);
     assert.equal(await second.isProtected(digest), true, "the blob a client just found is collectable");
     await second.end();
+  });
+});
+
+describe("a write's hold on collections across replicas", () => {
+  /** The guard's default lease on a write (guard.ts WRITE_LEASE_MS). */
+  const LEASE_MS = 20_000;
+
+  it("keeps a collection waiting while a live write lasts, and lets it start soon after the writer is SIGKILLed", async (t) => {
+    const redis = await startRedis();
+    const registry = await startRegistry({ config: { redis: { addr: redis.addr } } });
+    const writer = spawn(
+      process.execPath,
+      [new URL("./replicas-writer.js", import.meta.url).pathname, redis.addr, blob().digest],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    track(writer);
+    try {
+      let out = "";
+      writer.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+      await waitUntil(async () => out.includes("writing"), 30_000);
+      let answered: number | undefined;
+      const gc = fetch(`${registry.url}/v2/_oci/artifacts/delete?grace=0s`, { method: "POST" }).then(
+        async (response) => {
+          answered = Date.now();
+          return response;
+        },
+      );
+      // Longer than the lease: the writer, alive, renewed its hold, and the collection waits.
+      await new Promise((resolve) => setTimeout(resolve, LEASE_MS + 5_000));
+      assert.equal(answered, undefined, "a collection began while a live write was in flight");
+      writer.kill("SIGKILL");
+      const killed = Date.now();
+      // Its hold ends with its lease (20 s), not the five minutes a stale write was given; the
+      // bound leaves room for a loaded machine.
+      const bound = 2 * LEASE_MS + 30_000;
+      const response = await Promise.race([
+        gc,
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), bound)),
+      ]);
+      assert.ok(
+        response !== undefined,
+        `the collection had not started ${bound / 1000} s after the writer died`,
+      );
+      assert.equal(response.status, 200, await response.text());
+      t.diagnostic(`collection answered ${((answered! - killed) / 1000).toFixed(1)} s after the SIGKILL`);
+    } finally {
+      writer.kill("SIGKILL");
+      await registry.stop();
+      await redis.stop();
+    }
   });
 });
 

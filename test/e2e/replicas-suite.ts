@@ -1,6 +1,9 @@
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { request as httpRequest } from "node:http";
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { readLayoutIndex, writeOciLayout } from "../helpers/oci-layout.js";
 import {
@@ -13,10 +16,12 @@ import {
   type Manifest,
 } from "../helpers/oci.js";
 import { startRedis, type RedisServer } from "../helpers/redis.js";
-import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
+import { metricValue, startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { startHttpServer } from "../helpers/http-server.js";
 import { startReference } from "../helpers/reference.js";
-import { servedDigest, skopeo } from "../helpers/tools.js";
+import { run, servedDigest, skopeo } from "../helpers/tools.js";
+
+const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
 
 /**
  * What the replicas share besides Redis: given a fresh directory, the `storage` section (and the
@@ -315,6 +320,81 @@ export function describeReplicas(storage: SharedStorage): void {
       );
     });
 
+    it("takes one backup at a time across replicas: another asked for meanwhile is refused at once", async (t) => {
+      if (sharedStorage.root === undefined) return t.skip("backups need filesystem storage");
+      // Big and incompressible, so an archive its reader does not read cannot fit in the socket
+      // buffers: the backup through A stays under way while B is asked.
+      await clients[0]!.pushBlob("backup/app", blob(randomBytes(24 * 1024 * 1024)));
+      const held = await pausedBackup(replicas[0]!);
+      const dir = tempDir();
+      const backupVia = (replica: RegistryProcess) =>
+        run(process.execPath, [MAIN, "backup", "--output-dir", dir, "--url", replica.url], {
+          allowFailure: true,
+          timeout: 60_000,
+        });
+      // As the CronJob runs it, against B: refused with a clear line, not queued behind A's.
+      const refused = backupVia(replicas[1]!);
+      assert.notEqual(refused.status, 0, refused.stdout);
+      assert.match(refused.stderr, /503 UNAVAILABLE: a backup is already running/);
+      assert.deepEqual(readdirSync(dir), [], "no second archive was written");
+      held.resume();
+      assert.equal(await ended(held), true, "A's backup is whole");
+      // Once A's is done, B takes one.
+      const taken = backupVia(replicas[1]!);
+      assert.equal(taken.status, 0, taken.stderr);
+      assert.equal(readdirSync(dir).length, 1);
+    });
+
+    it("fails a backup whose replica lost its turn in the storage lane, rather than end an archive a collection elsewhere may have cut", async (t) => {
+      if (sharedStorage.root === undefined) return t.skip("backups need filesystem storage");
+      await clients[0]!.pushBlob("backup/lost", blob(randomBytes(24 * 1024 * 1024)));
+      const held = await pausedBackup(replicas[0]!);
+      // A's turn is taken from it (as when it paused or lost Redis past the lock's ttl).
+      const lane = `neam-registry:lock:maintenance:storage`;
+      const del = spawnSync("redis-cli", ["-p", String(redis.port), "DEL", lane], { encoding: "utf8" });
+      assert.equal(del.stdout.trim(), "1", `${lane} was held: ${del.stdout}${del.stderr}`);
+      // A collection through B may run now.
+      const gc = await clients[1]!.request("POST", "/v2/_oci/artifacts/delete?grace=0s");
+      assert.equal(gc.status, 200, await gc.text());
+      await waitUntil(async () => replicas[0]!.log().includes("lost a shared lock"), 60_000).catch(
+        (error: unknown) => {
+          const told = replicas[0]!
+            .log()
+            .split("\n")
+            .filter((l) => /lock|backup|maintenance/.test(l));
+          throw new Error(`${(error as Error).message}; A logged: ${told.slice(-10).join("\n")}`);
+        },
+      );
+      held.resume();
+      assert.equal(await ended(held), false, "the archive ended as if whole after its turn was lost");
+      // The next backup works (once A has let go of its claim on backups).
+      let next: IncomingMessage | undefined;
+      await waitUntil(
+        async () => (next = await pausedBackup(replicas[1]!).catch(() => undefined)) !== undefined,
+        30_000,
+      );
+      next!.resume();
+      assert.equal(await ended(next!), true);
+    });
+
+    it("reports the same storage figures on every replica, those of a fresh walk, after pushes through A and deletes through B", async (t) => {
+      if (sharedStorage.root === undefined)
+        return t.skip("the storage figures follow writes on filesystem storage; S3 is walked every 6 h");
+      const [a, b] = clients as [Client, Client, Client];
+      const images = Array.from({ length: 3 }, () => imageManifest({ layers: 2 }));
+      for (const [i, m] of images.entries())
+        assert.equal((await a.pushManifest("stats/app", `t${i}`, m)).status, 201);
+      await a.pushBlob("stats/other", blob());
+      // Walked and settled first: what follows is counted from the replicas' changes.
+      await settled(replicas, sharedStorage.root!);
+      assert.equal((await b.request("DELETE", `/v2/stats/app/manifests/${images[0]!.digest}`)).status, 202);
+      const gc = await b.request("POST", "/v2/_oci/artifacts/delete?grace=0s");
+      assert.equal(gc.status, 200, await gc.clone().text());
+      assert.ok(((await gc.json()) as Report).blobsDeleted.length >= 3, "B's collection deleted blobs");
+      await a.pushManifest("stats/app", "later", imageManifest({ layers: 1 }));
+      await settled(replicas, sharedStorage.root!);
+    });
+
     it("keeps every acknowledged push when a replica is SIGKILLed during pushes (clients retry elsewhere)", async () => {
       const victim = await start(sharedStorage);
       const pool = [new Client(victim.url), ...clients];
@@ -449,6 +529,94 @@ export function describeReplicas(storage: SharedStorage): void {
     });
   });
 
+  describe(`upload purging across replicas (${storage.label})`, () => {
+    it("purges an abandoned upload on one replica per interval, and never one a replica is writing to", async () => {
+      const redis = await startRedis();
+      const shared = await storage.prepare();
+      const start = () =>
+        startRegistry({
+          ...(shared.root !== undefined ? { root: shared.root } : {}),
+          config: {
+            redis: { addr: redis.addr },
+            storage: {
+              ...shared.storage,
+              maintenance: { uploadpurging: { enabled: true, age: "1s", interval: "2s", dryrun: false } },
+            },
+          },
+        });
+      const [a, b] = await Promise.all([start(), start()]);
+      try {
+        const [ca, cb] = [new Client(a.url), new Client(b.url)];
+        const abandoned = relative(await ca.startUpload("purge/app"));
+        // A live upload, older than `age` while it goes on: a PATCH through A streams for
+        // several purge intervals, then, idle between requests, it is committed through B.
+        const live = relative(await cb.startUpload("purge/app"));
+        const target = new URL(live, a.url);
+        const chunks = Array.from({ length: 16 }, (_, i) => Buffer.alloc(10_000, i + 1));
+        const patch = httpRequest({
+          host: target.hostname,
+          port: target.port,
+          method: "PATCH",
+          path: target.pathname + target.search,
+          agent: false,
+          headers: { "Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked" },
+        });
+        const patched = new Promise<{ status: number; location: string }>((resolve, reject) => {
+          patch.on("response", (response) => {
+            response.resume();
+            resolve({ status: response.statusCode ?? 0, location: String(response.headers.location) });
+          });
+          patch.on("error", reject);
+        });
+        for (const chunk of chunks) {
+          patch.write(chunk);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        patch.end();
+        const { status, location } = await patched;
+        assert.equal(status, 202);
+        await waitUntil(async () => (await ca.request("GET", abandoned)).status === 404, 60_000);
+        // Two more intervals with the upload idle: it was written to a moment ago, so it stays.
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+        const data = Buffer.concat(chunks);
+        const path = new URL(location, "http://placeholder");
+        const separator = path.search === "" ? "?" : "&";
+        const done = await cb.request(
+          "PUT",
+          `${path.pathname}${path.search}${separator}digest=${sha256(data)}`,
+        );
+        assert.equal(done.status, 201, await done.text());
+        const got = await ca.request("GET", `/v2/purge/app/blobs/${sha256(data)}`);
+        assert.equal(sha256(Buffer.from(await got.arrayBuffer())), sha256(data));
+
+        const runs = [a, b].flatMap((r) =>
+          r
+            .log()
+            .split("\n")
+            .filter((line) => line.includes('"upload purge ran"'))
+            .map((line) => JSON.parse(line) as { time: string; startedAt: string; sessions?: string[] }),
+        );
+        const id = abandoned.split("?")[0]!.split("/").pop()!;
+        assert.equal(
+          runs.filter((r) => r.sessions?.includes(`purge/app/${id}`)).length,
+          1,
+          "the abandoned upload was purged once, by one replica",
+        );
+        // No two purges began within 9/10 of the interval of each other, whichever replica ran them.
+        const starts = runs.map((r) => Date.parse(r.startedAt)).sort((x, y) => x - y);
+        assert.ok(starts.length >= 3, `${starts.length} purges ran`);
+        for (let i = 1; i < starts.length; i++)
+          assert.ok(
+            starts[i]! - starts[i - 1]! >= 1_800 - 50,
+            `purges began too close: ${JSON.stringify(starts)}`,
+          );
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+        await redis.stop();
+      }
+    });
+  });
+
   describe(`one replica with http.workers: 2 and Redis (${storage.label})`, () => {
     let redis: RedisServer;
     let registry: RegistryProcess;
@@ -515,6 +683,84 @@ export function describeReplicas(storage: SharedStorage): void {
         await cache.stop();
       }
     });
+  });
+}
+
+/** The storage figures counted from the files under `root`, as a fresh walk counts them. */
+function walkFigures(root: string) {
+  const v2 = join(root, "docker/registry/v2");
+  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+  let blobs = 0;
+  let bytes = 0;
+  for (const algorithm of list(join(v2, "blobs")))
+    for (const prefix of list(join(v2, "blobs", algorithm)))
+      for (const hex of list(join(v2, "blobs", algorithm, prefix))) {
+        const data = join(v2, "blobs", algorithm, prefix, hex, "data");
+        if (!existsSync(data)) continue;
+        blobs++;
+        bytes += statSync(data).size;
+      }
+  let repositories = 0;
+  let manifests = 0;
+  const visit = (dir: string) => {
+    const children = list(dir);
+    if (children.includes("_manifests")) {
+      repositories++;
+      const revisions = join(dir, "_manifests/revisions");
+      for (const algorithm of list(revisions)) manifests += list(join(revisions, algorithm)).length;
+    }
+    for (const child of children) if (!child.startsWith("_")) visit(join(dir, child));
+  };
+  visit(join(v2, "repositories"));
+  return { repositories, manifests, blobs, bytes };
+}
+
+/** True when every replica exports complete storage figures equal to a walk; else what differs. */
+async function sameFigures(replicas: RegistryProcess[], root: string): Promise<true | unknown[]> {
+  const want = walkFigures(root);
+  const got = await Promise.all(
+    replicas.map(async (r) => {
+      const text = await (await fetch(`${r.debugUrl}/metrics`)).text();
+      if (!/^storage_stats_complete 1$/m.test(text)) return "incomplete";
+      return {
+        repositories: metricValue(text, "repository_count"),
+        manifests: metricValue(text, "manifest_count"),
+        blobs: metricValue(text, "blob_count"),
+        bytes: metricValue(text, "storage_bytes"),
+      };
+    }),
+  );
+  return got.every((g) => JSON.stringify(g) === JSON.stringify(want)) ? true : [want, ...got];
+}
+
+/** Waits until `sameFigures`; throws with what differs. */
+async function settled(replicas: RegistryProcess[], root: string): Promise<void> {
+  let last: unknown;
+  await waitUntil(async () => (last = await sameFigures(replicas, root)) === true, 60_000).catch(
+    (error: unknown) => {
+      throw new Error(`${(error as Error).message}: ${JSON.stringify(last)}`);
+    },
+  );
+}
+
+/** A backup from `replica`, its answer paused: the backup stays under way until it is resumed. */
+function pausedBackup(replica: RegistryProcess): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    httpGet(`${replica.url}/v2/_neam/backup`, (response) => {
+      response.pause();
+      if (response.statusCode === 200) return resolve(response);
+      response.resume();
+      reject(new Error(`backup through ${replica.url}: ${response.statusCode}`));
+    }).on("error", reject);
+  });
+}
+
+/** Reads an answer to its end: whether it was whole (not cut off). */
+function ended(response: IncomingMessage): Promise<boolean> {
+  return new Promise((resolve) => {
+    response.on("data", () => {});
+    response.on("error", () => {});
+    response.on("close", () => resolve(response.complete));
   });
 }
 

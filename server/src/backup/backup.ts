@@ -1,4 +1,4 @@
-import { PassThrough, type Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { Pack } from "tar";
 import type { StorageDriver } from "../storage/driver.js";
 import { BLOBS, REPOSITORIES } from "../storage/layout.js";
@@ -41,13 +41,36 @@ export async function backupPaths(driver: StorageDriver): Promise<string[]> {
 /**
  * The backup as a gzipped tar stream of `paths` (logical, from `backupPaths`), relative to the
  * storage root so that `tar -xzf backup.tgz -C <rootdirectory>` restores it too. Needs a driver
- * whose files are local (filesystem storage).
+ * whose files are local (filesystem storage). `fence` is called before each piece of the archive
+ * goes out and before its end: once it throws (the backup lost its turn to another replica,
+ * whose collection may remove what is still to be read), the stream fails instead of ending as
+ * an archive that could silently miss a blob.
  */
-export function backupArchive(driver: StorageDriver, paths: readonly string[]): Readable {
+export function backupArchive(
+  driver: StorageDriver,
+  paths: readonly string[],
+  fence: () => void = () => {},
+): Readable {
   if (driver.localFile === undefined) throw new Error(`backup needs filesystem storage, not ${driver.name}`);
   const root = driver.localFile("/");
   const pack = new Pack({ cwd: root, gzip: true, portable: true, noDirRecurse: true });
-  const out = new PassThrough();
+  const checked = (done: (error?: Error | null) => void, then: () => void) => {
+    try {
+      fence();
+    } catch (error) {
+      return done(error as Error);
+    }
+    then();
+    done();
+  };
+  const out = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      checked(done, () => this.push(chunk));
+    },
+    flush(done) {
+      checked(done, () => {});
+    },
+  });
   pack.on("error", (error: unknown) => out.destroy(error as Error));
   // A file removed since the listing (a tag or manifest deleted meanwhile) is simply not backed up.
   pack.on("warn", (code: string, message: unknown) => {

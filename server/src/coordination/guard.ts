@@ -15,17 +15,25 @@ const PROTECTED = `${P}protected`;
 const DELETING = `${P}deleting`;
 /** Digests touched between collections, scored by when (ms, Redis' clock). */
 const RECENT = `${P}recent`;
-/** Writes that began while no collection ran, scored by when they began. */
+/** Writes in flight, scored by when they began (ms, Redis' clock). */
 const IN_FLIGHT = `${P}inflight`;
+/** The same writes, scored by when their hold ends unless their replica renews it. */
+const IN_FLIGHT_LEASES = `${P}inflight:lease`;
 
 /** How long the collection's mark outlives a collector that stopped renewing it (killed). */
 const ACTIVE_TTL_MS = 30_000;
 /** Recently touched digests kept between collections (as the one-process guard keeps). */
 const MAX_RECENT = 100_000;
 /**
- * A write registered as in flight this long ago is taken for one whose replica died before it
- * could unregister it; a collection stops waiting for it. Writes under the guard are short (a
- * move and a link, a manifest's files).
+ * A write in flight holds collections back for this long after its replica last renewed it (every
+ * quarter of it, while the write lasts): a replica killed mid-write (SIGKILL, a lost node) stops
+ * holding them this long after, while a live write, however slow (a move of a large blob on S3 is
+ * a copy), keeps its hold.
+ */
+const WRITE_LEASE_MS = 20_000;
+/**
+ * Registered without a lease (by a replica of an earlier version during a rolling update): taken
+ * for a dead writer's this long after it began.
  */
 const STALE_WRITE_MS = 5 * 60_000;
 const POLL_MS = 50;
@@ -50,16 +58,17 @@ end
 return 0`;
 
 /**
- * KEYS active, protected, deleting, inflight; ARGV write id, digests…. Every write is registered
- * as in flight, for the next collection to wait for: one that began during a collection may run
- * on past its end, into the next, whose protections start empty. During a collection the digests
- * are protected too, and those being deleted are returned (to wait for).
+ * KEYS active, protected, deleting, inflight, leases; ARGV write id, lease, digests…. Every write
+ * is registered as in flight, for the next collection to wait for: one that began during a
+ * collection may run on past its end, into the next, whose protections start empty. During a
+ * collection the digests are protected too, and those being deleted are returned (to wait for).
  */
 const WRITE = `${NOW_MS}
 redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), ARGV[1])
 local deleting = {}
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  for i = 2, #ARGV do
+  for i = 3, #ARGV do
     redis.call('SADD', KEYS[2], ARGV[i])
     if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 1 then deleting[#deleting + 1] = ARGV[i] end
   end
@@ -80,8 +89,23 @@ for i = 1, #recent, 1000 do
 end
 return now`;
 
-/** KEYS inflight; ARGV began, stale. Writes begun before the collection and still running. */
+/** KEYS inflight, leases; ARGV write id, lease. Extends a write's hold (0: it is no longer registered). */
+const RENEW_WRITE = `${NOW_MS}
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return 1`;
+
+/**
+ * KEYS inflight, leases; ARGV began, stale. Writes begun before the collection and still running:
+ * those whose lease ran out (their replica died) are dropped first.
+ */
 const UNPROTECTED = `${NOW_MS}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, #expired, 1000 do
+  local part = {unpack(expired, i, math.min(i + 999, #expired))}
+  redis.call('ZREM', KEYS[1], unpack(part))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 return redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])`;
 
@@ -110,11 +134,16 @@ return 1`;
  */
 export class RedisCollectionGuard implements Guard {
   private lease: Lease | undefined;
+  private readonly writeLeaseMs: number;
 
   constructor(
     private readonly shared: SharedState,
     private readonly logger?: Logger,
-  ) {}
+    /** `writeLeaseMs`: how long a write's hold outlives its last renewal (tests shorten it). */
+    options: { writeLeaseMs?: number } = {},
+  ) {
+    this.writeLeaseMs = options.writeLeaseMs ?? WRITE_LEASE_MS;
+  }
 
   touch(digest: Digest): Promise<void> | undefined {
     return this.shared
@@ -128,14 +157,26 @@ export class RedisCollectionGuard implements Guard {
     const values = [...new Set([...digests].map((d) => d.value))];
     const deleting = (await this.shared.eval(
       WRITE,
-      [ACTIVE, PROTECTED, DELETING, IN_FLIGHT],
-      [id, ...values],
+      [ACTIVE, PROTECTED, DELETING, IN_FLIGHT, IN_FLIGHT_LEASES],
+      [id, this.writeLeaseMs, ...values],
     )) as string[];
+    // Renewed while the write lasts; a renewal Redis misses is tried again at the next tick.
+    const renewal = setInterval(
+      () =>
+        void this.shared
+          .eval(RENEW_WRITE, [IN_FLIGHT, IN_FLIGHT_LEASES], [id, this.writeLeaseMs])
+          .catch(() => {}),
+      Math.max(50, Math.floor(this.writeLeaseMs / 4)),
+    );
+    renewal.unref();
     try {
       if (deleting.length > 0) await this.deleted(deleting);
       return await work();
     } finally {
-      await this.shared.call((redis) => redis.zrem(IN_FLIGHT, id)).catch(() => {});
+      clearInterval(renewal);
+      await this.shared
+        .call((redis) => redis.multi().zrem(IN_FLIGHT, id).zrem(IN_FLIGHT_LEASES, id).exec())
+        .catch(() => {});
     }
   }
 
@@ -150,7 +191,11 @@ export class RedisCollectionGuard implements Guard {
     this.lease = new Lease(this.shared, ACTIVE, token, ACTIVE_TTL_MS, this.logger);
     try {
       for (;;) {
-        const left = await this.shared.eval(UNPROTECTED, [IN_FLIGHT], [began as number, STALE_WRITE_MS]);
+        const left = await this.shared.eval(
+          UNPROTECTED,
+          [IN_FLIGHT, IN_FLIGHT_LEASES],
+          [began as number, STALE_WRITE_MS],
+        );
         if (left === 0) break;
         this.lease.check();
         await sleep(POLL_MS);

@@ -15,6 +15,40 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
+/**
+ * KEYS lock, active; ARGV value, ttl, window. An upload's lock (no fencing number: what it guards
+ * is one session's files, checked again by each request), and the session recorded as active now
+ * (Redis' clock); entries older than the window are dropped.
+ */
+const ACQUIRE_UPLOAD = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return 0 end
+${touchUpload(2, 3, 4)}
+return 1`;
+
+/** KEYS active; ARGV id, window. The session was active now (its request ended). */
+const TOUCH_UPLOAD = touchUpload(1, 1, 2);
+
+/**
+ * KEYS lock, active; ARGV value, ttl, window, id. Claims an upload session for purging: refused
+ * (0) while a request holds its lock or one held it within the window, else its lock is taken.
+ */
+const CLAIM_UPLOAD = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[4])
+if seen and tonumber(seen) > now - tonumber(ARGV[3]) then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[4])
+return 1`;
+
+/** Lua recording ARGV[idArg] as active now in KEYS[activeKey], dropping what is older than ARGV[windowArg]. */
+function touchUpload(activeKey: number, idArg: number, window: number): string {
+  return `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[${activeKey}], now, ARGV[${idArg}])
+redis.call('ZREMRANGEBYSCORE', KEYS[${activeKey}], '-inf', now - tonumber(ARGV[${window}]))`;
+}
+
 const RELEASE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -115,15 +149,53 @@ export class SharedLocks {
 
   /**
    * Upload sessions: one request at a time per session across replicas, as the in-process `busy`
-   * set ensures within one. The lock is renewed while the request streams.
+   * set ensures within one. The lock is renewed while the request streams. Each request also
+   * marks the session active (when it starts and ends), for upload purging on any replica.
    */
   async uploadLock(id: string): Promise<() => Promise<void>> {
-    const lease = await this.tryAcquire(`upload:${id}`, UPLOAD_LOCK_TTL_MS);
-    if (lease === undefined)
+    const key = uploadLockKey(id);
+    const value = `${this.holder}:0`;
+    const taken = await this.shared.eval(
+      ACQUIRE_UPLOAD,
+      [key, ACTIVE_UPLOADS],
+      [value, UPLOAD_LOCK_TTL_MS, id, UPLOAD_ACTIVE_WINDOW_MS],
+    );
+    if (taken !== 1)
       throw new RegistryError("BLOB_UPLOAD_INVALID", "another request is writing to this upload", { id });
+    const lease = new Lease(this.shared, key, value, UPLOAD_LOCK_TTL_MS, this.logger);
+    return async () => {
+      await this.shared.eval(TOUCH_UPLOAD, [ACTIVE_UPLOADS], [id, UPLOAD_ACTIVE_WINDOW_MS]).catch(() => {});
+      await lease.release();
+    };
+  }
+
+  /**
+   * Upload purging, for a session that looks abandoned in storage: its lock (held while the
+   * session's files are removed, so no request writes to it meanwhile), or undefined when a
+   * request is writing to it or one did within the last `UPLOAD_ACTIVE_WINDOW_MS` by Redis'
+   * clock — whatever the session's start time, written by some replica's clock, says.
+   */
+  async claimUpload(id: string): Promise<(() => Promise<void>) | undefined> {
+    const key = uploadLockKey(id);
+    const value = `${this.holder}:0`;
+    const claimed = await this.shared.eval(
+      CLAIM_UPLOAD,
+      [key, ACTIVE_UPLOADS],
+      [value, UPLOAD_LOCK_TTL_MS, UPLOAD_ACTIVE_WINDOW_MS, id],
+    );
+    if (claimed !== 1) return undefined;
+    const lease = new Lease(this.shared, key, value, UPLOAD_LOCK_TTL_MS, this.logger);
     return () => lease.release();
   }
 }
 
 /** A replica killed while it held an upload's lock frees it this long after. */
 const UPLOAD_LOCK_TTL_MS = 15_000;
+/** Upload sessions a request wrote to within this long are never purged. */
+export const UPLOAD_ACTIVE_WINDOW_MS = 15 * 60_000;
+/** Upload sessions by when a request last wrote to them (ms, Redis' clock), within the window. */
+const ACTIVE_UPLOADS = `${KEY_PREFIX}uploads:active`;
+
+function uploadLockKey(id: string): string {
+  return `${KEY_PREFIX}lock:upload:${id}`;
+}

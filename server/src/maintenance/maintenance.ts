@@ -3,8 +3,9 @@ import { finished } from "node:stream/promises";
 import type { Logger } from "../log.js";
 import { backupArchive, backupPaths } from "../backup/backup.js";
 import type { CollectionOptions, CollectionReport } from "../gc/collector.js";
-import { unsupported } from "../registry/errors.js";
+import { unavailable, unsupported } from "../registry/errors.js";
 import type { Registry } from "../registry/registry.js";
+import type { LaneName, LaneTurn } from "../coordination/registry-state.js";
 import type { TaskName, TaskStatusStore } from "./status.js";
 import type { SyncManifest } from "../sync/manifest.js";
 import { Syncer, type SyncOptions, type SyncReport } from "../sync/syncer.js";
@@ -17,11 +18,15 @@ export interface MaintenanceOptions {
   /** Clients of the upstream registries, fresh for each sync run (see sync/upstreams.ts). */
   readonly upstreams?: () => (registry: string) => UpstreamClient;
   /**
-   * Several replicas: takes the lane's shared lock (waiting for the replica that holds it), so a
-   * lane runs on one replica at a time; returns its release. UNAVAILABLE without Redis.
+   * Several replicas: takes the lane's shared lock, so a lane runs on one replica at a time;
+   * waits for the replica that holds it, or with `wait` false answers undefined when one does.
+   * UNAVAILABLE without Redis.
    */
-  readonly lane?: (lane: "storage" | "sync") => Promise<() => Promise<void>>;
+  readonly lane?: (lane: LaneName, wait?: boolean) => Promise<LaneTurn | undefined>;
 }
+
+/** Work in a lane; `fence` throws once the lane's turn was lost to another replica. */
+type LaneWork<R> = (fence: () => void) => Promise<R>;
 
 /**
  * The registry's maintenance tasks as the admin API and the CronJobs ask for them, each run's
@@ -35,6 +40,8 @@ export class Maintenance {
     storage: Promise.resolve(),
     sync: Promise.resolve(),
   };
+  /** A backup is being taken by this process (with Redis, the `backup` lane says so for all). */
+  private backingUp = false;
 
   constructor(
     private readonly registry: Registry,
@@ -89,16 +96,43 @@ export class Maintenance {
   /**
    * A consistent backup of the registry as a tar.gz stream (see backup/backup.ts). The task holds
    * its turn until the stream has been read to the end, so no collection removes a blob the
-   * archive still has to include; a reader that goes away fails the task.
+   * archive still has to include; a reader that goes away fails the task. One backup at a time
+   * (across replicas with Redis): a second one asked for meanwhile is refused, not queued, so two
+   * CronJob runs or a CronJob and an operator do not both write an archive. With several
+   * replicas the archive fails (its stream ends in an error) if this replica loses its turn in
+   * the storage lane: another replica's collection could then remove what it has yet to read.
    */
-  backup(): Promise<Readable> {
-    return new Promise((resolve, reject) => {
+  async backup(): Promise<Readable> {
+    const refused = () =>
+      unavailable("a backup is already running (on this or another replica); try again when it is done");
+    if (this.backingUp) throw refused();
+    this.backingUp = true;
+    let claim: LaneTurn | undefined;
+    try {
+      if (this.options.lane !== undefined) {
+        claim = await this.options.lane("backup", false);
+        if (claim === undefined) throw refused();
+      }
+    } catch (error) {
+      this.backingUp = false;
+      throw error;
+    }
+    const done = () => {
+      this.backingUp = false;
+      void claim?.release();
+    };
+    return new Promise<Readable>((resolve, reject) => {
       this.run(
         "backup",
         true,
-        async () => {
+        async (fence) => {
+          const fenced = () => {
+            fence();
+            claim?.check();
+          };
           const paths = await backupPaths(this.registry.driver);
-          const archive = backupArchive(this.registry.driver, paths);
+          fenced();
+          const archive = backupArchive(this.registry.driver, paths, fenced);
           let bytes = 0;
           archive.on("data", (chunk: Buffer) => (bytes += chunk.length));
           archive.pause();
@@ -107,7 +141,9 @@ export class Maintenance {
           return { files: paths.length, bytes };
         },
         (result) => ({ files: result.files, bytes: result.bytes }),
-      ).catch(reject);
+      )
+        .catch(reject)
+        .finally(done);
     });
   }
 
@@ -119,17 +155,17 @@ export class Maintenance {
   private run<R>(
     task: TaskName,
     record: boolean,
-    work: () => Promise<R>,
+    work: LaneWork<R>,
     counts: (result: R) => Record<string, number>,
     failed: (result: R) => string | undefined = () => undefined,
   ): Promise<R> {
     const lane = task === "sync" ? "sync" : "storage";
     const turn = this.lanes[lane].then(async () => {
-      const release = await this.options.lane?.(lane);
+      const held = await this.options.lane?.(lane);
       try {
-        return await this.attempt(task, record, work, counts, failed);
+        return await this.attempt(task, record, () => work(() => held?.check()), counts, failed);
       } finally {
-        await release?.();
+        await held?.release();
       }
     });
     this.lanes[lane] = turn.catch(() => {});

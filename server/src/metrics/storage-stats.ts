@@ -10,6 +10,8 @@ import { walkRepositoryTree } from "../registry/catalog.js";
 import { listOrEmpty } from "../registry/links.js";
 import { readsForCollection } from "../gc/local-reads.js";
 import { METRICS } from "./names.js";
+import type { SharedState } from "../coordination/shared-state.js";
+import type { Lease } from "../coordination/locks.js";
 
 /**
  * A change to what the storage figures count, said by the process that made it:
@@ -50,6 +52,10 @@ const ALL = "all";
  * counts its locus may be counted twice, and two workers writing the same new blob at once both
  * report it; the next walk corrects both.
  *
+ * With Redis (replicas on one storage), the figures are kept there instead, counted by one replica
+ * for all from the changes every replica reports (see SharedFigures): every replica exports the
+ * same figures.
+ *
  * `manifest_count` is the number of manifest revisions summed over repositories (a manifest in two
  * repositories counts twice), as `_manifests/revisions` holds them; `blob_count` and
  * `storage_bytes` count each blob once, however many repositories link it.
@@ -69,6 +75,7 @@ export class StorageStats {
   private lastWalk: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly reads: StorageDriver;
+  private readonly shared: SharedFigures | undefined;
   private readonly gauges;
   /** Walks so far (tests and logs: a scrape never starts one). */
   walks = 0;
@@ -82,8 +89,11 @@ export class StorageStats {
       /** A full walk finished (figures, and how long it took). */
       walked?: (figures: Record<string, number>, seconds: number) => void;
     } = {},
+    /** Replicas on one storage: the figures are kept in Redis for all (see SharedFigures). */
+    shared?: SharedState,
   ) {
     this.reads = readsForCollection(driver);
+    this.shared = shared === undefined ? undefined : new SharedFigures(shared, this.reads, events);
     const gauge = (name: string, help: string) => new Gauge({ name, help, registers: [register] });
     this.gauges = {
       bytes: gauge(METRICS.storageBytes, "Bytes of blob data stored (each blob once)."),
@@ -112,12 +122,14 @@ export class StorageStats {
 
   /** Starts the first walk (in the background) and the periodic ones. */
   start(): void {
+    if (this.shared !== undefined) return this.shared.start();
     void this.walk();
     this.timer = setInterval(() => void this.walk(), REWALK_MS).unref();
   }
 
   stop(): void {
     clearInterval(this.timer);
+    this.shared?.stop();
   }
 
   /** Resolves when the walk under way (if any) is over. */
@@ -127,14 +139,27 @@ export class StorageStats {
 
   /** Sets the gauges from the figures as they are: no storage reads but `statfs`. */
   async publish(): Promise<void> {
-    if (this.firstWalkDone) {
-      this.gauges.bytes.set(this.totals.bytes);
-      this.gauges.blobs.set(this.totals.blobs);
-      this.gauges.repositories.set(this.repositories.size);
-      this.gauges.manifests.set(this.totals.manifests);
-      this.gauges.scanned.set(this.lastWalk! / 1000);
+    if (this.shared !== undefined) {
+      const figures = await this.shared.figures().catch(() => undefined);
+      if (figures?.walkedAt !== undefined) {
+        this.gauges.bytes.set(figures.bytes);
+        this.gauges.blobs.set(figures.blobs);
+        this.gauges.repositories.set(figures.repositories);
+        this.gauges.manifests.set(figures.manifests);
+        this.gauges.scanned.set(figures.walkedAt / 1000);
+      }
+      // Unknown while Redis is unreachable: not complete.
+      this.gauges.complete.set(figures?.walkedAt !== undefined && figures.pending === 0 ? 1 : 0);
+    } else {
+      if (this.firstWalkDone) {
+        this.gauges.bytes.set(this.totals.bytes);
+        this.gauges.blobs.set(this.totals.blobs);
+        this.gauges.repositories.set(this.repositories.size);
+        this.gauges.manifests.set(this.totals.manifests);
+        this.gauges.scanned.set(this.lastWalk! / 1000);
+      }
+      this.gauges.complete.set(this.firstWalkDone && this.marked.size === 0 ? 1 : 0);
     }
-    this.gauges.complete.set(this.firstWalkDone && this.marked.size === 0 ? 1 : 0);
     if (this.filesystemRoot !== undefined) {
       const s = await fs.statfs(this.filesystemRoot);
       this.gauges.free.set(s.bavail * s.bsize);
@@ -144,6 +169,10 @@ export class StorageStats {
 
   /** Applies a change reported by a write or delete (this process's or a worker's). */
   apply(change: StorageChange): void {
+    if (this.shared !== undefined) {
+      if (change.kind !== "begin") this.shared.changed(locusOf(change));
+      return;
+    }
     if (change.kind === "begin") {
       this.pending.set(change.locus, (this.pending.get(change.locus) ?? 0) + 1);
       if (this.counting.has(change.locus)) this.ambiguous.add(change.locus);
@@ -223,18 +252,12 @@ export class StorageStats {
   }
 
   private async walkAll(): Promise<void> {
-    const buckets: string[] = [];
-    for (const algorithm of await listOrEmpty(this.reads, BLOBS))
-      for (const prefix of await listOrEmpty(this.reads, `${BLOBS}/${algorithm}`))
-        buckets.push(`${algorithm}/${prefix}`);
+    const buckets = await listBuckets(this.reads);
     // Buckets gone since the last walk (deleted by another tool) are dropped.
     for (const known of this.buckets.keys())
       if (!buckets.includes(known.slice(BUCKET.length))) await this.recount(known);
     await mapLimit(buckets, 4, (bucket) => this.recount(BUCKET + bucket));
-    const names: string[] = [];
-    await walkRepositoryTree(this.reads, (name, children) => {
-      if (children.includes("_manifests")) names.push(name);
-    });
+    const names = await listRepositories(this.reads);
     const found = new Set(names);
     for (const known of [...this.repositories.keys()])
       if (!found.has(known)) await this.recount(REPOSITORY + known);
@@ -258,17 +281,7 @@ export class StorageStats {
     if (this.pending.has(locus)) this.ambiguous.add(locus);
     try {
       if (locus.startsWith(BUCKET)) {
-        const dir = `${BLOBS}/${locus.slice(BUCKET.length)}`;
-        let count = 0;
-        let bytes = 0;
-        for (const hex of await listOrEmpty(this.reads, dir)) {
-          try {
-            bytes += (await this.reads.stat(`${dir}/${hex}/data`)).size;
-            count++;
-          } catch (error) {
-            if (!isNotFound(error)) throw error;
-          }
-        }
+        const { count, bytes } = await countBucket(this.reads, locus);
         const old = this.buckets.get(locus) ?? { count: 0, bytes: 0 };
         this.totals.blobs += count - old.count;
         this.totals.bytes += bytes - old.bytes;
@@ -276,8 +289,7 @@ export class StorageStats {
         else this.buckets.set(locus, { count, bytes });
       } else {
         const name = locus.slice(REPOSITORY.length);
-        const children = await listOrEmpty(this.reads, `${REPOSITORIES}/${name}`);
-        const count = children.includes("_manifests") ? (await revisionsOf(this.reads, name)).length : -1;
+        const count = await countRepository(this.reads, name);
         this.totals.manifests += Math.max(count, 0) - (this.repositories.get(name) ?? 0);
         if (count < 0) this.repositories.delete(name);
         else this.repositories.set(name, count);
@@ -292,6 +304,245 @@ export class StorageStats {
     cluster.on("message", (_worker: Worker, message: { type?: string; change?: StorageChange }) => {
       if (message?.type === MESSAGE && message.change !== undefined) this.apply(message.change);
     });
+  }
+}
+
+/** The buckets (`<algorithm>/<2 hex>`) of the blob store. */
+async function listBuckets(reads: StorageDriver): Promise<string[]> {
+  const buckets: string[] = [];
+  for (const algorithm of await listOrEmpty(reads, BLOBS))
+    for (const prefix of await listOrEmpty(reads, `${BLOBS}/${algorithm}`))
+      buckets.push(`${algorithm}/${prefix}`);
+  return buckets;
+}
+
+/** The repositories (those with `_manifests`), under `top` when given. */
+async function listRepositories(reads: StorageDriver, top?: string): Promise<string[]> {
+  const names: string[] = [];
+  await walkRepositoryTree(reads, (name, children) => {
+    if (top !== undefined && name !== top && !name.startsWith(`${top}/`)) return;
+    if (children.includes("_manifests")) names.push(name);
+  });
+  return names;
+}
+
+/** The blobs of a bucket locus (`b:<algorithm>/<2 hex>`) and their bytes, from storage. */
+async function countBucket(reads: StorageDriver, locus: string): Promise<{ count: number; bytes: number }> {
+  const dir = `${BLOBS}/${locus.slice(BUCKET.length)}`;
+  let count = 0;
+  let bytes = 0;
+  for (const hex of await listOrEmpty(reads, dir)) {
+    try {
+      bytes += (await reads.stat(`${dir}/${hex}/data`)).size;
+      count++;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+  return { count, bytes };
+}
+
+/** A repository's manifest revisions, from storage; -1 when it is no repository (any more). */
+async function countRepository(reads: StorageDriver, name: string): Promise<number> {
+  const children = await listOrEmpty(reads, `${REPOSITORIES}/${name}`);
+  return children.includes("_manifests") ? (await revisionsOf(reads, name)).length : -1;
+}
+
+/** Where the figures live in Redis (`neam-registry:` is coordination's KEY_PREFIX, not imported
+ * here so that a registry without Redis never loads its client). */
+const SHARED = "neam-registry:storage-stats:";
+/** Per locus `<count>:<bytes>` (a repository's count is its revisions). */
+const LOCI = `${SHARED}loci`;
+/** `blobs`, `bytes`, `manifests`, `repositories`: the sums over LOCI. */
+const TOTALS = `${SHARED}totals`;
+/** Loci changed since they were last counted. */
+const DIRTY = `${SHARED}dirty`;
+/** When the last full walk finished (ms, Redis' clock). */
+const WALKED = `${SHARED}walked`;
+/** The lane whose holder counts: `lock:` + its name is SharedLocks' key. */
+const LANE = "maintenance:storage-stats";
+const LANE_KEY = `neam-registry:lock:${LANE}`;
+const LANE_TTL_MS = 30_000;
+/** How often each replica tries for the lane, and the holder counts what changed. */
+const TICK_MS = 1_000;
+/** Loci counted per round trip. */
+const BATCH = 64;
+
+/**
+ * KEYS lane, loci, totals; ARGV lane value, locus, count, bytes. Replaces one locus' figures and
+ * moves the totals by the difference, if the caller still holds the lane (fencing: -1 if not).
+ */
+const SET_LOCUS = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+local oc, ob = 0, 0
+if old then
+  local sep = string.find(old, ':')
+  oc = tonumber(string.sub(old, 1, sep - 1))
+  ob = tonumber(string.sub(old, sep + 1))
+end
+local c, b = tonumber(ARGV[3]), tonumber(ARGV[4])
+if string.sub(ARGV[2], 1, 2) == '${REPOSITORY}' then
+  redis.call('HINCRBY', KEYS[3], 'manifests', math.max(c, 0) - oc)
+  if c < 0 then
+    if old then
+      redis.call('HDEL', KEYS[2], ARGV[2])
+      redis.call('HINCRBY', KEYS[3], 'repositories', -1)
+    end
+  else
+    redis.call('HSET', KEYS[2], ARGV[2], c .. ':0')
+    if not old then redis.call('HINCRBY', KEYS[3], 'repositories', 1) end
+  end
+else
+  redis.call('HINCRBY', KEYS[3], 'blobs', c - oc)
+  redis.call('HINCRBY', KEYS[3], 'bytes', b - ob)
+  if c == 0 then redis.call('HDEL', KEYS[2], ARGV[2]) else redis.call('HSET', KEYS[2], ARGV[2], c .. ':' .. b) end
+end
+return 1`;
+
+/** KEYS lane, walked; ARGV lane value, rewalk. 1 when a full walk is due (none yet, or too old). */
+const WALK_DUE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local walked = redis.call('GET', KEYS[2])
+if walked and now - tonumber(walked) < tonumber(ARGV[2]) then return 0 end
+return 1`;
+
+const WALK_DONE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+return 1`;
+
+/**
+ * The storage figures of replicas sharing one storage and one Redis. Each replica's writes and
+ * deletes only say which loci changed (a set in Redis); one replica at a time (the holder of the
+ * `storage-stats` lane, taken over within its ttl when that replica dies) counts those loci again
+ * from storage, walks everything when no walk is recorded or the last is 6 h old, and keeps
+ * per-locus figures and their totals in Redis, each update fenced by its lane. Every replica
+ * exports the same totals; `storage_stats_complete` is 1 once a walk is recorded and no change is
+ * left to count. A locus marked after its change is in storage is counted after that change, so
+ * the figures are exact once the changes are counted — whichever replica made them.
+ */
+class SharedFigures {
+  private timer: NodeJS.Timeout | undefined;
+  private lease: Lease | undefined;
+  private ticking = false;
+  private locks: Promise<{ tryAcquire(name: string, ttlMs: number): Promise<Lease | undefined> }> | undefined;
+
+  constructor(
+    private readonly shared: SharedState,
+    private readonly reads: StorageDriver,
+    private readonly events: {
+      error?: (error: unknown) => void;
+      walked?: (figures: Record<string, number>, seconds: number) => void;
+    },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), TICK_MS).unref();
+    void this.tick();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    void this.lease?.release();
+  }
+
+  /** A change to `locus` is in storage: it is counted again. */
+  changed(locus: string): void {
+    this.shared
+      .call((redis) => redis.sadd(DIRTY, locus))
+      .catch((error: unknown) => this.events.error?.(error));
+  }
+
+  async figures() {
+    const [totals, walked, pending] = await this.shared.call((redis) =>
+      Promise.all([redis.hgetall(TOTALS), redis.get(WALKED), redis.scard(DIRTY)]),
+    );
+    const n = (key: string) => Number(totals[key] ?? 0);
+    return {
+      blobs: n("blobs"),
+      bytes: n("bytes"),
+      manifests: n("manifests"),
+      repositories: n("repositories"),
+      walkedAt: walked === null ? undefined : Number(walked),
+      pending,
+    };
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      if (this.lease?.lost) this.lease = undefined;
+      if (this.lease === undefined) {
+        this.locks ??= import("../coordination/locks.js").then(
+          ({ SharedLocks }) => new SharedLocks(this.shared),
+        );
+        this.lease = await (await this.locks).tryAcquire(LANE, LANE_TTL_MS);
+        if (this.lease === undefined) return;
+      }
+      const lease = this.lease;
+      const due = await this.shared.eval(WALK_DUE, [LANE_KEY, WALKED], [lease.value, REWALK_MS]);
+      if (due === 1) await this.walkAll(lease);
+      for (;;) {
+        const loci = await this.shared.call((redis) => redis.spop(DIRTY, BATCH));
+        if (loci.length === 0) break;
+        try {
+          await mapLimit([...new Set(loci)], 4, (locus) => this.recount(lease, locus));
+        } catch (error) {
+          // Counted again by whoever holds the lane next.
+          await this.shared.call((redis) => redis.sadd(DIRTY, ...loci)).catch(() => {});
+          throw error;
+        }
+      }
+    } catch (error) {
+      this.events.error?.(error);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async walkAll(lease: Lease): Promise<void> {
+    const started = performance.now();
+    const buckets = new Set((await listBuckets(this.reads)).map((b) => BUCKET + b));
+    const names = new Set((await listRepositories(this.reads)).map((n) => REPOSITORY + n));
+    // Loci recorded but gone from storage are counted too (to nothing).
+    const known = await this.shared.call((redis) => redis.hkeys(LOCI));
+    await mapLimit([...new Set([...known, ...buckets, ...names])], 4, (locus) => this.recount(lease, locus));
+    if ((await this.shared.eval(WALK_DONE, [LANE_KEY, WALKED], [lease.value])) === 1) {
+      const { walkedAt: _, pending: __, ...figures } = await this.figures();
+      this.events.walked?.(figures, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async recount(lease: Lease, locus: string): Promise<void> {
+    lease.check();
+    if (locus === ALL) return this.walkAll(lease);
+    if (locus.startsWith(TREE)) {
+      const top = locus.slice(TREE.length);
+      const known = (await this.shared.call((redis) => redis.hkeys(LOCI))).filter(
+        (l) => l === REPOSITORY + top || l.startsWith(`${REPOSITORY}${top}/`),
+      );
+      const found = (await listRepositories(this.reads, top)).map((n) => REPOSITORY + n);
+      await mapLimit([...new Set([...known, ...found])], 4, (l) => this.recount(lease, l));
+      return;
+    }
+    const figures = locus.startsWith(BUCKET)
+      ? await countBucket(this.reads, locus)
+      : { count: await countRepository(this.reads, locus.slice(REPOSITORY.length)), bytes: 0 };
+    const set = await this.shared.eval(
+      SET_LOCUS,
+      [LANE_KEY, LOCI, TOTALS],
+      [lease.value, locus, figures.count, figures.bytes],
+    );
+    if (set === -1) {
+      // Another replica counts now: what this one was counting is marked for it.
+      await this.shared.call((redis) => redis.sadd(DIRTY, locus)).catch(() => {});
+      lease.stop();
+    }
   }
 }
 
