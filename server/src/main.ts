@@ -9,16 +9,23 @@ import cluster from "node:cluster";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { checkStorageRoot } from "./config/storage-root.js";
 import { createLogger } from "./log.js";
-import { serve } from "./serve.js";
-import { HtpasswdFile, UserAdminError } from "./auth/user-admin.js";
-import { GC_USAGE, gcCommand } from "./cli/gc.js";
-import { SYNC_USAGE, syncCommand } from "./cli/sync.js";
-import { BACKUP_USAGE, backupCommand, restoreCommand } from "./cli/backup.js";
-import { MIRROR_CONFIG_USAGE, mirrorConfigCommand } from "./cli/mirror-config.js";
-import { BUNDLE_USAGE, bundleCommand } from "./cli/bundle.js";
 import { exitWhenFlushed } from "./cli/exit.js";
 
-const USAGE = `usage: neam-registry <command> [options]
+// Each command's code is imported when that command runs: `serve` keeps resident only what
+// serving needs (a module graph costs RSS for as long as the process lives, and the backup,
+// bundle and sync commands bring tar, tar-stream, cli-progress and their own parsers).
+const serveModule = () => import("./serve.js");
+
+async function usage(): Promise<string> {
+  const [{ GC_USAGE }, { SYNC_USAGE }, { BACKUP_USAGE }, { BUNDLE_USAGE }, { MIRROR_CONFIG_USAGE }] =
+    await Promise.all([
+      import("./cli/gc.js"),
+      import("./cli/sync.js"),
+      import("./cli/backup.js"),
+      import("./cli/bundle.js"),
+      import("./cli/mirror-config.js"),
+    ]);
+  return `usage: neam-registry <command> [options]
 
 commands:
   serve [--config FILE | FILE]   run the registry (without a config: ./data, :5000, metrics on :5001)
@@ -28,6 +35,7 @@ commands:
   user remove --file HTPASSWD USER
   user list --file HTPASSWD
 ${GC_USAGE}${SYNC_USAGE}${BACKUP_USAGE}${BUNDLE_USAGE}${MIRROR_CONFIG_USAGE}`;
+}
 
 function option(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -42,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "serve": {
       if (cluster.isWorker) {
-        await serve(undefined as never);
+        await (await serveModule()).serve(undefined as never);
         return -1;
       }
       // `serve FILE` is how the reference registry's image runs; `--config FILE` is ours.
@@ -56,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
         const logger = createLogger(config.log);
         for (const line of warnings) logger.warn(line);
       }
-      await serve(config);
+      await (await serveModule()).serve(config);
       return -1;
     }
     case "config": {
@@ -70,30 +78,31 @@ async function main(argv: string[]): Promise<number> {
     case "user":
       return userCommand(rest);
     case "gc":
-      return gcCommand(rest, false);
+      return (await import("./cli/gc.js")).gcCommand(rest, false);
     case "garbage-collect":
-      return gcCommand(rest, true);
+      return (await import("./cli/gc.js")).gcCommand(rest, true);
     case "sync":
-      return syncCommand(rest);
+      return (await import("./cli/sync.js")).syncCommand(rest);
     case "backup":
-      return backupCommand(rest);
+      return (await import("./cli/backup.js")).backupCommand(rest);
     case "restore":
-      return restoreCommand(rest);
+      return (await import("./cli/backup.js")).restoreCommand(rest);
     case "bundle":
-      return bundleCommand(rest);
+      return (await import("./cli/bundle.js")).bundleCommand(rest);
     case "mirror-config":
-      return mirrorConfigCommand(rest);
+      return (await import("./cli/mirror-config.js")).mirrorConfigCommand(rest);
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write(USAGE);
+      process.stdout.write(await usage());
       return 0;
   }
-  process.stderr.write(`neam-registry: unknown command ${JSON.stringify(argv.join(" "))}\n${USAGE}`);
+  process.stderr.write(`neam-registry: unknown command ${JSON.stringify(argv.join(" "))}\n${await usage()}`);
   return 2;
 }
 
 async function userCommand(args: string[]): Promise<number> {
+  const { HtpasswdFile, UserAdminError } = await import("./auth/user-admin.js");
   const [verb, ...rest] = args;
   const path = option(rest, "--file");
   if (path === undefined) throw new UserAdminError("user commands need --file HTPASSWD");

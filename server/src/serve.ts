@@ -35,7 +35,6 @@ import { AccessPolicy } from "./auth/policy.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
 import { BasicAuthorizer, BasicCredentials, BearerAuthorizer, type RequestAuthorizer } from "./http/auth.js";
 import { tokenEndpoint } from "./http/token-endpoint.js";
-import { TokenIssuer, TokenVerifier } from "./auth/tokens.js";
 import type { Context } from "koa";
 import { localBus, type InvalidationBus } from "./registry/metadata-cache.js";
 import { Maintenance } from "./maintenance/maintenance.js";
@@ -48,10 +47,7 @@ import { MirrorMap } from "./sync/mirror-map.js";
 import { WatchedMirrorMap } from "./sync/mirror-source.js";
 import { effectiveMaxConnections, fileDescriptorLimit, guardListener } from "./http/connections.js";
 import { BufferBudget } from "./read-limited.js";
-import { SharedState } from "./coordination/shared-state.js";
-import { sharedRegistryState } from "./coordination/registry-state.js";
-import { SharedLoginLimiter } from "./coordination/login-store.js";
-import { RedisEventQueue } from "./coordination/notify-queue.js";
+import type { SharedState } from "./coordination/shared-state.js";
 import type { SharedLocks } from "./coordination/locks.js";
 
 /** Sockets idle (no request, no body byte) this long are closed. */
@@ -60,6 +56,17 @@ const IDLE_TIMEOUT_MS = 10 * 60_000;
 const DEBUG_MAX_CONNECTIONS = 64;
 
 const CONFIG_ENV = "NEAM_REGISTRY_WORKER_CONFIG";
+
+/**
+ * The Redis coordination code, imported only when `redis` is configured: ioredis costs a
+ * registry that runs alone about 20 MiB of RSS for nothing (the same holds for the S3 driver,
+ * see openStorage, and the token code, see authorizerFor).
+ */
+async function connectShared(config: Config, logger: Logger): Promise<SharedState | undefined> {
+  if (config.redis === undefined) return undefined;
+  const { SharedState } = await import("./coordination/shared-state.js");
+  return new SharedState(config.redis, logger);
+}
 
 /**
  * `serve`. With `http.workers: 1` (the default) one process serves everything: one event loop
@@ -147,7 +154,7 @@ async function runCluster(
   for (let i = 0; i < workers; i++) fork();
   const aggregator = new AggregatorRegistry();
   // The primary's own connection, for /debug/health to report Redis.
-  const shared = config.redis === undefined ? undefined : new SharedState(config.redis, logger);
+  const shared = await connectShared(config, logger);
   const debug = await startDebugServer(config, driver, logger, () => aggregator.clusterMetrics(), shared);
   await listening;
   return async () => {
@@ -199,10 +206,17 @@ async function startPublicServer(
   const memory = new MemoryReleaser();
   // With Redis, replicas (and workers) share the cache, the GC guard, upload and maintenance
   // locks through it; the in-process bus has nothing left to relay.
-  const shared = config.redis === undefined ? undefined : new SharedState(config.redis, logger);
+  const shared = await connectShared(config, logger);
   if (shared !== undefined && !(await shared.connected(parseDuration(config.redis!.dialtimeout) + 1000)))
     logger.warn("redis not reachable at start; pulls are served, writes answer 503 until it is");
-  const state = shared === undefined ? undefined : sharedRegistryState(shared, logger);
+  const coordination =
+    shared === undefined
+      ? undefined
+      : await Promise.all([
+          import("./coordination/registry-state.js"),
+          import("./coordination/notify-queue.js"),
+        ]);
+  const state = shared === undefined ? undefined : coordination![0].sharedRegistryState(shared, logger);
   const audit = config.audit === undefined ? undefined : new AuditLog(config.audit);
   const options: RegistryOptions = {
     onUploadBytes: (bytes) => {
@@ -221,12 +235,12 @@ async function startPublicServer(
     config.proxy === undefined
       ? new Registry(driver, options)
       : pullThrough(config, driver, options, logger, proxyMetrics(metrics.registry));
-  const { authz, tokenEndpoint: token } = authorizerFor(config, logger, shared);
+  const { authz, tokenEndpoint: token } = await authorizerFor(config, logger, shared);
   const notifier = notifierFor(
     config.notifications,
     parseDuration,
     logger,
-    state === undefined ? undefined : new RedisEventQueue(shared!, state.locks),
+    state === undefined ? undefined : new coordination![1].RedisEventQueue(shared!, state.locks),
   );
   if (notifier !== undefined) registerNotificationMetrics(notifier, metrics.registry);
   const maintenance = new Maintenance(registry, new TaskStatusStore(driver), logger, {
@@ -318,11 +332,11 @@ async function startPublicServer(
 }
 
 /** The authorizer `auth` asks for (Bearer tokens, Basic against htpasswd, or none) and the token endpoint. */
-function authorizerFor(
+async function authorizerFor(
   config: Config,
   logger: Logger,
   shared?: SharedState,
-): { authz?: RequestAuthorizer; tokenEndpoint?: (ctx: Context) => Promise<void> } {
+): Promise<{ authz?: RequestAuthorizer; tokenEndpoint?: (ctx: Context) => Promise<void> }> {
   const auth = config.auth;
   if (auth === undefined || (auth.htpasswd === undefined && auth.token === undefined)) return {};
   const policy = new AccessPolicy(auth.access);
@@ -341,13 +355,21 @@ function authorizerFor(
     });
     credentials = new BasicCredentials(
       users,
-      shared === undefined ? limiter : new SharedLoginLimiter(shared, limiter.limits, limiter),
+      shared === undefined
+        ? limiter
+        : new (await import("./coordination/login-store.js")).SharedLoginLimiter(
+            shared,
+            limiter.limits,
+            limiter,
+          ),
     );
     if (config.http.tls === undefined)
       logger.warn("basic authentication without http.tls sends passwords in clear text");
   }
   const token = auth.token;
   if (token === undefined) return { authz: new BasicAuthorizer(credentials!, policy, auth.htpasswd!.realm) };
+  // jose (JWT signing and verification) only for token auth.
+  const { TokenIssuer, TokenVerifier } = await import("./auth/tokens.js");
   const issuer =
     token.signingkey === undefined
       ? undefined

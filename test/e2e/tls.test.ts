@@ -235,6 +235,56 @@ describe("TLS", () => {
     }
   });
 
+  it("TLS 1.3: AES-128-GCM for clients that list the AES suites, ChaCha20 for those that put it first", async () => {
+    // Node's client lists AES-256-GCM first; Go's (skopeo, containerd) AES-128-GCM on AES hardware.
+    // The server's order decides: AES-128-GCM, as Go's server picks (the reference registry).
+    const aesFirst = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
+    assert.equal(await negotiatedCipher({ ciphers: aesFirst }, registry), "TLS_AES_128_GCM_SHA256");
+    assert.equal(await negotiatedCipher({}, registry), "TLS_AES_128_GCM_SHA256", "Node's default list");
+    // openssl s_client with Go's order on AES hardware.
+    const sClient = spawnSync(
+      "openssl",
+      [
+        "s_client",
+        "-connect",
+        registry.host,
+        "-ciphersuites",
+        "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384",
+      ],
+      { input: "", encoding: "utf8", timeout: 20_000 },
+    );
+    assert.match(sClient.stdout, /New, TLSv1\.3, Cipher is TLS_AES_128_GCM_SHA256/, sClient.stdout);
+    const chachaFirst = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
+    assert.equal(await negotiatedCipher({ ciphers: chachaFirst }, registry), "TLS_CHACHA20_POLY1305_SHA256");
+  });
+
+  it("http.tls.ciphersuites naming TLS 1.3 suites: those, in that order", async () => {
+    const server = await startRegistry({
+      config: {
+        http: {
+          tls: {
+            certificate: first.cert,
+            key: first.key,
+            ciphersuites: ["TLS_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+          },
+        },
+      },
+    });
+    try {
+      assert.equal(await negotiatedCipher({}, server), "TLS_AES_256_GCM_SHA384");
+      await assert.rejects(
+        negotiatedCipher({ ciphers: "TLS_AES_128_GCM_SHA256" }, server),
+        "a TLS 1.3 suite left out of the list is refused",
+      );
+      assert.equal(
+        await negotiatedCipher({ maxVersion: "TLSv1.2" }, server),
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("http.tls.minimumtls: tls1.3 refuses TLS 1.2 (openssl s_client, curl)", async () => {
     const server = await startRegistry({
       config: { http: { tls: { certificate: first.cert, key: first.key, minimumtls: "tls1.3" } } },

@@ -2,7 +2,8 @@ import type { Context } from "koa";
 import { PasswordChecksBusy, type HtpasswdUsers } from "../auth/htpasswd.js";
 import type { LoginLimiting } from "../auth/login-limiter.js";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
-import { grantedActions, type TokenVerifier, type VerifiedToken } from "../auth/tokens.js";
+import type { TokenVerifier } from "../auth/tokens.js";
+import { grantedActions, type VerifiedToken } from "../auth/scopes.js";
 import { RegistryError } from "../registry/errors.js";
 
 /**

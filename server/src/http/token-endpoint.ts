@@ -1,6 +1,7 @@
 import type { Context } from "koa";
 import type { AccessPolicy, Action, Caller } from "../auth/policy.js";
-import { parseScopes, type AccessEntry, type TokenIssuer } from "../auth/tokens.js";
+import type { TokenIssuer } from "../auth/tokens.js";
+import { parseScopes, type AccessEntry } from "../auth/scopes.js";
 import { RegistryError } from "../registry/errors.js";
 import { validateName } from "../registry/names.js";
 import type { BasicCredentials } from "./auth.js";
