@@ -2,7 +2,7 @@ import { layout } from "../storage/layout.js";
 import type { BlobStore } from "../registry/blobs.js";
 import { walkRepositoryTree } from "../registry/catalog.js";
 import type { Digest } from "../registry/digest.js";
-import { RegistryError } from "../registry/errors.js";
+import { exists } from "../registry/links.js";
 import { forEachBlobDirectory, layersOf, mapLimit } from "../registry/inventory.js";
 import type { ManifestStore } from "../registry/manifests.js";
 import { inspectRepository, modifiedAfter } from "../registry/reachability.js";
@@ -99,7 +99,12 @@ export class GarbageCollector {
               (options.dryRun
                 ? !(await guard.isProtected(digest))
                 : await guard.condemn(digest, async () => {
-                    goneMeanwhile = !(await this.deleteManifest(name, digest));
+                    // Gone already: a client deleted it after the pass listed it.
+                    goneMeanwhile = !(await exists(reads, layout.revisionLink(name, digest)));
+                    if (!goneMeanwhile) {
+                      const subject = loaded.get(digest.value)?.parsed.subject;
+                      await this.manifests.removeUnreachable(name, digest, subject);
+                    }
                   }));
             if (goneMeanwhile) manifestsDeletedMeanwhile.push(`${name}@${digest.value}`);
             else if (deleted) manifestsDeleted.push(`${name}@${digest.value}`);
@@ -172,20 +177,6 @@ export class GarbageCollector {
       };
     } finally {
       await guard.end();
-    }
-  }
-
-  /**
-   * Deletes an untagged manifest; false when it was already gone (a client deleted it after the
-   * pass listed it): what the pass wanted, so it goes on.
-   */
-  private async deleteManifest(name: string, digest: Digest): Promise<boolean> {
-    try {
-      await this.manifests.delete(name, { kind: "digest", digest });
-      return true;
-    } catch (error) {
-      if (error instanceof RegistryError && error.code === "MANIFEST_UNKNOWN") return false;
-      throw error;
     }
   }
 }

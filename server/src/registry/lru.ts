@@ -8,6 +8,11 @@ export class LruCache<K, V> {
     private readonly weigh: (value: V) => number = () => 1,
   ) {}
 
+  /** Entries held, and their total weight. */
+  get size(): { entries: number; weight: number } {
+    return { entries: this.entries.size, weight: this.total };
+  }
+
   get(key: K): V | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;

@@ -215,6 +215,33 @@ export class ManifestStore {
     await this.metadata.invalidate(dropped);
   }
 
+  /**
+   * Removes a revision garbage collection found unreachable, under its guard: no tag names it (a
+   * tag pushed since the pass read the tags relied on the digest, which protected it from
+   * condemnation), so the tags are not scanned, and the manifest is not loaded (the pass read it:
+   * `subject` is what it found). `delete` does both for each manifest, and on a large store that
+   * listed every tag of the repository per deletion and filled the manifest cache with manifests
+   * being deleted (issue 12). Nothing read here is cached; what was cached about the revision is
+   * dropped everywhere before this resolves.
+   */
+  async removeUnreachable(name: string, digest: Digest, subject: Digest | undefined): Promise<void> {
+    // The referrers entry first: a crash then leaves a revision without one, which lists nothing.
+    if (subject !== undefined)
+      await this.driver.delete(layout.referrerLink(name, subject, digest).replace(/\/link$/, ""));
+    await this.driver.delete(layout.revisionDir(name, digest));
+    this.cache.delete(digest.value);
+    await this.metadata.invalidate([
+      cacheKeys.revision(name, digest.value),
+      cacheKeys.blob(name, digest.value),
+    ]);
+  }
+
+  /** What this process holds in memory for manifests: parsed manifests (and their bytes), metadata entries. */
+  cacheSize(): { manifests: number; manifestBytes: number; metadataEntries: number } {
+    const { entries, weight } = this.cache.size;
+    return { manifests: entries, manifestBytes: weight, metadataEntries: this.metadata.size };
+  }
+
   /** Tags of a repository in lexical (byte) order. */
   async tags(name: string): Promise<readonly string[]> {
     const key = cacheKeys.tagList(name);

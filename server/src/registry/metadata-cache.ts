@@ -57,6 +57,11 @@ export class MetadataCache {
     });
   }
 
+  /** Entries held in this process (none with a shared store), expired ones included. */
+  get size(): number {
+    return this.entries.size;
+  }
+
   get<V>(key: string): V | undefined | Promise<V | undefined> {
     if (this.shared !== undefined) return this.sharedGet<V>(this.shared, key);
     const entry = this.entries.get(key);

@@ -158,6 +158,58 @@ describe("garbage collection (POST /v2/_oci/artifacts/delete, the operations gui
     assert.deepEqual(tags.tags, ["latest", "multi"]);
   });
 
+  it("a manifest it deletes is gone at once, though just served and its content kept elsewhere; a re-push serves it again", async () => {
+    // The manifest is also tagged in another repository, so its content stays: only the caches
+    // of `repo` (this revision exists, its parsed copy) could still serve it.
+    const repo = "gc/cached";
+    const m = imageManifest();
+    const signature = imageManifest({
+      artifactType: "application/vnd.example.signature",
+      subject: { digest: m.digest, size: m.bytes.length, mediaType: m.mediaType },
+    });
+    const kept = imageManifest();
+    assert.equal((await client.pushManifest("gc/cached-twin", "v1", m)).status, 201);
+    assert.equal((await client.pushManifest(repo, m.digest, m)).status, 201);
+    assert.equal((await client.pushManifest(repo, signature.digest, signature)).status, 201);
+    assert.equal((await client.pushManifest(repo, "keep", kept)).status, 201);
+    // Served (and so cached) just before the collection.
+    await assertServed(client, repo, m.digest, m);
+    await assertServed(client, repo, signature.digest, signature);
+    const listed = async () =>
+      ((await (await client.request("GET", `/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
+    assert.deepEqual(await listed(), ["keep"]);
+
+    const report = await collect(client, "grace=0s&untagged=true");
+    assert.deepEqual(
+      report.manifestsDeleted.filter((d) => d.startsWith(`${repo}@`)).sort(),
+      [`${repo}@${m.digest}`, `${repo}@${signature.digest}`].sort(),
+    );
+    assert.ok(!report.blobsDeleted.includes(m.digest));
+    for (const digest of [m.digest, signature.digest]) {
+      const response = await client.request("GET", `/v2/${repo}/manifests/${digest}`);
+      assert.equal(response.status, 404, digest);
+      assert.equal(await errorCode(response), "MANIFEST_UNKNOWN");
+      assert.equal((await client.request("HEAD", `/v2/${repo}/manifests/${digest}`)).status, 404, digest);
+    }
+    const hex = (d: string) => d.slice("sha256:".length);
+    const referrer = join(
+      registry.root,
+      "docker/registry/v2/repositories",
+      repo,
+      "_referrers/sha256",
+      hex(m.digest),
+      "sha256",
+      hex(signature.digest),
+    );
+    assert.ok(!existsSync(referrer), "the referrers entry of a deleted manifest is removed");
+    assert.deepEqual(await listed(), ["keep"]);
+    await assertServed(client, repo, "keep", kept);
+    await assertServed(client, "gc/cached-twin", "v1", m);
+
+    assert.equal((await client.pushManifest(repo, m.digest, m)).status, 201);
+    await assertServed(client, repo, m.digest, m);
+  });
+
   it("keeps what a tag names even when its revision link is gone (left so by another tool)", async () => {
     const m = imageManifest({ layers: 2 });
     assert.equal((await client.pushManifest("gc/torn", "v1", m)).status, 201);
