@@ -22,6 +22,7 @@ import { RSS_TARGET, beginGroup, declareTarget, endGroup, median, record, summar
 import {
   ensureTool,
   largeFile,
+  manifestOf,
   referenceConfigName,
   rssMeter,
   sh,
@@ -226,21 +227,7 @@ async function smallPush(servers: Server[]) {
   );
   const manifests = Array.from({ length: 200 }, (_, i) => {
     const parts = blobs.slice(i * 10, i * 10 + 10);
-    const body = {
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: {
-        mediaType: "application/vnd.oci.image.config.v1+json",
-        digest: parts[0]!.digest,
-        size: parts[0]!.size,
-      },
-      layers: parts.slice(1).map((p) => ({
-        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-        digest: p.digest,
-        size: p.size,
-      })),
-    };
-    return { repo: `bench/small${i % 20}`, bytes: Buffer.from(JSON.stringify(body)), blobs: parts };
+    return { repo: `bench/small${i % 20}`, bytes: manifestOf(parts), blobs: parts };
   });
   const opsPerSecond: Record<string, number> = {};
   for (const server of servers) {

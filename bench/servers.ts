@@ -5,7 +5,7 @@
  * unless a group restarts one on the root it already filled. Also what every group needs to
  * measure them: RSS and CPU of each server's processes, shell timing, tools, a large random file.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
@@ -13,23 +13,14 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  readdirSync,
-  readlinkSync,
   rmSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import {
-  START_TIMEOUT_MS,
-  STOP_TIMEOUT_MS,
-  processTree,
-  startRegistry,
-  tempDir,
-  track,
-  waitUntil,
-} from "../test/helpers/registry.js";
+import type { Blob } from "../test/helpers/oci.js";
+import { startReference } from "../test/helpers/reference.js";
+import { processTree, startRegistry, tempDir } from "../test/helpers/registry.js";
 
 export type Side = "ours" | "reference";
 
@@ -93,120 +84,33 @@ export async function startOurs(options: { root?: string; tls?: TlsFiles } = {})
 }
 
 /**
- * Debian's `docker-registry`. It binds port 0 and, logging errors only, does not say which port it
- * got: the port is read from its listening socket in /proc.
+ * Debian's `docker-registry` (test/helpers/reference.ts, which also stops it): its package's
+ * configuration with errors-only logging, or the bare one (`--ref-config=bare`).
  */
 export async function startReferenceServer(
   options: { root?: string; tls?: TlsFiles; secret?: string } = {},
 ): Promise<BenchServer> {
-  const dir = tempDir("neam-bench-ref-");
-  const root = options.root ?? join(dir, "data");
-  const config = join(dir, "config.yml");
-  const storage = [
-    `filesystem: {rootdirectory: ${root}}`,
-    "delete: {enabled: true}",
-    ...(bareReference ? [] : ["cache: {blobdescriptor: inmemory}"]),
-  ];
-  const http = [
-    'addr: "127.0.0.1:0"',
+  const root = options.root ?? join(tempDir("neam-bench-ref-"), "data");
+  const reference = await startReference(root, {
+    logLevel: bareReference ? "info" : "error",
+    blobDescriptorCache: !bareReference,
     // A fixed secret keeps upload state tokens valid across a restart (commit group).
-    `secret: ${options.secret ?? randomBytes(16).toString("hex")}`,
-    ...(options.tls ? [`tls: {certificate: ${options.tls.cert}, key: ${options.tls.key}}`] : []),
-  ];
-  writeFileSync(
-    config,
-    [
-      "version: 0.1",
-      `log: {level: ${bareReference ? "info" : "error"}, accesslog: {disabled: true}}`,
-      `storage: {${storage.join(", ")}}`,
-      `http: {${http.join(", ")}}`,
-      "",
-    ].join("\n"),
-  );
-  const env = { ...process.env };
-  delete env.AWS_CA_BUNDLE; // its S3 driver panics on it (shared/TESTING-TOOLS.md)
-  const logPath = join(dir, "registry.log");
-  const log = openSync(logPath, "w");
-  const child = spawn("docker-registry", ["serve", config], { stdio: ["ignore", log, log], env });
-  closeSync(log);
-  track(child);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  let host: string | undefined;
-  const ca = options.tls ? readFileSync(options.tls.ca) : undefined;
-  try {
-    await waitUntil(async () => {
-      if (child.exitCode !== null)
-        throw new Error(`docker-registry exited: ${readFileSync(logPath, "utf8")}`);
-      const port = listeningPorts(child.pid!)[0];
-      if (port === undefined) return false;
-      host = `127.0.0.1:${port}`;
-      const status = ca
-        ? await httpsStatus(`https://${host}/v2/`, ca)
-        : (await fetch(`http://${host}/v2/`).catch(() => undefined))?.status;
-      return status === 200;
-    }, START_TIMEOUT_MS);
-  } catch (error) {
-    child.kill("SIGKILL");
-    throw error;
-  }
+    secret: options.secret ?? randomBytes(16).toString("hex"),
+    ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca } } : {}),
+  });
   const server: BenchServer = {
     name: "reference",
-    host: host!,
-    url: `${options.tls ? "https" : "http"}://${host!}`,
+    host: reference.host,
+    url: reference.url,
     root,
-    pids: () => processTree(child.pid!),
+    pids: () => processTree(reference.pid),
     async stop() {
       live.delete(server);
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      const hung = await Promise.race([
-        exited.then(() => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS))),
-      ]);
-      clearTimeout(timer);
-      if (!hung) return;
-      child.kill("SIGKILL");
-      await exited;
+      await reference.stop();
     },
   };
   live.add(server);
   return server;
-}
-
-/** TCP ports a process listens on, from its socket descriptors and /proc/<pid>/net/tcp. */
-function listeningPorts(pid: number): number[] {
-  const inodes = new Set<string>();
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-        if (inode) inodes.add(inode);
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-    const ports: number[] = [];
-    for (const line of readFileSync(`/proc/${pid}/net/tcp`, "utf8").split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      // fields: sl local_address rem_address st ... inode (10th)
-      if (fields[3] === "0A" && inodes.has(fields[9]!)) ports.push(parseInt(fields[1]!.split(":")[1]!, 16));
-    }
-    return ports;
-  } catch {
-    return [];
-  }
-}
-
-function httpsStatus(url: string, ca: Buffer): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const request = httpsRequest(url, { ca, agent: false }, (response) => {
-      response.resume();
-      resolve(response.statusCode);
-    });
-    request.on("error", () => resolve(undefined));
-    request.end();
-  });
 }
 
 export interface Pair {
@@ -350,4 +254,28 @@ export function largeFile(size: number): { path: string; digest: string; size: n
     writeFileSync(digestPath, `sha256:${hash.digest("hex")}`);
   }
   return { path, digest: readFileSync(digestPath, "utf8").trim(), size };
+}
+
+/**
+ * The manifest the small-push benchmarks send: the first blob as its config, the others as
+ * layers, serialized as pushed.
+ */
+export function manifestOf(blobs: readonly Blob[]): Buffer {
+  const [config, ...layers] = blobs;
+  if (config === undefined) throw new Error("a manifest needs at least its config blob");
+  const body = {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      digest: config.digest,
+      size: config.size,
+    },
+    layers: layers.map((b) => ({
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: b.digest,
+      size: b.size,
+    })),
+  };
+  return Buffer.from(JSON.stringify(body));
 }

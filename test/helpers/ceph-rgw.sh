@@ -8,6 +8,10 @@
 #   CEPH_MON_PORT       monitor port (3300)            CEPH_RGW_PORT   S3 port (7480)
 #   CEPH_MEMSTORE_BYTES OSD capacity (3 GiB)           CEPH_PARENT     exit when this PID is gone
 #   CEPH_ACCESS_KEY / CEPH_SECRET_KEY                  the S3 user's keys (RGWACCESS / RGWSECRET)
+#   CEPH_GC_MIN_WAIT    seconds before RGW frees deleted data (30; RGW's own default is 2 h)
+#
+# While it runs, `radosgw-admin --conf DIR/ceph.conf --name client.admin gc process --include-all`
+# frees deleted data at once (the benchmark does between phases).
 #
 # When the gateway answers S3 requests it writes DIR/endpoint (the URL); it runs until SIGTERM
 # (or its parent is gone), then stops what it started and removes DIR. A failure leaves
@@ -20,6 +24,7 @@ MEMSTORE=${CEPH_MEMSTORE_BYTES:-3221225472}
 ACCESS=${CEPH_ACCESS_KEY:-RGWACCESS}
 SECRET=${CEPH_SECRET_KEY:-RGWSECRET}
 PARENT=${CEPH_PARENT:-}
+GC_MIN_WAIT=${CEPH_GC_MIN_WAIT:-30}
 
 # Ports already taken would have our clients talk to someone else's Ceph: refuse at once.
 for port in "$MON_PORT" "$RGW_PORT"; do
@@ -91,7 +96,7 @@ rgw data = $DIR/rgw
 rgw dns name = 127.0.0.1
 # Deleted and overwritten data is freed within a minute, not RGW's default of hours: a test run
 # writes and deletes far more than the OSD holds.
-rgw gc obj min wait = 30
+rgw gc obj min wait = $GC_MIN_WAIT
 rgw gc processor period = 30
 rgw gc processor max time = 30
 EOF

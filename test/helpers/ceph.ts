@@ -4,7 +4,7 @@
  * Ceph RGW for the whole run (`startCeph`) — else a Ceph RGW this test process starts itself
  * (a test file run alone). Each test makes its own bucket (`testBucket`) and removes it.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,10 @@ export interface CephGateway {
   readonly target: S3Target;
   /** The variables that hand this gateway to test processes. */
   readonly env: Record<string, string>;
+  /** Frees what deleted objects still hold in the OSD now (`radosgw-admin gc process --include-all`). */
+  collectGarbage(): void;
+  /** `ceph health` (HEALTH_ERR when the OSD is full). */
+  health(): string;
   stop(): Promise<void>;
 }
 
@@ -42,6 +46,8 @@ export interface CephOptions {
   rgwPort?: number;
   /** The OSD's capacity; 2-4 GiB fits a 1 GiB benchmark. */
   memstoreBytes?: number;
+  /** Seconds before RGW's garbage collector frees deleted data (the script's default: 30). */
+  gcMinWaitSeconds?: number;
 }
 
 /**
@@ -60,6 +66,9 @@ export async function startCeph(options: CephOptions = {}): Promise<CephGateway>
       CEPH_MEMSTORE_BYTES: String(
         options.memstoreBytes ?? process.env.NEAM_TEST_CEPH_MEMSTORE_BYTES ?? 3 * 1024 ** 3,
       ),
+      ...(options.gcMinWaitSeconds !== undefined
+        ? { CEPH_GC_MIN_WAIT: String(options.gcMinWaitSeconds) }
+        : {}),
       CEPH_ACCESS_KEY: keys.accessKey,
       CEPH_SECRET_KEY: keys.secretKey,
       CEPH_PARENT: String(process.pid),
@@ -94,8 +103,21 @@ export async function startCeph(options: CephOptions = {}): Promise<CephGateway>
     region: "us-east-1",
     ...keys,
   };
+  const admin = (command: string, args: string[]) => {
+    const result = spawnSync(
+      "timeout",
+      ["60", command, "--conf", join(dir, "ceph.conf"), "--name", "client.admin", ...args],
+      {
+        encoding: "utf8",
+      },
+    );
+    if (result.status !== 0) throw new Error(`${command} ${args.join(" ")}: ${result.stderr.trim()}`);
+    return result.stdout;
+  };
   return {
     target,
+    collectGarbage: () => void admin("radosgw-admin", ["gc", "process", "--include-all"]),
+    health: () => admin("ceph", ["health"]).trim(),
     env: {
       NEAM_TEST_S3_ENDPOINT: target.endpoint,
       NEAM_TEST_S3_REGION: target.region,

@@ -7,14 +7,15 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { stringify } from "yaml";
 import { testBucket, type TestBucket } from "../../helpers/ceph.js";
 import { Client, assertServed, blob, imageManifest } from "../../helpers/oci.js";
 import { writeOciLayout } from "../../helpers/oci-layout.js";
-import { startRegistry, tempDir, type RegistryProcess } from "../../helpers/registry.js";
+import { startRegistry, tempDir, waitUntil, type RegistryProcess } from "../../helpers/registry.js";
 import { servedDigest, skopeo } from "../../helpers/tools.js";
 
 const MAIN = new URL("../../../server/src/main.js", import.meta.url).pathname;
@@ -45,6 +46,26 @@ async function registryOn(
   });
   registries.push(registry);
   return registry;
+}
+
+/** TCP connections of process `pid` to 127.0.0.1:`port`, with the bytes unread in each. */
+function connectionsTo(pid: number, port: number): { state: string; rxQueue: number }[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode !== undefined) inodes.add(inode);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync(`/proc/${pid}/net/tcp`, "utf8")
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[2] === remote && inodes.has(f[9]!))
+    .map((f) => ({ state: f[3]!, rxQueue: parseInt(f[4]!.split(":")[1]!, 16) }));
 }
 
 /** Keys under the layout (what a registry left in the bucket). */
@@ -200,6 +221,83 @@ describe("registry on S3", () => {
     await assertServed(client, "gc/kept", "v1", kept);
     // The multi-arch image of the first test is tagged: it stays whole.
     assert.equal(servedDigest(ref("apps/multi:v1")), digests.index);
+  });
+
+  it("a large blob pulls whole; client Range requests across its part boundaries get those bytes", async () => {
+    const client = new Client(registry.url);
+    // Pushed in one piece, so the driver writes it as a multipart object of 5 MiB parts.
+    const data = randomBytes(23 * MiB + 12345);
+    const digest = sha256(data);
+    const put = await client.request("POST", `/v2/apps/large/blobs/uploads/?digest=${digest}`, {
+      body: data,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    assert.equal(put.status, 201, await put.clone().text());
+    const whole = await client.request("GET", `/v2/apps/large/blobs/${digest}`);
+    assert.equal(whole.status, 200);
+    assert.equal(sha256(Buffer.from(await whole.arrayBuffer())), digest);
+    for (const [start, end] of [
+      [5 * MiB - 7, 5 * MiB + 7],
+      [5 * MiB - 1, 15 * MiB],
+      [MiB, 22 * MiB],
+      [20 * MiB + 1, data.length - 1],
+    ] as const) {
+      const response = await client.request("GET", `/v2/apps/large/blobs/${digest}`, {
+        headers: { Range: `bytes=${start}-${end}` },
+      });
+      assert.equal(response.status, 206);
+      assert.equal(response.headers.get("Content-Range"), `bytes ${start}-${end}/${data.length}`);
+      assert.equal(sha256(Buffer.from(await response.arrayBuffer())), sha256(data.subarray(start, end + 1)));
+    }
+  });
+
+  it("a client that goes away mid-pull ends the registry's read from S3 (no connection left stalled)", async () => {
+    const data = randomBytes(40 * MiB);
+    const digest = sha256(data);
+    const client = new Client(registry.url);
+    const put = await client.request("POST", `/v2/apps/abandoned/blobs/uploads/?digest=${digest}`, {
+      body: data,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    assert.equal(put.status, 201);
+    const s3Port = Number(new URL(b.target.endpoint).port);
+    // Several clients read the first MiB of the blob, then drop their connection.
+    await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const request = httpGet(
+              `${registry.url}/v2/apps/abandoned/blobs/${digest}`,
+              { agent: false },
+              (r) => {
+                let received = 0;
+                r.on("data", (chunk: Buffer) => {
+                  received += chunk.length;
+                  if (received >= MiB) {
+                    request.destroy();
+                    resolve();
+                  }
+                });
+              },
+            );
+            request.on("error", (error) => (request.destroyed ? resolve() : reject(error)));
+          }),
+      ),
+    );
+    // A read the registry kept open would sit with RGW's data unread in its socket for good; an
+    // aborted one is closed, and sockets kept for reuse hold nothing.
+    await waitUntil(
+      async () => connectionsTo(registry.process.pid!, s3Port).every((c) => c.rxQueue === 0),
+      20_000,
+    ).catch(() => {
+      throw new Error(
+        `connections to S3 with unread data: ${JSON.stringify(connectionsTo(registry.process.pid!, s3Port))}`,
+      );
+    });
+    // And the registry still serves the blob whole.
+    const again = await client.request("GET", `/v2/apps/abandoned/blobs/${digest}`);
+    assert.equal(sha256(Buffer.from(await again.arrayBuffer())), digest);
   });
 
   it("/debug/health checks the bucket", async () => {
