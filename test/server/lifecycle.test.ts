@@ -124,7 +124,7 @@ describe("storage.maintenance.uploadpurging", () => {
       await waitUntil(async () => (await client.request("GET", location)).status === 404, 10_000);
       assert.deepEqual(readdirSync(uploadsDir), []);
       // The log is written asynchronously.
-      await waitUntil(async () => /"purged":1,.*purged abandoned uploads/.test(registry.log()), 5000);
+      await waitUntil(async () => /"purged":1,.*upload purge ran/.test(registry.log()), 5000);
     } finally {
       await registry.stop();
     }

@@ -60,6 +60,15 @@ export function startUploadPurging(config: Config, driver: StorageDriver, logger
         "upload purge ran",
       );
     } catch (error) {
+      // A failed load of the coordination code is tried again next time, not kept.
+      if (
+        coordination !== undefined &&
+        (await coordination.then(
+          () => false,
+          () => true,
+        ))
+      )
+        coordination = undefined;
       logger.error({ err: error }, "upload purge failed");
     } finally {
       await release?.();

@@ -259,6 +259,8 @@ export class FilesystemDriver implements StorageDriver {
 
   async writer(path: string, append: boolean, options?: { durable?: boolean }): Promise<Writable> {
     const full = this.full(path);
+    // Whatever this writer adds is unsynced until it closes cleanly (a durable one re-adds it).
+    this.synced.delete(full);
     const durable = options?.durable ?? false;
     const open = async () => {
       const stream = createWriteStream(full, {
@@ -289,6 +291,8 @@ export class FilesystemDriver implements StorageDriver {
 
   async appendContent(path: string, content: Uint8Array | string, expected: number): Promise<number> {
     const full = this.full(path);
+    // Synced again only once this append is (a failed one may leave the file unsynced).
+    this.synced.delete(full);
     const data = asBuffer(content);
     const addon = this.addon;
     if (addon !== undefined && typeof addon.appendFile === "function") {
