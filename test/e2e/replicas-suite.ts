@@ -763,6 +763,8 @@ function pausedBackup(replica: RegistryProcess): Promise<IncomingMessage> {
 /** Reads an answer to its end: whether it was whole (not cut off). */
 function ended(response: IncomingMessage): Promise<boolean> {
   return new Promise((resolve) => {
+    // A paused answer the server already cut off may have closed before anyone listened.
+    if (response.closed || response.destroyed) return resolve(response.complete);
     response.on("data", () => {});
     response.on("error", () => {});
     response.on("close", () => resolve(response.complete));
