@@ -2,7 +2,7 @@ import { join } from "node:path";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { get as httpGet, request as httpRequest, type IncomingMessage } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { readLayoutIndex, writeOciLayout } from "../helpers/oci-layout.js";
@@ -19,6 +19,7 @@ import { startRedis, type RedisServer } from "../helpers/redis.js";
 import { metricValue, startRegistry, tempDir, waitUntil, type RegistryProcess } from "../helpers/registry.js";
 import { startHttpServer } from "../helpers/http-server.js";
 import { startReference } from "../helpers/reference.js";
+import { walkFigures } from "../helpers/storage-walk.js";
 import { run, servedDigest, skopeo } from "../helpers/tools.js";
 
 const MAIN = new URL("../../server/src/main.js", import.meta.url).pathname;
@@ -689,35 +690,6 @@ export function describeReplicas(storage: SharedStorage): void {
       }
     });
   });
-}
-
-/** The storage figures counted from the files under `root`, as a fresh walk counts them. */
-function walkFigures(root: string) {
-  const v2 = join(root, "docker/registry/v2");
-  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
-  let blobs = 0;
-  let bytes = 0;
-  for (const algorithm of list(join(v2, "blobs")))
-    for (const prefix of list(join(v2, "blobs", algorithm)))
-      for (const hex of list(join(v2, "blobs", algorithm, prefix))) {
-        const data = join(v2, "blobs", algorithm, prefix, hex, "data");
-        if (!existsSync(data)) continue;
-        blobs++;
-        bytes += statSync(data).size;
-      }
-  let repositories = 0;
-  let manifests = 0;
-  const visit = (dir: string) => {
-    const children = list(dir);
-    if (children.includes("_manifests")) {
-      repositories++;
-      const revisions = join(dir, "_manifests/revisions");
-      for (const algorithm of list(revisions)) manifests += list(join(revisions, algorithm)).length;
-    }
-    for (const child of children) if (!child.startsWith("_")) visit(join(dir, child));
-  };
-  visit(join(v2, "repositories"));
-  return { repositories, manifests, blobs, bytes };
 }
 
 /** True when every replica exports complete storage figures equal to a walk; else what differs. */

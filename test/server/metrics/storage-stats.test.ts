@@ -5,7 +5,7 @@
  * files made here, after pushes, re-pushes, deletes, garbage collection and a restart.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Client, blob, imageManifest, indexManifest, sha256 } from "../../helpers/oci.js";
@@ -17,6 +17,7 @@ import {
   type RegistryProcess,
 } from "../../helpers/registry.js";
 import { generateStore } from "../../../bench/scale/generate.js";
+import { walkFigures as walk, type Figures } from "../../helpers/storage-walk.js";
 
 const REPOSITORIES = 50;
 const MANIFESTS_PER_REPOSITORY = 20;
@@ -42,42 +43,6 @@ function writeStore(root: string): void {
       writeFileSync(join(revision, "link"), digest);
     }
   }
-}
-
-interface Figures {
-  repositories: number;
-  manifests: number;
-  blobs: number;
-  bytes: number;
-}
-
-/** The figures, counted from the files (what a fresh walk finds). */
-function walk(root: string): Figures {
-  const v2 = join(root, "docker/registry/v2");
-  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
-  let blobs = 0;
-  let bytes = 0;
-  for (const algorithm of list(join(v2, "blobs")))
-    for (const prefix of list(join(v2, "blobs", algorithm)))
-      for (const hex of list(join(v2, "blobs", algorithm, prefix))) {
-        const data = join(v2, "blobs", algorithm, prefix, hex, "data");
-        if (!existsSync(data)) continue;
-        blobs++;
-        bytes += statSync(data).size;
-      }
-  let repositories = 0;
-  let manifests = 0;
-  const visit = (dir: string) => {
-    const children = list(dir);
-    if (children.includes("_manifests")) {
-      repositories++;
-      const revisions = join(dir, "_manifests/revisions");
-      for (const algorithm of list(revisions)) manifests += list(join(revisions, algorithm)).length;
-    }
-    for (const child of children) if (!child.startsWith("_")) visit(join(dir, child));
-  };
-  visit(join(v2, "repositories"));
-  return { repositories, manifests, blobs, bytes };
 }
 
 /** The figures the registry exports, once they are complete. */
