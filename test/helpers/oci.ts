@@ -129,6 +129,20 @@ export class Client {
     if (response.status !== 202) throw new Error(`start upload: ${response.status}`);
     return response.headers.get("Location")!;
   }
+
+  /** Sends `data` as the chunk at `offset` (202 asserted); the path and query of the next Location. */
+  async patchChunk(location: string, offset: number, data: Buffer): Promise<string> {
+    const response = await this.request("PATCH", location, {
+      body: data,
+      headers: {
+        "Content-Type": "application/octet-stream",
+        "Content-Range": `${offset}-${offset + data.length - 1}`,
+      },
+    });
+    assert.equal(response.status, 202, await response.text());
+    const url = new URL(response.headers.get("Location")!, this.base);
+    return url.pathname + url.search;
+  }
 }
 
 /** The path of a Location header, whether the registry sent it absolute or relative. */

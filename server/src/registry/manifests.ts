@@ -193,11 +193,7 @@ export class ManifestStore {
     }
     const digest = await this.resolve(name, reference);
     // Tags first: a crash then leaves an untagged manifest, never a tag pointing at nothing.
-    const dropped = [
-      cacheKeys.revision(name, digest.value),
-      cacheKeys.blob(name, digest.value),
-      cacheKeys.tagList(name),
-    ];
+    const dropped = [cacheKeys.tagList(name)];
     for (const tag of await listOrEmpty(this.driver, layout.tagsDir(name))) {
       const current = await readLink(this.driver, layout.tagCurrentLink(name, tag));
       if (current?.value === digest.value) {
@@ -206,13 +202,7 @@ export class ManifestStore {
       }
     }
     const manifest = await this.load(digest).catch(() => undefined);
-    if (manifest?.parsed.subject !== undefined) {
-      await this.driver.delete(
-        layout.referrerLink(name, manifest.parsed.subject, digest).replace(/\/link$/, ""),
-      );
-    }
-    await this.driver.delete(layout.revisionDir(name, digest));
-    await this.metadata.invalidate(dropped);
+    await this.removeRevision(name, digest, manifest?.parsed.subject, dropped);
   }
 
   /**
@@ -225,14 +215,27 @@ export class ManifestStore {
    * dropped everywhere before this resolves.
    */
   async removeUnreachable(name: string, digest: Digest, subject: Digest | undefined): Promise<void> {
-    // The referrers entry first: a crash then leaves a revision without one, which lists nothing.
+    this.cache.delete(digest.value);
+    await this.removeRevision(name, digest, subject, []);
+  }
+
+  /**
+   * Removes a revision and its referrers entry (first: a crash then leaves a revision without
+   * one, which lists nothing), then drops what was cached about it, and `alsoDrop`, everywhere.
+   */
+  private async removeRevision(
+    name: string,
+    digest: Digest,
+    subject: Digest | undefined,
+    alsoDrop: readonly string[],
+  ): Promise<void> {
     if (subject !== undefined)
       await this.driver.delete(layout.referrerLink(name, subject, digest).replace(/\/link$/, ""));
     await this.driver.delete(layout.revisionDir(name, digest));
-    this.cache.delete(digest.value);
     await this.metadata.invalidate([
       cacheKeys.revision(name, digest.value),
       cacheKeys.blob(name, digest.value),
+      ...alsoDrop,
     ]);
   }
 

@@ -12,18 +12,8 @@ import { startRegistry, type RegistryProcess } from "../../helpers/registry.js";
 
 const REPO = "commit/check";
 
-async function patch(client: Client, location: string, offset: number, data: Buffer): Promise<string> {
-  const response = await client.request("PATCH", location, {
-    body: data,
-    headers: {
-      "Content-Type": "application/octet-stream",
-      "Content-Range": `${offset}-${offset + data.length - 1}`,
-    },
-  });
-  assert.equal(response.status, 202, await response.text());
-  const url = new URL(response.headers.get("Location")!, client.base);
-  return url.pathname + url.search;
-}
+const patch = (client: Client, location: string, offset: number, data: Buffer) =>
+  client.patchChunk(location, offset, data);
 
 async function commit(client: Client, location: string, digest: string): Promise<Response> {
   return client.request("PUT", `${location}${location.includes("?") ? "&" : "?"}digest=${digest}`);

@@ -44,17 +44,8 @@ function scribble(dir: string): void {
   closeSync(fd);
 }
 
-async function patch(client: Client, location: string, offset: number, data: Buffer) {
-  const response = await client.request("PATCH", location, {
-    body: data,
-    headers: {
-      "Content-Type": "application/octet-stream",
-      "Content-Range": `${offset}-${offset + data.length - 1}`,
-    },
-  });
-  assert.equal(response.status, 202, await response.text());
-  return pathOf(response.headers.get("Location")!, client.base);
-}
+const patch = (client: Client, location: string, offset: number, data: Buffer) =>
+  client.patchChunk(location, offset, data);
 
 /** A Location without its host (a restarted server listens elsewhere), query kept (the reference's `_state`). */
 function pathOf(location: string, base: string): string {
